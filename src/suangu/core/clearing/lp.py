@@ -1,0 +1,227 @@
+"""The clearing as a linear or mixed-integer program in HiGHS, built in bulk.
+
+Used when the market has what a plain network cannot express: gang orders (binary placement
+columns) and minimum green shares (side rows). Columns: bid arcs (GPU-slots of an order in a
+pool-slot), supply arcs (GPU-slots of an offer) and gang placements. The matrix is assembled
+from numpy arrays with scipy.sparse, never row by row.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from suangu.core.clearing.model import (
+    ARC_BID,
+    ARC_SUPPLY,
+    ARC_WORK,
+    ClearingModel,
+    FloatArray,
+    IntArray,
+)
+from suangu.core.errors import SolverError
+
+
+_BANNER_SHOWN = False
+
+
+def _new_highs() -> highspy.Highs:
+    """A silent HiGHS instance. The C++ library prints a banner on stdout the first time one
+    is created in a process, before any option can be set: swallow that one line."""
+    global _BANNER_SHOWN
+    if _BANNER_SHOWN:
+        return highspy.Highs()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        _BANNER_SHOWN = True
+    return h
+
+
+@dataclass(frozen=True)
+class LpSolution:
+    bid: FloatArray  # GPU-slots per BID arc (model arc order)
+    supply: FloatArray  # GPU-slots per SUPPLY arc
+    placement: FloatArray  # 0/1 per gang placement
+    green_dual: FloatArray  # >= 0 per green row: value of one unit of green-row slack
+    objective: float
+    optimal: bool
+    mip_gap: float
+
+
+def solve_lp(
+    model: ClearingModel,
+    *,
+    excluded_placements: IntArray | None = None,
+    fixed_placements: IntArray | None = None,
+    integer: bool = True,
+    time_limit_s: float = 60.0,
+    mip_rel_gap: float = 1e-7,
+) -> LpSolution:
+    """Solve the clearing; placements in ``excluded_placements`` are forced to 0, those in
+    ``fixed_placements`` (a 0/1 vector) are fixed, which turns the MIP into an LP."""
+    bid_idx = np.nonzero(model.kind == ARC_BID)[0]
+    sup_idx = np.nonzero(model.kind == ARC_SUPPLY)[0]
+    nb, ns, npl = bid_idx.size, sup_idx.size, len(model.placements)
+    n_col = nb + ns + npl
+    pl = model.placements
+
+    rows, cols, vals = [], [], []
+    lower: list[FloatArray] = []
+    upper: list[FloatArray] = []
+    r = 0
+
+    def add(block_rows: IntArray, block_cols: IntArray, block_vals: FloatArray) -> None:
+        rows.append(block_rows)
+        cols.append(block_cols)
+        vals.append(block_vals)
+
+    # Work rows: sum of an order's bid arcs <= its work.
+    bid_order = model.arc_order[bid_idx]
+    orders_used, order_row = np.unique(bid_order, return_inverse=True)
+    work = np.zeros(len(model.orders), np.int64)
+    w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
+    work[model.arc_order[w_arcs]] = model.cap[w_arcs]
+    add(r + order_row, np.arange(nb), np.ones(nb))
+    lower.append(np.full(orders_used.size, -np.inf))
+    upper.append(work[orders_used].astype(np.float64))
+    r += orders_used.size
+
+    # Order-slot rows: bid arcs from one order-slot node <= the order's GPUs per slot.
+    os_nodes, os_row, os_count = np.unique(
+        model.tail[bid_idx], return_inverse=True, return_counts=True
+    )
+    multi = os_count[os_row] > 1
+    if multi.any():
+        used, compact = np.unique(os_row[multi], return_inverse=True)
+        add(r + compact, np.nonzero(multi)[0], np.ones(int(multi.sum())))
+        lower.append(np.full(used.size, -np.inf))
+        gpus = np.asarray([model.orders[i].gpus for i in model.arc_order[bid_idx]], np.float64)
+        first_arc = np.zeros(os_nodes.size, np.int64)
+        first_arc[os_row[::-1]] = np.arange(nb)[::-1]
+        upper.append(gpus[first_arc[used]])
+        r += used.size
+
+    # Pool-slot balance: bids + gang use - supply = 0.
+    ps_of_bid = model.head[bid_idx] - model.ps_base
+    ps_of_sup = model.tail[sup_idx] - model.ps_base
+    pl_nodes = [
+        (pl.pool[j] * model.n_slots + pl.start[j] + np.arange(pl.duration[j]), j)
+        for j in range(npl)
+    ]
+    pl_ps = np.concatenate([n for n, _ in pl_nodes]) if npl else np.zeros(0, np.int64)
+    pl_col = np.concatenate([np.full(n.size, j) for n, j in pl_nodes]) if npl else pl_ps
+    all_ps = np.unique(np.concatenate([ps_of_bid, ps_of_sup, pl_ps]))
+    ps_row = np.full(model.n_pool_slots, -1, np.int64)
+    ps_row[all_ps] = r + np.arange(all_ps.size)
+    add(ps_row[ps_of_bid], np.arange(nb), np.ones(nb))
+    add(ps_row[ps_of_sup], nb + np.arange(ns), -np.ones(ns))
+    if npl:
+        add(ps_row[pl_ps], nb + ns + pl_col, pl.gpus[pl_col].astype(np.float64))
+    lower.append(np.zeros(all_ps.size))
+    upper.append(np.zeros(all_ps.size))
+    r += all_ps.size
+
+    # Green rows: sum (green - min) * x >= 0 over the order's bid arcs.
+    green_row0 = r
+    for _, arcs, coef in model.green_rows:
+        add(np.full(arcs.size, r), arcs, coef)
+        lower.append(np.zeros(1))
+        upper.append(np.full(1, np.inf))
+        r += 1
+
+    # Gang rows: at most one placement per gang order.
+    if npl:
+        add(r + pl.order, nb + ns + np.arange(npl), np.ones(npl))
+        lower.append(np.full(len(model.gangs), -np.inf))
+        upper.append(np.ones(len(model.gangs)))
+        r += len(model.gangs)
+
+    matrix = sp.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, n_col)
+    )
+    matrix.sum_duplicates()
+    cost = np.concatenate(
+        [
+            -model.cost[bid_idx].astype(np.float64),  # limit per GPU-slot
+            -model.cost[sup_idx].astype(np.float64),  # minus reserve
+            (pl.value * pl.gpus * pl.duration).astype(np.float64),
+        ]
+    )
+    col_lower = np.zeros(n_col)
+    col_upper = np.concatenate(
+        [model.cap[bid_idx], model.cap[sup_idx], np.ones(npl)]
+    ).astype(np.float64)
+    if excluded_placements is not None and excluded_placements.size:
+        col_upper[nb + ns + excluded_placements] = 0.0
+    if fixed_placements is not None:
+        col_lower[nb + ns :] = fixed_placements
+        col_upper[nb + ns :] = fixed_placements
+    is_mip = integer and npl > 0 and fixed_placements is None
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_col
+    lp.num_row_ = r
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = np.concatenate(lower) if lower else np.zeros(0)
+    lp.row_upper_ = np.concatenate(upper) if upper else np.zeros(0)
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    lp.a_matrix_.num_col_ = n_col
+    lp.a_matrix_.num_row_ = r
+    integrality = np.zeros(n_col, np.int32)
+    if is_mip:
+        integrality[nb + ns :] = 1
+    lp.integrality_ = [highspy.HighsVarType(int(v)) for v in integrality]
+
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    ok = {highspy.HighsModelStatus.kOptimal}
+    limited = {highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt}
+    if status not in ok | limited:
+        raise SolverError(
+            f"HiGHS ended with {h.modelStatusToString(status)}", fix="report this market"
+        )
+    solution = h.getSolution()
+    if not solution.value_valid:
+        raise SolverError("HiGHS found no feasible clearing in the time limit",
+                          fix="raise the time limit")
+    x = np.asarray(solution.col_value)
+    info = h.getInfo()
+    green_dual = np.zeros(len(model.green_rows))
+    if not is_mip and solution.dual_valid and model.green_rows:
+        duals = np.asarray(solution.row_dual)[green_row0 : green_row0 + len(model.green_rows)]
+        green_dual = np.abs(duals)
+    gap = float(info.mip_gap) if is_mip else 0.0
+    return LpSolution(
+        bid=x[:nb],
+        supply=x[nb : nb + ns],
+        placement=np.round(x[nb + ns :]),
+        green_dual=green_dual,
+        objective=float(info.objective_function_value),
+        optimal=status in ok,
+        mip_gap=gap if np.isfinite(gap) else 0.0,
+    )

@@ -1,0 +1,475 @@
+"""Domain types of the market: sites, pools, slots, orders, offers, allocations and prices.
+
+All are frozen dataclasses validated in their constructors; a bad value raises
+:class:`~suangu.core.errors.ValidationError` naming the field and the fix. Money is integer
+fen (1 yuan = 100 fen); prices are fen per GPU-hour; quantities are whole GPUs per slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from suangu.core.errors import UnknownReferenceError, ValidationError
+from suangu.core.gpus import CATALOGUE, GpuClass, gpu_class
+
+SECONDS_PER_HOUR = 3600
+#: Upper bound on any price, fen per GPU-hour (100,000 yuan): catches unit mistakes.
+MAX_PRICE_FEN = 10_000_000
+#: Upper bound on GPUs in one order or offer slot.
+MAX_GPUS = 1_000_000
+
+
+class OrderKind(StrEnum):
+    """How an order may be filled."""
+
+    BATCH = "batch"  # divisible work, any slots in its window, partial fill allowed
+    GANG = "gang"  # exactly g GPUs in one pool for d contiguous slots, or nothing
+    SERVICE = "service"  # up to g GPUs in every slot of its window (inference replicas)
+
+
+def _require(ok: bool, field_name: str, message: str, fix: str) -> None:
+    if not ok:
+        raise ValidationError(message, field=field_name, fix=fix)
+
+
+def _check_id(value: str, field_name: str = "id") -> None:
+    _require(
+        isinstance(value, str) and bool(value.strip()),
+        field_name,
+        f"must be a non-empty string, got {value!r}",
+        "give every object an identifier",
+    )
+
+
+def _check_int(value: Any, field_name: str, lo: int, hi: int, fix: str) -> None:
+    _require(
+        isinstance(value, int) and not isinstance(value, bool),
+        field_name,
+        f"must be an integer, got {value!r}",
+        fix,
+    )
+    _require(lo <= value <= hi, field_name, f"must be between {lo} and {hi}, got {value}", fix)
+
+
+def _check_share(value: float, field_name: str) -> None:
+    _require(
+        isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0,
+        field_name,
+        f"must be a share between 0 and 1, got {value!r}",
+        "write 0.8 for 80%",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TimeGrid:
+    """The market's time grid: slot ``k`` starts at ``epoch + k * slot_seconds`` (Unix s)."""
+
+    epoch: int = 0
+    slot_seconds: int = SECONDS_PER_HOUR
+
+    def __post_init__(self) -> None:
+        _check_int(self.epoch, "epoch", 0, 2**40, "use Unix seconds")
+        _check_int(self.slot_seconds, "slot_seconds", SECONDS_PER_HOUR, 7 * 24 * 3600, "use 3600")
+        _require(
+            self.slot_seconds % SECONDS_PER_HOUR == 0,
+            "slot_seconds",
+            f"must be a whole number of hours, got {self.slot_seconds}",
+            "use 3600 (one hour) or a multiple of it",
+        )
+
+    @property
+    def slot_hours(self) -> int:
+        return self.slot_seconds // SECONDS_PER_HOUR
+
+    def slot_start(self, slot: int) -> int:
+        return self.epoch + slot * self.slot_seconds
+
+    def slot_at(self, unix_seconds: int) -> int:
+        """The slot containing the instant ``unix_seconds``."""
+        return (unix_seconds - self.epoch) // self.slot_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One data centre."""
+
+    id: str
+    name: str
+    province: str
+    region: str  # the hub it belongs to (东数西算 hub), used by residency rules
+    lat: float = 0.0
+    lon: float = 0.0
+    pue: float = 1.2
+    latency_ms: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        _check_id(self.province, "province")
+        _check_id(self.region, "region")
+        _require(-90 <= self.lat <= 90, "lat", f"must be in [-90, 90], got {self.lat}", "degrees")
+        _require(
+            -180 <= self.lon <= 180, "lon", f"must be in [-180, 180], got {self.lon}", "degrees"
+        )
+        _require(
+            math.isfinite(self.pue) and 1.0 <= self.pue <= 3.0,
+            "pue",
+            f"must be between 1.0 and 3.0, got {self.pue}",
+            "PUE is facility power / IT power, typically 1.1-1.6",
+        )
+        for place, ms in self.latency_ms.items():
+            _require(
+                isinstance(ms, int | float) and math.isfinite(ms) and ms >= 0,
+                f"latency_ms.{place}",
+                f"must be a non-negative number of milliseconds, got {ms!r}",
+                "give one-way latency in ms",
+            )
+        object.__setattr__(self, "latency_ms", MappingProxyType(dict(self.latency_ms)))
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """The GPUs of one class at one site."""
+
+    id: str
+    site_id: str
+    gpu_class: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        _check_id(self.site_id, "site_id")
+        object.__setattr__(self, "gpu_class", gpu_class(self.gpu_class).name)
+
+
+def _per_slot(value: int | Sequence[int], n: int | None, field_name: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        _require(n is not None, field_name, "needs a length", "give a list, one value per slot")
+        assert n is not None
+        return (value,) * n
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A provider's capacity in one pool over consecutive slots, with reserve prices.
+
+    ``gpus[k]`` and ``reserve_fen[k]`` apply to slot ``start_slot + k``; the reserve is the
+    lowest price, in fen per GPU-hour, at which the provider sells.
+    """
+
+    id: str
+    provider_id: str
+    pool_id: str
+    start_slot: int
+    gpus: tuple[int, ...]
+    reserve_fen: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        _check_id(self.provider_id, "provider_id")
+        _check_id(self.pool_id, "pool_id")
+        _check_int(self.start_slot, "start_slot", 0, 2**31, "slots count from the grid epoch")
+        gpus = tuple(self.gpus)
+        reserve = tuple(self.reserve_fen)
+        _require(len(gpus) > 0, "gpus", "must cover at least one slot", "list GPUs per slot")
+        _require(
+            len(reserve) == len(gpus),
+            "reserve_fen",
+            f"has {len(reserve)} values for {len(gpus)} slots of gpus",
+            "give one reserve price per slot, or a single number",
+        )
+        for k, g in enumerate(gpus):
+            _check_int(g, f"gpus[{k}]", 0, MAX_GPUS, "whole GPUs, zero or more")
+        for k, r in enumerate(reserve):
+            _check_int(r, f"reserve_fen[{k}]", 0, MAX_PRICE_FEN, "fen per GPU-hour (1 yuan = 100)")
+        object.__setattr__(self, "gpus", gpus)
+        object.__setattr__(self, "reserve_fen", reserve)
+
+    @classmethod
+    def over(
+        cls,
+        id: str,
+        provider_id: str,
+        pool_id: str,
+        start_slot: int,
+        end_slot: int,
+        gpus: int | Sequence[int],
+        reserve_fen: int | Sequence[int],
+    ) -> Offer:
+        """An offer for slots ``[start_slot, end_slot)`` from constants or per-slot lists."""
+        n = end_slot - start_slot
+        _require(n > 0, "end_slot", f"must be after start_slot {start_slot}", "end is exclusive")
+        return cls(
+            id,
+            provider_id,
+            pool_id,
+            start_slot,
+            _per_slot(gpus, n, "gpus"),
+            _per_slot(reserve_fen, n, "reserve_fen"),
+        )
+
+    @property
+    def end_slot(self) -> int:
+        return self.start_slot + len(self.gpus)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A buyer's bid.
+
+    * ``batch``: up to ``gpu_hours`` of work, at most ``gpus`` GPUs in any slot, in any pools
+      and slots of the window ``[release_slot, deadline_slot)``; partial fills allowed.
+    * ``gang``: exactly ``gpus`` GPUs in one pool for ``duration_slots`` contiguous slots inside
+      the window, or nothing.
+    * ``service``: up to ``gpus`` GPUs in every slot of the window (replicas may be split
+      across pools); ``gpu_hours`` defaults to the whole window.
+
+    ``limit_fen`` is the most the buyer pays per GPU-hour. Empty filter sets mean "any".
+    """
+
+    id: str
+    buyer_id: str
+    kind: OrderKind
+    gpus: int
+    release_slot: int
+    deadline_slot: int
+    limit_fen: int
+    gpu_hours: int = 0
+    duration_slots: int = 0
+    gpu_classes: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+    provinces: frozenset[str] = frozenset()
+    home: str | None = None
+    max_latency_ms: float | None = None
+    min_green_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        _check_id(self.buyer_id, "buyer_id")
+        try:
+            kind = OrderKind(self.kind)
+        except ValueError:
+            raise ValidationError(
+                f"unknown order kind {self.kind!r}",
+                field="kind",
+                fix="use batch, gang or service",
+            ) from None
+        object.__setattr__(self, "kind", kind)
+        _check_int(self.gpus, "gpus", 1, MAX_GPUS, "GPUs per slot, at least 1")
+        _check_int(self.release_slot, "release_slot", 0, 2**31, "slots count from the grid epoch")
+        _check_int(self.deadline_slot, "deadline_slot", 0, 2**31, "slots count from the epoch")
+        _require(
+            self.deadline_slot > self.release_slot,
+            "deadline_slot",
+            f"must be after release_slot ({self.deadline_slot} <= {self.release_slot})",
+            "the deadline is the first slot the job may no longer use",
+        )
+        _check_int(self.limit_fen, "limit_fen", 1, MAX_PRICE_FEN, "fen per GPU-hour (1 yuan = 100)")
+        window = self.deadline_slot - self.release_slot
+        if kind is OrderKind.GANG:
+            _check_int(self.duration_slots, "duration_slots", 1, window, "slots the gang runs")
+        else:
+            _require(
+                self.duration_slots == 0,
+                "duration_slots",
+                "only gang orders have a duration",
+                "give batch work in gpu_hours",
+            )
+        if kind is OrderKind.BATCH:
+            _check_int(self.gpu_hours, "gpu_hours", 1, MAX_GPUS * 10_000, "GPU-hours of work")
+        elif kind is OrderKind.SERVICE and self.gpu_hours == 0:
+            object.__setattr__(self, "gpu_hours", 0)
+        if self.kind is OrderKind.SERVICE:
+            _check_int(self.gpu_hours, "gpu_hours", 0, MAX_GPUS * 10_000, "0 means whole window")
+        object.__setattr__(self, "gpu_classes", _canonical_classes(self.gpu_classes))
+        object.__setattr__(self, "regions", frozenset(self.regions))
+        object.__setattr__(self, "provinces", frozenset(self.provinces))
+        if self.max_latency_ms is not None:
+            _require(
+                isinstance(self.max_latency_ms, int | float)
+                and math.isfinite(self.max_latency_ms)
+                and self.max_latency_ms > 0,
+                "max_latency_ms",
+                f"must be a positive number of milliseconds, got {self.max_latency_ms!r}",
+                "give the one-way latency bound in ms",
+            )
+            _require(
+                bool(self.home),
+                "home",
+                "is needed when max_latency_ms is set",
+                "name the place latency is measured from, e.g. beijing",
+            )
+        _check_share(self.min_green_share, "min_green_share")
+
+    @property
+    def window(self) -> int:
+        return self.deadline_slot - self.release_slot
+
+    def max_gpu_slots(self, slot_hours: int) -> int:
+        """The most GPU-slots the order can take in a market with ``slot_hours`` slots."""
+        if self.kind is OrderKind.GANG:
+            return self.gpus * self.duration_slots
+        if self.kind is OrderKind.SERVICE:
+            full = self.gpus * self.window
+            return full if self.gpu_hours == 0 else min(full, self.gpu_hours // slot_hours)
+        return self.gpu_hours // slot_hours
+
+
+def _canonical_classes(names: Iterable[str]) -> frozenset[str]:
+    out = set()
+    for name in names:
+        try:
+            out.add(gpu_class(name).name)
+        except UnknownReferenceError as err:
+            raise UnknownReferenceError(err.message, field="gpu_classes", fix=err.fix) from None
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """Everything one clearing needs: the grid, the horizon and the open orders and offers.
+
+    The clearing covers slots ``[first_slot, first_slot + n_slots)``. ``green_share[pool_id]``
+    gives each pool's green share per slot of the horizon (missing pools count as 0).
+    """
+
+    grid: TimeGrid
+    first_slot: int
+    n_slots: int
+    sites: tuple[Site, ...]
+    pools: tuple[Pool, ...]
+    offers: tuple[Offer, ...]
+    orders: tuple[Order, ...]
+    green_share: Mapping[str, tuple[float, ...]] = field(default_factory=dict, hash=False)
+    catalogue: Mapping[str, GpuClass] = field(
+        default_factory=lambda: CATALOGUE, hash=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        _check_int(self.first_slot, "first_slot", 0, 2**31, "slots count from the grid epoch")
+        _check_int(self.n_slots, "n_slots", 1, 24 * 366, "the horizon in slots, e.g. 24")
+        for name in ("sites", "pools", "offers", "orders"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _unique(self.sites, "sites")
+        _unique(self.pools, "pools")
+        _unique(self.offers, "offers")
+        _unique(self.orders, "orders")
+        site_ids = {s.id for s in self.sites}
+        pool_ids = {p.id for p in self.pools}
+        for i, pool in enumerate(self.pools):
+            if pool.site_id not in site_ids:
+                raise UnknownReferenceError(
+                    f"unknown site {pool.site_id!r}", field=f"pools[{i}].site_id", fix="add it"
+                )
+            if pool.gpu_class not in self.catalogue:
+                raise UnknownReferenceError(
+                    f"GPU class {pool.gpu_class!r} is not in the catalogue",
+                    field=f"pools[{i}].gpu_class",
+                    fix="add it to the catalogue",
+                )
+        for i, offer in enumerate(self.offers):
+            if offer.pool_id not in pool_ids:
+                raise UnknownReferenceError(
+                    f"unknown pool {offer.pool_id!r}", field=f"offers[{i}].pool_id", fix="add it"
+                )
+        green = {}
+        for pool_id, shares in self.green_share.items():
+            if pool_id not in pool_ids:
+                raise UnknownReferenceError(
+                    f"unknown pool {pool_id!r}", field="green_share", fix="key it by pool id"
+                )
+            values = tuple(float(v) for v in shares)
+            _require(
+                len(values) == self.n_slots,
+                f"green_share.{pool_id}",
+                f"has {len(values)} values for a horizon of {self.n_slots} slots",
+                "give one share per slot of the horizon",
+            )
+            for k, v in enumerate(values):
+                _check_share(v, f"green_share.{pool_id}[{k}]")
+            green[pool_id] = values
+        object.__setattr__(self, "green_share", MappingProxyType(green))
+
+    @property
+    def end_slot(self) -> int:
+        return self.first_slot + self.n_slots
+
+    def site(self, site_id: str) -> Site:
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise UnknownReferenceError(f"unknown site {site_id!r}", field="site_id")
+
+
+def _unique(items: Sequence[Any], name: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.id in seen:
+            raise ValidationError(
+                f"duplicate id {item.id!r}", field=f"{name}[{i}].id", fix="ids must be unique"
+            )
+        seen.add(item.id)
+
+
+class ClearingStatus(StrEnum):
+    OPTIMAL = "optimal"  # proven optimal (within the solver's tolerance)
+    FEASIBLE = "feasible"  # a feasible clearing; optimality not proven (time limit)
+    EMPTY = "empty"  # nothing could trade: no orders, no offers or no eligible pairs
+    FAILED = "failed"  # the solver failed; nothing allocated
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """``gpus`` GPUs of ``pool_id`` in ``slot`` for ``order_id`` at ``price_fen`` per GPU-hour."""
+
+    order_id: str
+    buyer_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    price_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfferFill:
+    """How much of an offer sold in one slot, at the pool's clearing price."""
+
+    offer_id: str
+    provider_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    price_fen: int
+    reserve_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPrice:
+    """The locational marginal price of a pool in a slot, fen per GPU-hour."""
+
+    pool_id: str
+    slot: int
+    price_fen: int
+    cleared_gpus: int
+    offered_gpus: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingResult:
+    status: ClearingStatus
+    method: str
+    allocations: tuple[Allocation, ...]
+    fills: tuple[OfferFill, ...]
+    prices: tuple[PoolPrice, ...]
+    welfare_fen: int
+    timings: Mapping[str, float] = field(default_factory=dict, hash=False)
+    message: str = ""
+    rejected_gangs: tuple[str, ...] = ()
+    slot_hours: int = 1
+
+    def allocated_gpu_slots(self, order_id: str) -> int:
+        return sum(a.gpus for a in self.allocations if a.order_id == order_id)
