@@ -69,6 +69,7 @@ class _Cleared:
     placements: IntArray  # indices of chosen placements
     optimal: bool
     message: str = ""
+    price_s: float = 0.0
 
 
 def clear(market: Market, options: ClearingOptions | None = None) -> ClearingResult:
@@ -93,10 +94,14 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
     except SolverError as err:
         timings["solve_s"] = time.perf_counter() - t1
         return _result(model, None, ClearingStatus.FAILED, str(err), timings, (), method)
-    timings["solve_s"] = time.perf_counter() - t1
+    timings["solve_s"] = time.perf_counter() - t1 - cleared.price_s
+    timings["price_s"] = cleared.price_s
     status = ClearingStatus.OPTIMAL if cleared.optimal else ClearingStatus.FEASIBLE
     rejected_ids = tuple(sorted(model.gangs[g].id for g in rejected))
-    return _result(model, cleared, status, cleared.message, timings, rejected_ids, method)
+    t2 = time.perf_counter()
+    result = _result(model, cleared, status, cleared.message, timings, rejected_ids, method)
+    result.timings["assemble_s"] = time.perf_counter() - t2  # type: ignore[index]
+    return result
 
 
 # --- network path ---------------------------------------------------------------------------
@@ -123,8 +128,9 @@ def _clear_network(model: ClearingModel, chosen: IntArray) -> _Cleared:
     flow, _ = solve_min_cost_flow(
         model.n_nodes, model.tail, model.head, model.cap, model.cost, supply
     )
+    t0 = time.perf_counter()
     prices = _prices(model, flow, model.cost, use)
-    return _Cleared(flow, prices, chosen, optimal=True)
+    return _Cleared(flow, prices, chosen, optimal=True, price_s=time.perf_counter() - t0)
 
 
 def _prices(
@@ -228,9 +234,11 @@ def _clear_green(model: ClearingModel, chosen: IntArray, time_limit_s: float) ->
     for row, (_, arcs, coef) in enumerate(model.green_rows):
         cost[arcs] -= sol.green_dual[row] * coef
     use = _gang_use(model, chosen)
+    t0 = time.perf_counter()
     prices = _prices(model, flow_f, cost, use, tolerance=1e-6)
+    price_s = time.perf_counter() - t0
     flow = _integral_flow(model, sol, use, prices)
-    return _Cleared(flow, prices, chosen, optimal=sol.optimal, message="")
+    return _Cleared(flow, prices, chosen, optimal=sol.optimal, price_s=price_s)
 
 
 def _network_flow(model: ClearingModel, bid: FloatArray, supply: FloatArray) -> FloatArray:
