@@ -74,16 +74,15 @@ def markets(
                 regions=frozenset(regions),
                 home="home" if latency else None,
                 max_latency_ms=latency,
-                min_green_share=(
-                    draw(st.sampled_from([0.0, 0.0, 0.3, 0.6])) if green else 0.0
-                ),
+                min_green_share=(draw(st.sampled_from([0.0, 0.0, 0.3, 0.6])) if green else 0.0),
             )
         )
     share = {}
     if green:
         for pool in pools:
-            share[pool.id] = tuple(draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0]))
-                                   for _ in range(n_slots))
+            share[pool.id] = tuple(
+                draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0])) for _ in range(n_slots)
+            )
     return Market(TimeGrid(), first, n_slots, sites, pools, offers, orders, green_share=share)
 
 
@@ -103,8 +102,9 @@ def eligible_cells(market: Market, order: Order) -> list[tuple[str, int]]:
             site.latency_ms.get(order.home or "", float("inf")) > order.max_latency_ms
         ):
             continue
-        for t in range(max(order.release_slot, market.first_slot),
-                       min(order.deadline_slot, market.end_slot)):
+        for t in range(
+            max(order.release_slot, market.first_slot), min(order.deadline_slot, market.end_slot)
+        ):
             out.append((pool.id, t))
     return out
 

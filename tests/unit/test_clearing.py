@@ -13,17 +13,21 @@ SITES = (
     Site("hor", "Horinger", "Inner Mongolia", "west", latency_ms={"beijing": 3.0}),
     Site("sh", "Shanghai", "Shanghai", "east", latency_ms={"beijing": 12.0}),
 )
-POOLS = (Pool("hor-h100", "hor", "H100"), Pool("sh-h100", "sh", "H100"), Pool("hor-910b", "hor", "910B"))
+POOLS = (
+    Pool("hor-h100", "hor", "H100"),
+    Pool("sh-h100", "sh", "H100"),
+    Pool("hor-910b", "hor", "910B"),
+)
 
 
 def market(offers: list[Offer], orders: list[Order], n_slots: int = 2, **kw: object) -> Market:
     return Market(TimeGrid(), 0, n_slots, SITES, POOLS, tuple(offers), tuple(orders), **kw)  # type: ignore[arg-type]
 
 
-def batch(id: str, gpus: int, hours: int, limit: int, release: int = 0, deadline: int = 2,
-          **kw: object) -> Order:
-    return Order(id, f"buyer-{id}", "batch", gpus, release, deadline, limit, gpu_hours=hours,
-                 **kw)  # type: ignore[arg-type]
+def batch(
+    id: str, gpus: int, hours: int, limit: int, release: int = 0, deadline: int = 2, **kw: object
+) -> Order:
+    return Order(id, f"buyer-{id}", "batch", gpus, release, deadline, limit, gpu_hours=hours, **kw)  # type: ignore[arg-type]
 
 
 def test_empty_market_is_a_result_not_a_crash() -> None:
@@ -44,14 +48,20 @@ def test_offers_without_orders_quote_the_reserve() -> None:
 
 
 def test_bids_below_reserve_do_not_trade() -> None:
-    result = clear(market([Offer.over("f", "p1", "hor-h100", 0, 2, 4, 900)],
-                          [batch("a", 1, 2, 900), batch("b", 1, 2, 500)]))
+    result = clear(
+        market(
+            [Offer.over("f", "p1", "hor-h100", 0, 2, 4, 900)],
+            [batch("a", 1, 2, 900), batch("b", 1, 2, 500)],
+        )
+    )
     assert result.allocations == ()
 
 
 def test_uncongested_pool_prices_at_the_marginal_reserve() -> None:
-    offers = [Offer.over("cheap", "p1", "hor-h100", 0, 2, 2, 800),
-              Offer.over("dear", "p2", "hor-h100", 0, 2, 4, 1000)]
+    offers = [
+        Offer.over("cheap", "p1", "hor-h100", 0, 2, 2, 800),
+        Offer.over("dear", "p2", "hor-h100", 0, 2, 4, 1000),
+    ]
     result = clear(market(offers, [batch("a", 3, 6, 1500)]))
     assert {a.gpus for a in result.allocations} == {3}
     # The cheap offer is sold out; the third GPU comes from the dear one at its reserve.
@@ -61,8 +71,13 @@ def test_uncongested_pool_prices_at_the_marginal_reserve() -> None:
 
 def test_congested_pool_prices_at_the_highest_losing_bid() -> None:
     offers = [Offer.over("f", "p1", "hor-h100", 0, 1, 2, 500)]
-    result = clear(market(offers, [batch("hi", 2, 2, 1500), batch("mid", 2, 2, 1200),
-                                   batch("lo", 2, 2, 700)], n_slots=1))
+    result = clear(
+        market(
+            offers,
+            [batch("hi", 2, 2, 1500), batch("mid", 2, 2, 1200), batch("lo", 2, 2, 700)],
+            n_slots=1,
+        )
+    )
     assert [a.order_id for a in result.allocations] == ["hi"]
     # Lowest price that keeps "mid" out: its limit.
     assert result.prices[0].price_fen == 1200
@@ -71,15 +86,25 @@ def test_congested_pool_prices_at_the_highest_losing_bid() -> None:
 
 
 def test_window_class_region_and_latency_filters() -> None:
-    offers = [Offer.over("f1", "p1", "hor-h100", 0, 4, 8, 500),
-              Offer.over("f2", "p2", "sh-h100", 0, 4, 8, 500),
-              Offer.over("f3", "p1", "hor-910b", 0, 4, 8, 300)]
+    offers = [
+        Offer.over("f1", "p1", "hor-h100", 0, 4, 8, 500),
+        Offer.over("f2", "p2", "sh-h100", 0, 4, 8, 500),
+        Offer.over("f3", "p1", "hor-910b", 0, 4, 8, 300),
+    ]
     orders = [
         batch("window", 1, 10, 2000, release=1, deadline=3),
         batch("cls", 1, 10, 2000, deadline=4, gpu_classes=frozenset({"910B"})),
         batch("east", 1, 10, 2000, deadline=4, regions=frozenset({"east"})),
-        batch("near", 1, 10, 2000, deadline=4, home="beijing", max_latency_ms=5.0,
-              gpu_classes=frozenset({"H100"})),
+        batch(
+            "near",
+            1,
+            10,
+            2000,
+            deadline=4,
+            home="beijing",
+            max_latency_ms=5.0,
+            gpu_classes=frozenset({"H100"}),
+        ),
     ]
     m = market(offers, orders, n_slots=4)
     result = clear(m)
@@ -104,8 +129,10 @@ def test_orders_outside_the_horizon_get_nothing() -> None:
 
 
 def test_gang_is_all_or_nothing_in_one_pool() -> None:
-    offers = [Offer.over("a", "p1", "hor-h100", 0, 3, 4, 500),
-              Offer.over("b", "p2", "sh-h100", 0, 3, 4, 500)]
+    offers = [
+        Offer.over("a", "p1", "hor-h100", 0, 3, 4, 500),
+        Offer.over("b", "p2", "sh-h100", 0, 3, 4, 500),
+    ]
     gang = Order("g", "buyer", "gang", 6, 0, 3, 2000, duration_slots=2)
     result = clear(market(offers, [gang], n_slots=3))
     assert result.allocations == ()  # 6 GPUs fit in no single pool, even though 8 exist
@@ -147,8 +174,10 @@ def test_paradoxical_gang_is_rejected_not_accepted_at_a_loss() -> None:
 
 
 def test_green_minimum_is_met_on_average() -> None:
-    offers = [Offer.over("a", "p1", "hor-h100", 0, 2, 4, 500),
-              Offer.over("b", "p2", "sh-h100", 0, 2, 4, 300)]
+    offers = [
+        Offer.over("a", "p1", "hor-h100", 0, 2, 4, 500),
+        Offer.over("b", "p2", "sh-h100", 0, 2, 4, 300),
+    ]
     order = batch("g", 4, 8, 1500, min_green_share=0.6)
     m = market(offers, [order], green_share={"hor-h100": (0.9, 0.9), "sh-h100": (0.2, 0.2)})
     result = clear(m)
@@ -162,8 +191,15 @@ def test_green_minimum_is_met_on_average() -> None:
 @pytest.mark.parametrize("slot_hours", [1, 2])
 def test_welfare_and_money_scale_with_slot_length(slot_hours: int) -> None:
     offers = [Offer.over("f", "p1", "hor-h100", 0, 2, 2, 500)]
-    m = Market(TimeGrid(slot_seconds=3600 * slot_hours), 0, 2, SITES, POOLS, tuple(offers),
-               (batch("a", 2, 4 * slot_hours, 900),))
+    m = Market(
+        TimeGrid(slot_seconds=3600 * slot_hours),
+        0,
+        2,
+        SITES,
+        POOLS,
+        tuple(offers),
+        (batch("a", 2, 4 * slot_hours, 900),),
+    )
     result = clear(m)
     assert result.welfare_fen == (900 - 500) * 4 * slot_hours
     assert settle(result).payments_fen == 500 * 4 * slot_hours

@@ -14,7 +14,6 @@ from suangu.core.types import ClearingStatus, Market, OrderKind
 from tests.unit.markets import eligible_cells, markets, reference_welfare
 
 
-
 def examples(n: int) -> settings:
     """At least ``n`` examples, more under a profile that asks for more."""
     return settings(max_examples=max(n, settings.default.max_examples))

@@ -13,8 +13,10 @@ from tests.unit.markets import markets
 def test_two_providers_one_price() -> None:
     sites = (Site("a", "A", "Gansu", "west"),)
     pools = (Pool("p", "a", "A800"),)
-    offers = (Offer.over("cheap", "prov1", "p", 0, 1, 2, 600),
-              Offer.over("dear", "prov2", "p", 0, 1, 2, 800))
+    offers = (
+        Offer.over("cheap", "prov1", "p", 0, 1, 2, 600),
+        Offer.over("dear", "prov2", "p", 0, 1, 2, 800),
+    )
     orders = (Order("o", "buyer", "batch", 3, 0, 1, 1000, gpu_hours=3),)
     m = Market(TimeGrid(), 0, 1, sites, pools, offers, orders)
     s = settle(clear(m))

@@ -12,8 +12,16 @@ SITE = Site("hor", "Horinger", "Inner Mongolia", "west")
 
 
 def order(**kw: object) -> Order:
-    base: dict[str, object] = dict(id="o", buyer_id="b", kind="batch", gpus=2, release_slot=0,
-                                   deadline_slot=4, limit_fen=1000, gpu_hours=4)
+    base: dict[str, object] = dict(
+        id="o",
+        buyer_id="b",
+        kind="batch",
+        gpus=2,
+        release_slot=0,
+        deadline_slot=4,
+        limit_fen=1000,
+        gpu_hours=4,
+    )
     base.update(kw)
     return Order(**base)  # type: ignore[arg-type]
 

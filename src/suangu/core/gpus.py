@@ -27,7 +27,9 @@ class GpuClass:
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.strip():
-            raise ValidationError("must not be empty", field="name", fix="give the GPU class a name")
+            raise ValidationError(
+                "must not be empty", field="name", fix="give the GPU class a name"
+            )
         if self.memory_gib <= 0:
             raise ValidationError(
                 f"must be positive, got {self.memory_gib}", field="memory_gib", fix="use GiB"

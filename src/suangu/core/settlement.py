@@ -58,23 +58,40 @@ def settle(result: ClearingResult) -> Settlement:
     for a in result.allocations:
         amount = a.price_fen * a.gpus * hours
         lines.append(
-            SettlementLine(LineKind.BUYER_PAYMENT, a.buyer_id, a.order_id, a.pool_id, a.slot,
-                           a.gpus, a.price_fen, amount)
+            SettlementLine(
+                LineKind.BUYER_PAYMENT,
+                a.buyer_id,
+                a.order_id,
+                a.pool_id,
+                a.slot,
+                a.gpus,
+                a.price_fen,
+                amount,
+            )
         )
         by_member[a.buyer_id] += amount
     for f in result.fills:
         amount = f.price_fen * f.gpus * hours
         lines.append(
-            SettlementLine(LineKind.PROVIDER_RECEIPT, f.provider_id, f.offer_id, f.pool_id,
-                           f.slot, f.gpus, f.price_fen, amount)
+            SettlementLine(
+                LineKind.PROVIDER_RECEIPT,
+                f.provider_id,
+                f.offer_id,
+                f.pool_id,
+                f.slot,
+                f.gpus,
+                f.price_fen,
+                amount,
+            )
         )
         by_member[f.provider_id] -= amount
     payments = sum(x.amount_fen for x in lines if x.kind is LineKind.BUYER_PAYMENT)
     receipts = sum(x.amount_fen for x in lines if x.kind is LineKind.PROVIDER_RECEIPT)
     rent = payments - receipts
     if rent:
-        lines.append(SettlementLine(LineKind.CONGESTION_RENT, "exchange", "congestion", "", 0,
-                                    0, 0, rent))
+        lines.append(
+            SettlementLine(LineKind.CONGESTION_RENT, "exchange", "congestion", "", 0, 0, 0, rent)
+        )
     return Settlement(tuple(lines), payments, receipts, rent, dict(by_member))
 
 

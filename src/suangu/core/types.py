@@ -146,7 +146,7 @@ class Pool:
 
 
 def _per_slot(value: int | Sequence[int], n: int | None, field_name: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):
         _require(n is not None, field_name, "needs a length", "give a list, one value per slot")
         assert n is not None
         return (value,) * n

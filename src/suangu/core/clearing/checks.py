@@ -39,7 +39,9 @@ def check_clearing(market: Market, result: ClearingResult) -> list[str]:
         if a.gpus <= 0:
             problems.append(f"{where}: non-positive GPUs {a.gpus}")
         if not (order.release_slot <= a.slot < order.deadline_slot):
-            problems.append(f"{where}: outside window [{order.release_slot}, {order.deadline_slot})")
+            problems.append(
+                f"{where}: outside window [{order.release_slot}, {order.deadline_slot})"
+            )
         if not (market.first_slot <= a.slot < market.end_slot):
             problems.append(f"{where}: outside the horizon")
         if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
@@ -52,8 +54,10 @@ def check_clearing(market: Market, result: ClearingResult) -> list[str]:
             latency = site.latency_ms.get(order.home or "")
             if latency is None or latency > order.max_latency_ms:
                 problems.append(f"{where}: latency {latency} above {order.max_latency_ms} ms")
-        if order.kind is not OrderKind.GANG and a.price_fen > order.limit_fen and not (
-            order.min_green_share > 0
+        if (
+            order.kind is not OrderKind.GANG
+            and a.price_fen > order.limit_fen
+            and not (order.min_green_share > 0)
         ):
             problems.append(f"{where}: price {a.price_fen} above limit {order.limit_fen}")
         used[(a.pool_id, a.slot)] += a.gpus
@@ -87,8 +91,10 @@ def check_clearing(market: Market, result: ClearingResult) -> list[str]:
             or slots != list(range(slots[0], slots[0] + order.duration_slots))
             or per_order[order_id] != order.gpus * order.duration_slots
         ):
-            problems.append(f"gang {order_id}: not {order.gpus} GPUs x {order.duration_slots}"
-                            " contiguous slots in one pool")
+            problems.append(
+                f"gang {order_id}: not {order.gpus} GPUs x {order.duration_slots}"
+                " contiguous slots in one pool"
+            )
 
     reserves: dict[tuple[str, int], int] = {}
     for offer in market.offers:

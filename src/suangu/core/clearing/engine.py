@@ -303,7 +303,9 @@ def _integral_flow(
             ps_used[n] += 1
     # Individual rationality per order after rounding: never above the limit on average.
     limit = -model.cost[bid_idx]
-    bill = np.bincount(model.arc_order[bid_idx], weights=prices[ps] * x, minlength=len(model.orders))
+    bill = np.bincount(
+        model.arc_order[bid_idx], weights=prices[ps] * x, minlength=len(model.orders)
+    )
     worth = np.bincount(model.arc_order[bid_idx], weights=limit * x, minlength=len(model.orders))
     over = np.nonzero(bill > worth)[0]
     if over.size:
@@ -351,8 +353,14 @@ def _result(
         order = model.orders[model.arc_order[a]]
         p, k = model.pool_slot(int(model.head[a]))
         allocations.append(
-            Allocation(order.id, order.buyer_id, model.pools[p].id, first + k, int(flow[a]),
-                       int(prices[p * model.n_slots + k]))
+            Allocation(
+                order.id,
+                order.buyer_id,
+                model.pools[p].id,
+                first + k,
+                int(flow[a]),
+                int(prices[p * model.n_slots + k]),
+            )
         )
     pl = model.placements
     gang_use = np.zeros(n_ps, np.int64)
@@ -362,8 +370,14 @@ def _result(
             node = int(pl.pool[j]) * model.n_slots + k
             gang_use[node] += int(pl.gpus[j])
             allocations.append(
-                Allocation(order.id, order.buyer_id, model.pools[pl.pool[j]].id, first + k,
-                           int(pl.gpus[j]), int(prices[node]))
+                Allocation(
+                    order.id,
+                    order.buyer_id,
+                    model.pools[pl.pool[j]].id,
+                    first + k,
+                    int(pl.gpus[j]),
+                    int(prices[node]),
+                )
             )
     allocations.sort(key=lambda a: (a.order_id, a.slot, a.pool_id))
 
@@ -375,14 +389,26 @@ def _result(
         p, k = divmod(node, model.n_slots)
         sold[node] += int(flow[a])
         fills.append(
-            OfferFill(offer.id, offer.provider_id, model.pools[p].id, first + k, int(flow[a]),
-                      int(prices[node]), int(model.cost[a]))
+            OfferFill(
+                offer.id,
+                offer.provider_id,
+                model.pools[p].id,
+                first + k,
+                int(flow[a]),
+                int(prices[node]),
+                int(model.cost[a]),
+            )
         )
     fills.sort(key=lambda f: (f.offer_id, f.slot))
 
     price_rows = [
-        PoolPrice(model.pools[p].id, first + k, int(prices[node]), int(sold[node]),
-                  int(model.offered[node]))
+        PoolPrice(
+            model.pools[p].id,
+            first + k,
+            int(prices[node]),
+            int(sold[node]),
+            int(model.offered[node]),
+        )
         for node in np.nonzero(model.offered > 0)[0]
         for p, k in [divmod(int(node), model.n_slots)]
     ]

@@ -26,7 +26,6 @@ from suangu.core.clearing.model import (
 )
 from suangu.core.errors import SolverError
 
-
 _BANNER_SHOWN = False
 
 
@@ -35,13 +34,13 @@ def _new_highs() -> highspy.Highs:
     is created in a process, before any option can be set: swallow that one line."""
     global _BANNER_SHOWN
     if _BANNER_SHOWN:
-        return highspy.Highs()
+        return highspy.Highs()  # type: ignore[no-untyped-call]
     sys.stdout.flush()
     saved = os.dup(1)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
-            h = highspy.Highs()
+            h = highspy.Highs()  # type: ignore[no-untyped-call]
     finally:
         os.dup2(saved, 1)
         os.close(saved)
@@ -64,7 +63,7 @@ def solve_lp(
     model: ClearingModel,
     *,
     excluded_placements: IntArray | None = None,
-    fixed_placements: IntArray | None = None,
+    fixed_placements: FloatArray | None = None,
     integer: bool = True,
     time_limit_s: float = 60.0,
     mip_rel_gap: float = 1e-7,
@@ -160,9 +159,9 @@ def solve_lp(
         ]
     )
     col_lower = np.zeros(n_col)
-    col_upper = np.concatenate(
-        [model.cap[bid_idx], model.cap[sup_idx], np.ones(npl)]
-    ).astype(np.float64)
+    col_upper = np.concatenate([model.cap[bid_idx], model.cap[sup_idx], np.ones(npl)]).astype(
+        np.float64
+    )
     if excluded_placements is not None and excluded_placements.size:
         col_upper[nb + ns + excluded_placements] = 0.0
     if fixed_placements is not None:
@@ -207,8 +206,9 @@ def solve_lp(
         )
     solution = h.getSolution()
     if not solution.value_valid:
-        raise SolverError("HiGHS found no feasible clearing in the time limit",
-                          fix="raise the time limit")
+        raise SolverError(
+            "HiGHS found no feasible clearing in the time limit", fix="raise the time limit"
+        )
     x = np.asarray(solution.col_value)
     info = h.getInfo()
     green_dual = np.zeros(len(model.green_rows))

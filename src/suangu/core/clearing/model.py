@@ -96,9 +96,7 @@ class ClearingModel:
         return rel // self.n_slots, rel % self.n_slots
 
 
-def _eligible_pools(
-    order: Order, pools: tuple[Pool, ...], sites: Mapping[str, Site]
-) -> IntArray:
+def _eligible_pools(order: Order, pools: tuple[Pool, ...], sites: Mapping[str, Site]) -> IntArray:
     out = []
     for p, pool in enumerate(pools):
         site = sites[pool.site_id]
@@ -178,17 +176,17 @@ def build_model(market: Market) -> ClearingModel:
     limit = np.asarray([o.limit_fen for o in divisible], np.int64)
     gpus = np.asarray([o.gpus for o in divisible], np.int64)
     work = np.asarray([o.max_gpu_slots(hours) for o in divisible], np.int64)
-    lo = np.asarray([max(o.release_slot, first) - first for o in divisible], np.int64)
-    hi = np.asarray([min(o.deadline_slot, first + n_slots) - first for o in divisible], np.int64)
+    w_lo = np.asarray([max(o.release_slot, first) - first for o in divisible], np.int64)
+    w_hi = np.asarray([min(o.deadline_slot, first + n_slots) - first for o in divisible], np.int64)
     min_green = np.asarray([o.min_green_share for o in divisible], np.float64)
     mask = np.zeros((n_orders, n_pools), bool)
     for i, order in enumerate(divisible):
         mask[i, eligible(order)] = True
-    span = np.where((work > 0) & mask.any(axis=1), np.maximum(hi - lo, 0), 0)
+    span = np.where((work > 0) & mask.any(axis=1), np.maximum(w_hi - w_lo, 0), 0)
 
     # All (order, slot) pairs, then (pair, pool) candidates in blocks to bound memory.
     pair_order = np.repeat(np.arange(n_orders, dtype=np.int64), span)
-    pair_k = lo[pair_order] + _ranges(span)
+    pair_k = w_lo[pair_order] + _ranges(span)
     pool_ids = np.arange(n_pools, dtype=np.int64)
     block = max(1, 4_000_000 // max(n_pools, 1))
     kept_pair, kept_pool = [], []
@@ -219,10 +217,10 @@ def build_model(market: Market) -> ClearingModel:
     if wants_green.size and b_order.size:
         starts = np.searchsorted(b_order, wants_green, side="left")
         ends = np.searchsorted(b_order, wants_green, side="right")
-        for i, a0, a1 in zip(wants_green, starts, ends, strict=True):
-            coef = green[target[a0:a1]] - min_green[i]
+        for g_order, a0, a1 in zip(wants_green, starts, ends, strict=True):
+            coef = green[target[a0:a1]] - min_green[g_order]
             if a1 > a0 and bool((coef < 0).any()):
-                green_rows.append((int(i), np.arange(a0, a1, dtype=np.int64), coef))
+                green_rows.append((int(g_order), np.arange(a0, a1, dtype=np.int64), coef))
 
     ps_base = os_next
     n_nodes = ps_base + n_ps
@@ -236,9 +234,7 @@ def build_model(market: Market) -> ClearingModel:
     tail = np.concatenate(
         [b_os, order_base + sl_order, np.full(n_work, SOURCE), [SOURCE], s_node + ps_base]
     )
-    head = np.concatenate(
-        [b_ps, sl_node, order_base + active, [SINK], np.full(s_node.size, SINK)]
-    )
+    head = np.concatenate([b_ps, sl_node, order_base + active, [SINK], np.full(s_node.size, SINK)])
     total_supply = int(work[active].sum())
     cap = np.concatenate([gpus[b_order], gpus[sl_order], work[active], [total_supply], s_cap])
     cost = np.concatenate([-limit[b_order], np.zeros(n_slot_arcs + n_work + 1, np.int64), s_cost])
@@ -251,9 +247,9 @@ def build_model(market: Market) -> ClearingModel:
             np.full(s_node.size, ARC_SUPPLY),
         ]
     ).astype(np.int64)
-    arc_order = np.concatenate(
-        [b_order, sl_order, active, [-1], np.full(s_node.size, -1)]
-    ).astype(np.int64)
+    arc_order = np.concatenate([b_order, sl_order, active, [-1], np.full(s_node.size, -1)]).astype(
+        np.int64
+    )
     arc_offer = np.concatenate(
         [np.full(n_bid + sl_node.size + active.size + 1, -1), _cat(sup_offer)]
     ).astype(np.int64)

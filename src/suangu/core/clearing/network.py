@@ -117,5 +117,12 @@ def sink_potentials(
     return distances_to(n_nodes, r_tail, r_head, r_cost, SINK, tolerance)
 
 
-__all__ = ["INF", "SINK", "SOURCE", "distances_to", "residual_arcs", "sink_potentials",
-           "solve_min_cost_flow"]
+__all__ = [
+    "INF",
+    "SINK",
+    "SOURCE",
+    "distances_to",
+    "residual_arcs",
+    "sink_potentials",
+    "solve_min_cost_flow",
+]
