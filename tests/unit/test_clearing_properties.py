@@ -7,7 +7,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suangu.core.clearing import clear
+from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.clearing.checks import check_clearing
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import ClearingStatus, Market, OrderKind
@@ -24,7 +24,9 @@ FAST = examples(150)
 
 def _assert_sound(market: Market) -> None:
     result = clear(market)
-    assert result.status in (ClearingStatus.OPTIMAL, ClearingStatus.EMPTY), result.message
+    assert result.status is not ClearingStatus.FAILED, result.message
+    if not market.green_share:  # green minimums round an LP: feasible, with a proven gap
+        assert result.status in (ClearingStatus.OPTIMAL, ClearingStatus.EMPTY)
     assert check_clearing(market, result) == []
     settlement = settle(result)
     assert check_settlement(market, result, settlement) == []
@@ -132,3 +134,18 @@ def test_accepted_gangs_are_whole_and_within_limit(market: Market, data: st.Data
             bill = sum(a.price_fen * a.gpus for a in got) * market.grid.slot_hours
             assert bill <= order.limit_fen * order.gpus * order.duration_slots
             assert sum(a.gpus for a in got) == order.gpus * order.duration_slots
+
+
+@examples(60)
+@given(markets(green=True))
+def test_lagrangian_green_path_is_sound_and_bounded(market: Market) -> None:
+    """Force the large-market path (Lagrangian pricing of green rows) on small markets."""
+    result = clear(market, ClearingOptions(exact_green_columns=0))
+    assert result.status is not ClearingStatus.FAILED, result.message
+    assert check_clearing(market, result) == []
+    assert check_settlement(market, result, settle(result)) == []
+    best = reference_welfare(market)
+    assert result.welfare_fen <= best + 1e-6
+    assert result.gap >= 0
+    if best > 0 and result.status is ClearingStatus.OPTIMAL:
+        assert abs(result.welfare_fen - best) <= 1e-6 * best + 1e-6

@@ -470,6 +470,8 @@ class ClearingResult:
     message: str = ""
     rejected_gangs: tuple[str, ...] = ()
     slot_hours: int = 1
+    #: Proven bound on how far welfare may be below the optimum, relative (0: exact).
+    gap: float = 0.0
 
     def allocated_gpu_slots(self, order_id: str) -> int:
         return sum(a.gpus for a in self.allocations if a.order_id == order_id)

@@ -19,16 +19,15 @@ deterministic even when the LP is degenerate.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from suangu.core.clearing.lp import LpSolution, solve_lp
+from suangu.core.clearing.lp import LpSolution, build_lp, solve_lp
 from suangu.core.clearing.model import (
     ARC_BID,
-    ARC_BYPASS,
-    ARC_SLOT,
     ARC_SUPPLY,
     ARC_WORK,
     NO_SUPPLY,
@@ -58,6 +57,12 @@ FLOW_EPS = 1e-7
 class ClearingOptions:
     time_limit_s: float = 60.0
     mip_rel_gap: float = 1e-7
+    #: Markets with at most this many bid columns solve green minimums as an exact LP.
+    exact_green_columns: int = 50_000
+    #: Larger ones stop the Lagrangian search at this relative gap to its bound ...
+    green_gap: float = 5e-4
+    #: ... or after this many network solves.
+    green_iterations: int = 5
 
 
 @dataclass
@@ -70,6 +75,7 @@ class _Cleared:
     optimal: bool
     message: str = ""
     price_s: float = 0.0
+    bound: float = np.inf  # upper bound on the welfare (objective units) when not exact
 
 
 def clear(market: Market, options: ClearingOptions | None = None) -> ClearingResult:
@@ -96,18 +102,35 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
         return _result(model, None, ClearingStatus.FAILED, str(err), timings, (), method)
     timings["solve_s"] = time.perf_counter() - t1 - cleared.price_s
     timings["price_s"] = cleared.price_s
-    status = ClearingStatus.OPTIMAL if cleared.optimal else ClearingStatus.FEASIBLE
+    gap = _gap(model, cleared)
+    proven = cleared.optimal and gap <= 1e-9
+    status = ClearingStatus.OPTIMAL if proven else ClearingStatus.FEASIBLE
     rejected_ids = tuple(sorted(model.gangs[g].id for g in rejected))
     t2 = time.perf_counter()
     result = _result(model, cleared, status, cleared.message, timings, rejected_ids, method)
     result.timings["assemble_s"] = time.perf_counter() - t2  # type: ignore[index]
-    return result
+    return dataclasses.replace(result, gap=gap)
+
+
+def _objective(model: ClearingModel, flow: IntArray, chosen: IntArray) -> float:
+    """Welfare per slot-hour of a flow plus the chosen gang placements."""
+    pl = model.placements
+    gangs = float((pl.value[chosen] * pl.gpus[chosen] * pl.duration[chosen]).sum())
+    return float(-model.cost @ flow) + gangs if flow.size else gangs
+
+
+def _gap(model: ClearingModel, cleared: _Cleared) -> float:
+    """Relative distance of the clearing's welfare to a proven upper bound (0 when exact)."""
+    if not np.isfinite(cleared.bound):
+        return 0.0
+    value = _objective(model, cleared.flow, cleared.placements)
+    return max(0.0, (cleared.bound - value) / max(abs(cleared.bound), 1.0))
 
 
 # --- network path ---------------------------------------------------------------------------
 
 
-def _gang_use(model: ClearingModel, chosen: IntArray) -> IntArray:
+def _placement_use(model: ClearingModel, chosen: IntArray) -> IntArray:
     """GPUs per pool-slot taken by the chosen gang placements."""
     use = np.zeros(model.n_pool_slots, np.int64)
     pl = model.placements
@@ -117,60 +140,55 @@ def _gang_use(model: ClearingModel, chosen: IntArray) -> IntArray:
     return use
 
 
-def _clear_network(model: ClearingModel, chosen: IntArray) -> _Cleared:
-    """Exact integral min-cost flow with the chosen gangs' use fixed, and its prices."""
+def _clear_network(
+    model: ClearingModel,
+    chosen: IntArray,
+    fixed_bids: IntArray | None = None,
+) -> _Cleared:
+    """Exact integral min-cost flow and its prices, with the chosen gang placements and the
+    ``fixed_bids`` (GPU-slots per BID arc of orders held out of the flow) taken as given."""
+    use = _placement_use(model, chosen)
+    cap = model.cap
+    if fixed_bids is not None:
+        held = np.unique(model.arc_order[: fixed_bids.size][fixed_bids > 0])
+        held = np.union1d(held, _green_orders(model))
+        cap = model.cap.copy()
+        cap[(model.kind == ARC_WORK) & np.isin(model.arc_order, held)] = 0
+        ps = model.head[: fixed_bids.size] - model.ps_base
+        use = use + np.bincount(ps, weights=fixed_bids, minlength=model.n_pool_slots).astype(
+            np.int64
+        )
     supply = np.zeros(model.n_nodes, np.int64)
     supply[SOURCE] = model.total_supply
-    supply[SINK] = -model.total_supply
-    use = _gang_use(model, chosen)
+    supply[SINK] = -model.total_supply - int(use.sum())
     supply[model.ps_base : model.ps_base + model.n_pool_slots] += use
-    supply[SINK] -= int(use.sum())
-    flow, _ = solve_min_cost_flow(
-        model.n_nodes, model.tail, model.head, model.cap, model.cost, supply
-    )
+    flow, _ = solve_min_cost_flow(model.n_nodes, model.tail, model.head, cap, model.cost, supply)
     t0 = time.perf_counter()
-    prices = _prices(model, flow, model.cost, use)
+    prices = _prices(model, flow, cap, use)
+    if fixed_bids is not None:
+        flow[: fixed_bids.size] += fixed_bids
     return _Cleared(flow, prices, chosen, optimal=True, price_s=time.perf_counter() - t0)
 
 
-def _prices(
-    model: ClearingModel,
-    flow: IntArray | FloatArray,
-    cost: IntArray | FloatArray,
-    gang_use: IntArray,
-    tolerance: float = 0.0,
-) -> IntArray:
+def _green_orders(model: ClearingModel) -> IntArray:
+    return np.asarray([i for i, _, _ in model.green_rows], np.int64)
+
+
+def _prices(model: ClearingModel, flow: IntArray, cap: IntArray, fixed_use: IntArray) -> IntArray:
     """Lowest supporting prices per pool-slot; the cheapest reserve where nothing trades."""
-    r_tail, r_head, r_cost = _residual(model, flow, cost, tolerance)
+    r_tail, r_head, r_cost = residual_arcs(model.tail, model.head, cap, model.cost, flow)
     # Distance from the sink to u = distance from u to the sink in the reversed network.
-    dist = distances_to(model.n_nodes, r_head, r_tail, r_cost, SINK, tolerance)
-    ps = slice(model.ps_base, model.ps_base + model.n_pool_slots)
-    pot = -np.asarray(dist[ps], dtype=np.float64)
+    dist = distances_to(model.n_nodes, r_head, r_tail, r_cost, SINK)
+    pot = -dist[model.ps_base : model.ps_base + model.n_pool_slots]
     sup = model.kind == ARC_SUPPLY
     sold = np.bincount(
         model.tail[sup] - model.ps_base, weights=flow[sup], minlength=model.n_pool_slots
     )
-    traded = (sold > FLOW_EPS) | (gang_use > 0)
-    unreachable = ~np.isfinite(pot) | (pot <= -INF / 2)
-    if (traded & unreachable).any():
+    traded = (sold > 0) | (fixed_use > 0)
+    if (traded & (pot <= -INF // 2)).any():
         raise SolverError("a traded pool-slot could not be priced", fix="report this market")
-    prices = np.where(traded, np.round(pot + 0.0), model.min_reserve.astype(np.float64))
-    prices = np.where(model.min_reserve >= NO_SUPPLY, 0, prices)
-    return prices.astype(np.int64)
-
-
-def _residual(
-    model: ClearingModel, flow: IntArray | FloatArray, cost: IntArray | FloatArray, tol: float
-) -> tuple[IntArray, IntArray, IntArray | FloatArray]:
-    if tol == 0.0:
-        return residual_arcs(model.tail, model.head, model.cap, cost, flow)  # type: ignore[arg-type]
-    fwd = flow < model.cap - tol
-    bwd = flow > tol
-    return (
-        np.concatenate([model.tail[fwd], model.head[bwd]]),
-        np.concatenate([model.head[fwd], model.tail[bwd]]),
-        np.concatenate([cost[fwd], -cost[bwd]]),
-    )
+    prices = np.where(traded, pot, model.min_reserve)
+    return np.where(model.min_reserve >= NO_SUPPLY, 0, prices).astype(np.int64)
 
 
 # --- gang and green-share path ---------------------------------------------------------------
@@ -179,17 +197,21 @@ def _residual(
 def _clear_with_gangs(
     model: ClearingModel, options: ClearingOptions, rejected: list[int]
 ) -> _Cleared:
-    """MIP for the placements, then fixed-placement pricing; reject paradoxical gangs."""
+    """MIP for the placements and LP for green minimums, then the network on the rest at fixed
+    placements and green allocations, priced.
+
+    At those prices, a gang that would pay above its limit is rejected and the market
+    cleared again; a green order that would pay above its limit on average gives up its
+    dearest GPU-slots (keeping its green share) until it does not."""
     pl = model.placements
     deadline = time.perf_counter() + options.time_limit_s
     optimal = True
     for _ in range(len(model.gangs) + 1):
-        excluded = np.nonzero(np.isin(pl.order, rejected))[0]
         remaining = max(deadline - time.perf_counter(), 1.0)
         if len(pl):
             sol = solve_lp(
                 model,
-                excluded_placements=excluded,
+                excluded_placements=np.nonzero(np.isin(pl.order, rejected))[0],
                 time_limit_s=remaining,
                 mip_rel_gap=options.mip_rel_gap,
             )
@@ -198,19 +220,27 @@ def _clear_with_gangs(
         else:
             chosen = np.zeros(0, np.int64)
         if model.green_rows:
-            cleared = _clear_green(model, chosen, max(deadline - time.perf_counter(), 1.0))
-            optimal &= cleared.optimal
+            fixed, green_optimal, bound = _green_bids(model, chosen, deadline, options)
+            optimal &= green_optimal
+            cleared = _clear_network(model, chosen, fixed)
+            for _ in range(int(fixed.sum()) + 1):
+                over = _green_above_limit(model, cleared)
+                if not over:
+                    break
+                fixed = _shed_to_limit(model, fixed, cleared.potential, over)
+                cleared = _clear_network(model, chosen, fixed)
+            cleared.bound = bound
         else:
             cleared = _clear_network(model, chosen)
-        losers = _paradoxical(model, cleared)
+        losers = _gangs_above_limit(model, cleared)
         if not losers:
             cleared.optimal = optimal
             return cleared
         rejected.append(losers[0])
-    raise SolverError("gang pricing did not settle", fix="report this market")
+    raise SolverError("pricing of gang orders did not settle", fix="report this market")
 
 
-def _paradoxical(model: ClearingModel, cleared: _Cleared) -> list[int]:
+def _gangs_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:
     """Accepted gangs whose bill at the clearing prices exceeds their limit, worst first."""
     pl = model.placements
     worst: list[tuple[float, str, int]] = []
@@ -224,104 +254,215 @@ def _paradoxical(model: ClearingModel, cleared: _Cleared) -> list[int]:
     return [g for _, _, g in sorted(worst)]
 
 
-def _clear_green(model: ClearingModel, chosen: IntArray, time_limit_s: float) -> _Cleared:
-    """LP with green rows (placements fixed), Lagrangian prices, integral repair."""
-    fixed = np.zeros(len(model.placements))
-    fixed[chosen] = 1.0
-    sol = solve_lp(model, fixed_placements=fixed, integer=False, time_limit_s=time_limit_s)
-    flow_f = _network_flow(model, sol.bid, sol.supply)
-    cost = model.cost.astype(np.float64)
-    for row, (_, arcs, coef) in enumerate(model.green_rows):
-        cost[arcs] -= sol.green_dual[row] * coef
-    use = _gang_use(model, chosen)
-    t0 = time.perf_counter()
-    prices = _prices(model, flow_f, cost, use, tolerance=1e-6)
-    price_s = time.perf_counter() - t0
-    flow = _integral_flow(model, sol, use, prices)
-    return _Cleared(flow, prices, chosen, optimal=sol.optimal, price_s=price_s)
+def _green_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:
+    """Rows of green orders whose average price is above their limit."""
+    over = []
+    for row, (_, arcs, _) in enumerate(model.green_rows):
+        x = cleared.flow[arcs]
+        bill = int((cleared.potential[model.head[arcs] - model.ps_base] * x).sum())
+        if bill > int((-model.cost[arcs] * x).sum()):
+            over.append(row)
+    return over
 
 
-def _network_flow(model: ClearingModel, bid: FloatArray, supply: FloatArray) -> FloatArray:
-    """Per-arc flow of the whole network from bid and supply flows."""
-    flow = np.zeros(model.n_arcs)
-    flow[model.kind == ARC_BID] = bid
-    flow[model.kind == ARC_SUPPLY] = supply
-    bid_idx = np.nonzero(model.kind == ARC_BID)[0]
-    slot_idx = np.nonzero(model.kind == ARC_SLOT)[0]
-    work_idx = np.nonzero(model.kind == ARC_WORK)[0]
-    per_os = np.bincount(model.tail[bid_idx], weights=bid, minlength=model.n_nodes)
-    flow[slot_idx] = per_os[model.head[slot_idx]]
-    per_order = np.bincount(model.tail[slot_idx], weights=flow[slot_idx], minlength=model.n_nodes)
-    flow[work_idx] = per_order[model.head[work_idx]]
-    flow[model.kind == ARC_BYPASS] = model.total_supply - flow[work_idx].sum()
-    return flow
-
-
-def _integral_flow(
-    model: ClearingModel, sol: LpSolution, gang_use: IntArray, prices: IntArray
+def _shed_to_limit(
+    model: ClearingModel, fixed: IntArray, prices: IntArray, rows: list[int]
 ) -> IntArray:
-    """Round the LP's bids down, restore green minimums and limits, dispatch supply by merit."""
-    bid_idx = np.nonzero(model.kind == ARC_BID)[0]
-    x = np.floor(sol.bid + FLOW_EPS).astype(np.int64)
-    ps = model.head[bid_idx] - model.ps_base
-    green_of: dict[int, tuple[IntArray, FloatArray]] = {}
-    for _, arcs, coef in model.green_rows:
-        for a in arcs:
-            green_of[int(a)] = (arcs, coef)
-        # Shed the brownest GPU-slots until the order's green share holds again.
-        while float(coef @ x[arcs]) < -1e-9:
-            live = arcs[x[arcs] > 0]
-            worst = live[np.argmin(coef[np.searchsorted(arcs, live)])]
-            x[worst] -= 1
-    # Round back up where every row still holds, largest fractions first.
-    frac = sol.bid - x
-    ups = [int(a) for a in np.argsort(-frac, kind="stable") if frac[a] > FLOW_EPS]
-    if ups:
-        order_of = model.arc_order[bid_idx]
-        os_of = model.tail[bid_idx]
-        work = np.zeros(len(model.orders), np.int64)
-        w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
-        work[model.arc_order[w_arcs]] = model.cap[w_arcs]
-        order_used = np.bincount(order_of, weights=x, minlength=len(model.orders))
-        os_used = np.bincount(os_of, weights=x, minlength=model.n_nodes)
-        ps_used = np.bincount(ps, weights=x, minlength=model.n_pool_slots) + gang_use
-        for a in ups:
-            i, o, n = order_of[a], os_of[a], ps[a]
-            if (
-                order_used[i] + 1 > work[i]
-                or os_used[o] + 1 > model.cap[a]
-                or ps_used[n] + 1 > model.offered[n]
-            ):
-                continue
-            if a in green_of:
-                arcs, coef = green_of[a]
-                if float(coef @ x[arcs]) + float(coef[np.searchsorted(arcs, a)]) < -1e-9:
-                    continue
-            x[a] += 1
-            order_used[i] += 1
-            os_used[o] += 1
-            ps_used[n] += 1
-    # Individual rationality per order after rounding: never above the limit on average.
-    limit = -model.cost[bid_idx]
-    bill = np.bincount(
-        model.arc_order[bid_idx], weights=prices[ps] * x, minlength=len(model.orders)
-    )
-    worth = np.bincount(model.arc_order[bid_idx], weights=limit * x, minlength=len(model.orders))
-    over = np.nonzero(bill > worth)[0]
-    if over.size:
-        x[np.isin(model.arc_order[bid_idx], over)] = 0
-    demand = np.bincount(ps, weights=x, minlength=model.n_pool_slots).astype(np.int64) + gang_use
-    flow = np.zeros(model.n_arcs, np.int64)
-    flow[bid_idx] = x
-    sup_idx = np.nonzero(model.kind == ARC_SUPPLY)[0]
-    merit = sup_idx[np.lexsort((sup_idx, model.cost[sup_idx], model.tail[sup_idx]))]
-    left = demand.copy()
-    for a in merit:
-        n = model.tail[a] - model.ps_base
-        take = min(int(left[n]), int(model.cap[a]))
-        flow[a] = take
-        left[n] -= take
-    return flow
+    """Drop the dearest GPU-slots of the given green orders until each pays at most its
+    limit on average, shedding brown units as needed to keep its green share."""
+    fixed = fixed.copy()
+    for row in rows:
+        _, arcs, coef = model.green_rows[row]
+        price = prices[model.head[arcs] - model.ps_base]
+        limit = -model.cost[arcs]
+        xa = fixed[arcs]
+        while int((price * xa).sum()) > int((limit * xa).sum()):
+            live = np.nonzero(xa > 0)[0]
+            xa[live[np.argmax(price[live] - limit[live])]] -= 1
+            while float(coef @ xa) < -1e-9:
+                live = np.nonzero(xa > 0)[0]
+                xa[live[np.argmin(coef[live])]] -= 1
+        fixed[arcs] = xa
+    return fixed
+
+
+#: A left-out column enters the restricted LP when its reduced profit exceeds this (fen).
+ENTER_EPS = 1e-6
+
+
+def _green_bids(
+    model: ClearingModel,
+    chosen: IntArray,
+    deadline: float,
+    options: ClearingOptions,
+) -> tuple[IntArray, bool, float]:
+    """Whole GPU-slots per BID arc for the orders with a green minimum (0 elsewhere), and an
+    upper bound on the welfare (objective units) of any clearing with those placements.
+
+    Small markets solve the LP with green rows exactly; large ones price the green rows by
+    Lagrangian relaxation around the network (see :func:`_green_lagrangian`)."""
+    use = _placement_use(model, chosen)
+    if int((model.kind == ARC_BID).sum()) <= options.exact_green_columns:
+        fixed = np.zeros(len(model.placements))
+        fixed[chosen] = 1.0
+        sol = _green_lp(model, chosen, fixed, deadline)
+        bound = sol.objective if sol.optimal else np.inf
+        return _repair_green(model, sol.bid, use), sol.optimal, bound
+    bid, bound = _green_lagrangian(model, chosen, deadline, options)
+    return _repair_green(model, bid, use), True, bound
+
+
+def _repair_green(model: ClearingModel, bid: FloatArray, use: IntArray) -> IntArray:
+    """Round green orders' bids to whole GPU-slots that keep every row: down, shed the
+    brownest units until each green minimum holds, then back up where rows allow."""
+    nb = bid.size
+    x = np.zeros(nb, np.int64)
+    row_of = np.full(nb, -1, np.int64)
+    for row, (_, arcs, coef) in enumerate(model.green_rows):
+        row_of[arcs] = row
+        xa = np.floor(bid[arcs] + FLOW_EPS).astype(np.int64)
+        while float(coef @ xa) < -1e-9:
+            live = np.nonzero(xa > 0)[0]
+            xa[live[np.argmin(coef[live])]] -= 1
+        x[arcs] = xa
+    frac = bid - np.floor(bid + FLOW_EPS)
+    ups = [
+        int(a) for a in np.argsort(-frac, kind="stable") if frac[a] > FLOW_EPS and row_of[a] >= 0
+    ]
+    if not ups:
+        return x
+    ps = model.head[:nb] - model.ps_base
+    work = np.zeros(len(model.orders), np.int64)
+    w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
+    work[model.arc_order[w_arcs]] = model.cap[w_arcs]
+    order_used = np.bincount(model.arc_order[:nb], weights=x, minlength=len(model.orders))
+    os_used = np.bincount(model.tail[:nb], weights=x, minlength=model.n_nodes)
+    ps_used = np.bincount(ps, weights=x, minlength=model.n_pool_slots) + use
+    for a in ups:
+        i, o, n = model.arc_order[a], model.tail[a], ps[a]
+        if order_used[i] >= work[i] or os_used[o] >= model.cap[a] or ps_used[n] >= model.offered[n]:
+            continue
+        _, arcs, coef = model.green_rows[row_of[a]]
+        if float(coef @ x[arcs]) + float(coef[int(np.searchsorted(arcs, a))]) < -1e-9:
+            continue
+        x[a] += 1
+        order_used[i] += 1
+        os_used[o] += 1
+        ps_used[n] += 1
+    return x
+
+
+#: Integer scale of arc costs in the Lagrangian network (1/16 fen resolution).
+LAGRANGE_SCALE = 16
+
+
+def _green_lagrangian(
+    model: ClearingModel, chosen: IntArray, deadline: float, options: ClearingOptions
+) -> tuple[FloatArray, float]:
+    """Price the green rows into the arc values (v + eta * (green - min)) and solve the
+    network; adjust eta by subgradient steps (Polyak) until the best repaired clearing is
+    within ``options.green_gap`` of the Lagrangian bound, or the iterations run out.
+
+    Every Lagrangian value is an upper bound on the LP optimum (weak duality over the
+    network polytope, which is integral), so the returned bound is certified."""
+    rows = list(model.green_rows)
+    nb = int((model.kind == ARC_BID).sum())
+    use = _placement_use(model, chosen)
+    cap = model.cap
+    supply = np.zeros(model.n_nodes, np.int64)
+    supply[SOURCE] = model.total_supply
+    supply[SINK] = -model.total_supply - int(use.sum())
+    supply[model.ps_base : model.ps_base + model.n_pool_slots] += use
+    value = -model.cost.astype(np.float64)  # + limit on bids, - reserve on supply
+    eta = np.zeros(len(rows))
+    best_bid, best_lower, upper = np.zeros(nb), -np.inf, np.inf
+    theta, stalls = 0.25, 0
+    slack = float(model.total_supply + use.sum()) / LAGRANGE_SCALE  # rounding of costs
+    fixed = _objective(model, np.zeros(0, np.int64), chosen)  # the gangs' welfare
+    for _ in range(options.green_iterations):
+        adj = value.copy()
+        for k, (_, arcs, coef) in enumerate(rows):
+            adj[arcs] += eta[k] * coef
+        scaled = -np.round(adj * LAGRANGE_SCALE).astype(np.int64)
+        flow, _ = solve_min_cost_flow(model.n_nodes, model.tail, model.head, cap, scaled, supply)
+        lagrangian = float(adj @ flow) + slack + fixed
+        if lagrangian < upper - 1e-9:
+            upper, stalls = lagrangian, 0
+        else:
+            stalls += 1
+            if stalls >= 2:
+                theta, stalls = theta / 2, 0
+        g = np.asarray([float(coef @ flow[arcs]) for _, arcs, coef in rows])
+        repaired = _repair_green(model, flow[:nb].astype(np.float64), use)
+        lower = _repaired_value(model, flow, repaired, rows, value) + fixed
+        if lower > best_lower:
+            best_lower, best_bid = lower, flow[:nb].astype(np.float64)
+        if upper - best_lower <= options.green_gap * abs(upper) or time.perf_counter() > deadline:
+            break
+        violated = np.minimum(g, 0.0)
+        norm = float(violated @ violated)
+        if norm == 0.0:
+            break  # the Lagrangian optimum already meets every green row: it is optimal
+        step = theta * (upper - best_lower) / norm
+        eta = np.maximum(0.0, eta - step * np.where(eta > 0, g, violated))
+    return best_bid, upper
+
+
+def _repaired_value(
+    model: ClearingModel,
+    flow: IntArray,
+    repaired: IntArray,
+    rows: list[tuple[int, IntArray, FloatArray]],
+    value: FloatArray,
+) -> float:
+    """Welfare (objective units) of the Lagrangian flow after shedding green orders' units:
+    each shed unit loses its bid and frees its pool-slot's dearest sold supply."""
+    nb = repaired.size
+    total = float(value @ flow)
+    shed = np.zeros(nb, np.int64)
+    for _, arcs, _ in rows:
+        shed[arcs] = flow[arcs] - repaired[arcs]
+    total -= float(value[:nb] @ shed)
+    ps = model.head[:nb] - model.ps_base
+    freed = np.bincount(ps, weights=np.maximum(shed, 0), minlength=model.n_pool_slots)
+    sup = np.nonzero((model.kind == ARC_SUPPLY) & (flow > 0))[0]
+    dearest = np.zeros(model.n_pool_slots)
+    np.maximum.at(dearest, model.tail[sup] - model.ps_base, model.cost[sup].astype(np.float64))
+    return total + float(freed @ dearest)
+
+
+def _green_lp(
+    model: ClearingModel, chosen: IntArray, fixed: FloatArray, deadline: float
+) -> LpSolution:
+    """The LP with green rows by column generation around the network optimum.
+
+    The network optimum without the green rows (exact, seconds) gives prices; the restricted
+    LP starts from the bid columns that carry flow or whose limit reaches the pool-slot price,
+    and left-out columns with a positive reduced profit enter until none is left, which
+    proves the restricted optimum optimal for the whole LP."""
+    arrays = build_lp(model, all_slot_rows=True)
+    nb = arrays.n_bid
+    base = _clear_network(model, chosen)
+    limit = -model.cost[:nb]
+    ps = model.head[:nb] - model.ps_base
+    columns = (base.flow[:nb] > 0) | (limit >= base.potential[ps])
+    for _, arcs, _ in model.green_rows:
+        columns[arcs] = True
+    while True:
+        sol = solve_lp(
+            model,
+            fixed_placements=fixed,
+            integer=False,
+            time_limit_s=max(deadline - time.perf_counter(), 1.0),
+            bid_columns=np.nonzero(columns)[0],
+            arrays=arrays,
+        )
+        entering = ~columns & (sol.bid_reduced > ENTER_EPS)
+        if not entering.any():
+            return sol
+        if not sol.optimal or time.perf_counter() > deadline:
+            return dataclasses.replace(sol, optimal=False)
+        columns |= entering
 
 
 # --- result assembly -------------------------------------------------------------------------

@@ -87,7 +87,8 @@ class SupplyTable:
     @property
     def offered(self) -> IntArray:
         """GPUs offered per (pool, slot)."""
-        return self.cap.sum(axis=2)
+        offered: IntArray = self.cap.sum(axis=2)
+        return offered
 
 
 def supply_table(market: Market) -> SupplyTable:
@@ -205,8 +206,9 @@ def greedy_clear(market: Market) -> ClearingResult:
 
     t1 = time.perf_counter()
     book = _Book()
-    queue = sorted(range(len(market.orders)), key=lambda i: (-market.orders[i].limit_fen,
-                                                            market.orders[i].id))
+    queue = sorted(
+        range(len(market.orders)), key=lambda i: (-market.orders[i].limit_fen, market.orders[i].id)
+    )
     for i in queue:
         order = market.orders[i]
         lo = max(order.release_slot, first) - first
@@ -262,15 +264,17 @@ def _fill_divisible(
     cs = cv_p[by_slot]
     ws = w_p[by_slot]
     before = np.cumsum(cs) - cs
-    starts = np.flatnonzero(np.r_[True, ws[1:] != ws[:-1]])
-    lengths = np.diff(np.r_[starts, ws.size])
-    before -= np.repeat(before[starts], lengths)
-    take_s = np.clip(order.gpus - before, 0, cs)
+    new_slot = np.empty(ws.size, np.bool_)
+    new_slot[0] = True
+    np.not_equal(ws[1:], ws[:-1], out=new_slot[1:])
+    group = np.cumsum(new_slot) - 1
+    before -= before[new_slot][group]
+    take_s = np.minimum(np.maximum(order.gpus - before, 0), cs)
     take = np.empty_like(take_s)
     take[by_slot] = take_s
     # At most the order's work in total, cheapest first.
     done = np.cumsum(take) - take
-    take = np.clip(work - done, 0, take)
+    take = np.minimum(np.maximum(work - done, 0), take)
     sel = np.flatnonzero(take > 0)
     if sel.size == 0:
         return
@@ -335,7 +339,7 @@ def _result(
     t0 = time.perf_counter()
     hours = market.grid.slot_hours
     first = market.first_slot
-    n_pools, n_slots, n_ranks = table.reserve.shape
+    n_pools, n_slots, _ = table.reserve.shape
     order, pool, slot = _cat(book.order), _cat(book.pool), _cat(book.slot)
     rank, gpus = _cat(book.rank), _cat(book.gpus)
     orders, pools = market.orders, market.pools
@@ -347,8 +351,9 @@ def _result(
     a_order, rest = np.divmod(a_keys, n_pools * n_slots)
     a_pool, a_slot = np.divmod(rest, n_slots)
     allocations = []
-    for oi, p, k, n in zip(a_order.tolist(), a_pool.tolist(), a_slot.tolist(), a_gpus.tolist(),
-                           strict=True):
+    for oi, p, k, n in zip(
+        a_order.tolist(), a_pool.tolist(), a_slot.tolist(), a_gpus.tolist(), strict=True
+    ):
         o = orders[oi]
         allocations.append(Allocation(o.id, o.buyer_id, pools[p].id, first + k, n, o.limit_fen))
     allocations.sort(key=lambda a: (a.order_id, a.slot, a.pool_id))
@@ -363,8 +368,15 @@ def _result(
     for fi, n in zip(f_first.tolist(), f_gpus.tolist(), strict=True):
         offer = market.offers[int(f_offer[fi])]
         fills.append(
-            OfferFill(offer.id, offer.provider_id, offer.pool_id, first + int(slot[fi]), n,
-                      int(f_reserve[fi]), int(f_reserve[fi]))
+            OfferFill(
+                offer.id,
+                offer.provider_id,
+                offer.pool_id,
+                first + int(slot[fi]),
+                n,
+                int(f_reserve[fi]),
+                int(f_reserve[fi]),
+            )
         )
     fills.sort(key=lambda f: (f.offer_id, f.slot))
 
@@ -373,8 +385,13 @@ def _result(
     offered = table.offered.reshape(-1)
     quote = table.min_reserve.reshape(-1)
     prices = [
-        PoolPrice(pools[c // n_slots].id, first + c % n_slots, int(quote[c]), int(sold[c]),
-                  int(offered[c]))
+        PoolPrice(
+            pools[c // n_slots].id,
+            first + c % n_slots,
+            int(quote[c]),
+            int(sold[c]),
+            int(offered[c]),
+        )
         for c in np.flatnonzero(offered > 0).tolist()
     ]
 

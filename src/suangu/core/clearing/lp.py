@@ -50,41 +50,52 @@ def _new_highs() -> highspy.Highs:
 
 @dataclass(frozen=True)
 class LpSolution:
-    bid: FloatArray  # GPU-slots per BID arc (model arc order)
+    bid: FloatArray  # GPU-slots per BID arc (model arc order); 0 for columns left out
     supply: FloatArray  # GPU-slots per SUPPLY arc
     placement: FloatArray  # 0/1 per gang placement
     green_dual: FloatArray  # >= 0 per green row: value of one unit of green-row slack
+    bid_reduced: FloatArray  # reduced profit of every BID column (LP only; 0 for a MIP)
     objective: float
     optimal: bool
     mip_gap: float
 
 
-def solve_lp(
-    model: ClearingModel,
-    *,
-    excluded_placements: IntArray | None = None,
-    fixed_placements: FloatArray | None = None,
-    integer: bool = True,
-    time_limit_s: float = 60.0,
-    mip_rel_gap: float = 1e-7,
-) -> LpSolution:
-    """Solve the clearing; placements in ``excluded_placements`` are forced to 0, those in
-    ``fixed_placements`` (a 0/1 vector) are fixed, which turns the MIP into an LP."""
+@dataclass(frozen=True)
+class LpArrays:
+    """The whole program as arrays: columns are BID arcs, SUPPLY arcs, then placements."""
+
+    matrix: sp.csc_matrix
+    cost: FloatArray
+    col_lower: FloatArray
+    col_upper: FloatArray
+    row_lower: FloatArray
+    row_upper: FloatArray
+    n_bid: int
+    n_supply: int
+    n_placement: int
+    green_row0: int
+
+
+def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
+    """Assemble the program. ``all_slot_rows`` gives every order-slot a row of its own (even
+    with one arc) so that its dual prices columns left out of a restricted program."""
     bid_idx = np.nonzero(model.kind == ARC_BID)[0]
     sup_idx = np.nonzero(model.kind == ARC_SUPPLY)[0]
     nb, ns, npl = bid_idx.size, sup_idx.size, len(model.placements)
     n_col = nb + ns + npl
     pl = model.placements
 
-    rows, cols, vals = [], [], []
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    vals: list[FloatArray] = []
     lower: list[FloatArray] = []
     upper: list[FloatArray] = []
     r = 0
 
     def add(block_rows: IntArray, block_cols: IntArray, block_vals: FloatArray) -> None:
-        rows.append(block_rows)
-        cols.append(block_cols)
-        vals.append(block_vals)
+        rows.append(np.asarray(block_rows, np.int64))
+        cols.append(np.asarray(block_cols, np.int64))
+        vals.append(np.asarray(block_vals, np.float64))
 
     # Work rows: sum of an order's bid arcs <= its work.
     bid_order = model.arc_order[bid_idx]
@@ -101,15 +112,14 @@ def solve_lp(
     os_nodes, os_row, os_count = np.unique(
         model.tail[bid_idx], return_inverse=True, return_counts=True
     )
-    multi = os_count[os_row] > 1
-    if multi.any():
-        used, compact = np.unique(os_row[multi], return_inverse=True)
-        add(r + compact, np.nonzero(multi)[0], np.ones(int(multi.sum())))
+    keep = np.ones(nb, bool) if all_slot_rows else os_count[os_row] > 1
+    if keep.any():
+        used, compact = np.unique(os_row[keep], return_inverse=True)
+        add(r + compact, np.nonzero(keep)[0], np.ones(int(keep.sum())))
         lower.append(np.full(used.size, -np.inf))
-        gpus = np.asarray([model.orders[i].gpus for i in model.arc_order[bid_idx]], np.float64)
         first_arc = np.zeros(os_nodes.size, np.int64)
         first_arc[os_row[::-1]] = np.arange(nb)[::-1]
-        upper.append(gpus[first_arc[used]])
+        upper.append(model.cap[bid_idx][first_arc[used]].astype(np.float64))
         r += used.size
 
     # Pool-slot balance: bids + gang use - supply = 0.
@@ -158,35 +168,72 @@ def solve_lp(
             (pl.value * pl.gpus * pl.duration).astype(np.float64),
         ]
     )
-    col_lower = np.zeros(n_col)
-    col_upper = np.concatenate([model.cap[bid_idx], model.cap[sup_idx], np.ones(npl)]).astype(
-        np.float64
+    col_upper = np.concatenate([model.cap[bid_idx], model.cap[sup_idx], np.ones(npl)])
+    return LpArrays(
+        matrix=matrix,
+        cost=cost,
+        col_lower=np.zeros(n_col),
+        col_upper=col_upper.astype(np.float64),
+        row_lower=np.concatenate(lower),
+        row_upper=np.concatenate(upper),
+        n_bid=nb,
+        n_supply=ns,
+        n_placement=npl,
+        green_row0=green_row0,
     )
+
+
+def solve_lp(
+    model: ClearingModel,
+    *,
+    excluded_placements: IntArray | None = None,
+    fixed_placements: FloatArray | None = None,
+    integer: bool = True,
+    time_limit_s: float = 60.0,
+    mip_rel_gap: float = 1e-7,
+    bid_columns: IntArray | None = None,
+    arrays: LpArrays | None = None,
+) -> LpSolution:
+    """Solve the clearing; placements in ``excluded_placements`` are forced to 0, those in
+    ``fixed_placements`` (a 0/1 vector) are fixed, which turns the MIP into an LP.
+
+    ``bid_columns`` restricts the program to those BID arcs (the others stay at 0); the
+    solution's ``bid_reduced`` then tells which left-out columns would improve it."""
+    a = arrays if arrays is not None else build_lp(model)
+    nb, ns, npl = a.n_bid, a.n_supply, a.n_placement
+    col_lower = a.col_lower.copy()
+    col_upper = a.col_upper.copy()
     if excluded_placements is not None and excluded_placements.size:
         col_upper[nb + ns + excluded_placements] = 0.0
     if fixed_placements is not None:
         col_lower[nb + ns :] = fixed_placements
         col_upper[nb + ns :] = fixed_placements
     is_mip = integer and npl > 0 and fixed_placements is None
+    if bid_columns is None:
+        keep = np.arange(nb + ns + npl)
+    else:
+        keep = np.concatenate([np.sort(bid_columns), np.arange(nb, nb + ns + npl)])
+    matrix = a.matrix[:, keep] if bid_columns is not None else a.matrix
+    n_col, n_row = keep.size, a.matrix.shape[0]
 
     lp = highspy.HighsLp()
     lp.num_col_ = n_col
-    lp.num_row_ = r
-    lp.col_cost_ = cost
-    lp.col_lower_ = col_lower
-    lp.col_upper_ = col_upper
-    lp.row_lower_ = np.concatenate(lower) if lower else np.zeros(0)
-    lp.row_upper_ = np.concatenate(upper) if upper else np.zeros(0)
+    lp.num_row_ = n_row
+    lp.col_cost_ = a.cost[keep]
+    lp.col_lower_ = col_lower[keep]
+    lp.col_upper_ = col_upper[keep]
+    lp.row_lower_ = a.row_lower
+    lp.row_upper_ = a.row_upper
     lp.sense_ = highspy.ObjSense.kMaximize
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = matrix.indptr
     lp.a_matrix_.index_ = matrix.indices
     lp.a_matrix_.value_ = matrix.data
     lp.a_matrix_.num_col_ = n_col
-    lp.a_matrix_.num_row_ = r
+    lp.a_matrix_.num_row_ = n_row
     integrality = np.zeros(n_col, np.int32)
     if is_mip:
-        integrality[nb + ns :] = 1
+        integrality[n_col - npl :] = 1
     lp.integrality_ = [highspy.HighsVarType(int(v)) for v in integrality]
 
     h = _new_highs()
@@ -209,18 +256,26 @@ def solve_lp(
         raise SolverError(
             "HiGHS found no feasible clearing in the time limit", fix="raise the time limit"
         )
-    x = np.asarray(solution.col_value)
+    x = np.zeros(nb + ns + npl)
+    x[keep] = np.asarray(solution.col_value)
     info = h.getInfo()
-    green_dual = np.zeros(len(model.green_rows))
-    if not is_mip and solution.dual_valid and model.green_rows:
-        duals = np.asarray(solution.row_dual)[green_row0 : green_row0 + len(model.green_rows)]
-        green_dual = np.abs(duals)
+    n_green = len(model.green_rows)
+    green_dual = np.zeros(n_green)
+    reduced = np.zeros(nb)
+    if not is_mip and solution.dual_valid:
+        y = np.asarray(solution.row_dual)
+        # HiGHS: reduced cost = cost - A^T y; for a maximisation a column at 0 with a
+        # positive reduced cost would improve the objective.
+        reduced = a.cost[:nb] - a.matrix[:, :nb].T @ y
+        if n_green:
+            green_dual = np.abs(y[a.green_row0 : a.green_row0 + n_green])
     gap = float(info.mip_gap) if is_mip else 0.0
     return LpSolution(
         bid=x[:nb],
         supply=x[nb : nb + ns],
         placement=np.round(x[nb + ns :]),
         green_dual=green_dual,
+        bid_reduced=reduced,
         objective=float(info.objective_function_value),
         optimal=status in ok,
         mip_gap=gap if np.isfinite(gap) else 0.0,

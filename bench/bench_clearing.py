@@ -1,0 +1,343 @@
+"""Clearing benchmark: the engine against the pay-as-bid greedy baseline and the LP optimum.
+
+    .venv/bin/python bench/bench_clearing.py [--sizes small,goal,green,week] [--seed 1]
+                                             [--no-reference] [--refresh-reference]
+
+For every size: generate the market (suangu.sim.generator, deterministic per seed), clear it
+with the engine (suangu.core.clearing.clear) and with the greedy baseline, check the engine's
+result with check_clearing, and compare both with the reference optimum: the LP relaxation of
+the same market over the same columns (suangu.core.clearing.lp.solve_lp(build_model(market),
+integer=False)), solved by HiGHS once per (size, seed, generator version) and cached in
+bench/.cache/. For batch markets that LP is integral, so it is the exact optimum; with green
+rows or gangs it is an upper bound.
+
+Each size runs in its own child process, so "peak RSS" is that size's own process peak
+(getrusage ru_maxrss) over generation, engine clearing and greedy, measured before the
+reference LP runs. Results are printed as a table and appended as JSON lines to
+bench/results/clearing.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+CACHE = BENCH / ".cache"
+RESULTS = BENCH / "results" / "clearing.jsonl"
+
+#: name -> generate_market arguments (besides the seed).
+SIZES: dict[str, dict[str, Any]] = {
+    "small": {"n_orders": 1_000, "n_pools": 10, "n_slots": 24},
+    "goal": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24},
+    "green": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24, "green": True},
+    "week": {"n_orders": 10_000, "n_pools": 30, "n_slots": 168},
+    # Not in the default list: the gang MIP is slow (see bench/README.md).
+    "gang": {"n_orders": 1_000, "n_pools": 10, "n_slots": 24, "gang_share": 0.1},
+}
+DEFAULT_SIZES = "small,goal,green,week"
+REFERENCE_TIME_LIMIT_S = 3600.0
+
+
+def _rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cache_path(size: str, seed: int) -> Path:
+    from suangu.sim.generator import GENERATOR_VERSION
+
+    spec = SIZES[size]
+    parts = [
+        size,
+        f"{spec['n_orders']}x{spec['n_pools']}x{spec['n_slots']}",
+        f"green{int(bool(spec.get('green', False)))}",
+        f"gang{spec.get('gang_share', 0.0)}",
+        f"seed{seed}",
+        f"gen{GENERATOR_VERSION}",
+    ]
+    return CACHE / f"clearing-ref-{'-'.join(parts)}.json"
+
+
+def _reference(
+    size: str, seed: int, market: Any, compute: bool, refresh: bool, time_limit_s: float
+) -> dict[str, Any] | None:
+    """The cached reference LP optimum, computed (and cached) when allowed."""
+    from suangu.core.clearing.lp import solve_lp
+    from suangu.core.clearing.model import ARC_BID, build_model
+
+    path = _cache_path(size, seed)
+    if path.exists() and not refresh:
+        ref: dict[str, Any] = json.loads(path.read_text())
+        ref["cached"] = True
+        return ref
+    if not compute:
+        return None
+    _log(f"[{size}] computing the reference LP (HiGHS, limit {time_limit_s:.0f} s) ...")
+    t0 = time.perf_counter()
+    model = build_model(market)
+    sol = solve_lp(model, integer=False, time_limit_s=time_limit_s)
+    took = time.perf_counter() - t0
+    import highspy
+
+    ref = {
+        "welfare_fen": sol.objective * market.grid.slot_hours,
+        "optimal": bool(sol.optimal),
+        "seconds": took,
+        "bid_columns": int((model.kind == ARC_BID).sum()),
+        "placements": len(model.placements),
+        "green_rows": len(model.green_rows),
+        "highs": getattr(highspy.Highs(), "version", lambda: "?")(),
+        "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _log(f"[{size}] reference LP took {took:.1f} s (optimal: {ref['optimal']})")
+    if sol.optimal:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(ref, indent=1))
+    ref["cached"] = False
+    return ref
+
+
+def run_one(
+    size: str, seed: int, compute_ref: bool, refresh: bool, ref_limit: float
+) -> dict[str, Any]:
+    """Benchmark one size in this process; returns one JSON-able record."""
+    from suangu.core.clearing import clear
+    from suangu.core.clearing.checks import check_clearing
+    from suangu.core.clearing.greedy import greedy_clear
+    from suangu.sim.generator import GENERATOR_VERSION, generate_market, market_stats
+
+    spec = SIZES[size]
+    t0 = time.perf_counter()
+    market = generate_market(seed=seed, **spec)
+    gen_s = time.perf_counter() - t0
+    stats = market_stats(market)
+    rss_before = _rss_mib()
+    _log(f"[{size}] generated in {gen_s:.2f} s: {stats['candidate_columns']:,} candidate columns")
+
+    t0 = time.perf_counter()
+    result = clear(market)
+    clear_s = time.perf_counter() - t0
+    rss_clear = _rss_mib()
+    _log(f"[{size}] engine: {result.status} ({result.method}) in {clear_s:.2f} s")
+    t0 = time.perf_counter()
+    greedy = greedy_clear(market)
+    greedy_s = time.perf_counter() - t0
+    rss_peak = _rss_mib()
+    problems = check_clearing(market, result)
+    _log(f"[{size}] greedy in {greedy_s:.2f} s; engine check problems: {len(problems)}")
+
+    ref = _reference(size, seed, market, compute_ref, refresh, ref_limit)
+    record: dict[str, Any] = {
+        "bench": "clearing",
+        "size": size,
+        "seed": seed,
+        "generator_version": GENERATOR_VERSION,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "market": stats,
+        "generate_s": gen_s,
+        "engine": {
+            "status": str(result.status),
+            "method": result.method,
+            "message": result.message,
+            "welfare_fen": result.welfare_fen,
+            "build_s": result.timings.get("build_s"),
+            "solve_s": result.timings.get("solve_s"),
+            "total_s": clear_s,
+            "allocations": len(result.allocations),
+            "rejected_gangs": len(result.rejected_gangs),
+            "check_problems": len(problems),
+            "check_examples": problems[:3],
+        },
+        "greedy": {
+            "welfare_fen": greedy.welfare_fen,
+            "total_s": greedy_s,
+            "allocations": len(greedy.allocations),
+        },
+        "welfare_ratio": result.welfare_fen / greedy.welfare_fen if greedy.welfare_fen else None,
+        "rss_mib": {"before_clear": rss_before, "after_clear": rss_clear, "peak": rss_peak},
+        "reference": ref,
+    }
+    if ref and ref.get("optimal") and ref["welfare_fen"] > 0:
+        record["gap_to_reference"] = (ref["welfare_fen"] - result.welfare_fen) / ref["welfare_fen"]
+        record["greedy_gap_to_reference"] = (ref["welfare_fen"] - greedy.welfare_fen) / ref[
+            "welfare_fen"
+        ]
+    return record
+
+
+def _yuan(fen: float | None) -> str:
+    return "-" if fen is None else f"{fen / 100:,.0f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.3f}%"
+
+
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def print_table(records: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Suangu clearing benchmark (times in s, welfare in yuan)")
+    table.add_column("metric")
+    for r in records:
+        table.add_column(f"{r['size']} (seed {r['seed']})", justify="right")
+
+    def row(name: str, get: Any) -> None:
+        cells = []
+        for r in records:
+            try:
+                cells.append(get(r))
+            except (KeyError, TypeError):
+                cells.append("-")
+        table.add_row(name, *cells)
+
+    row("orders", lambda r: f"{r['market']['orders']:,}")
+    row("pools", lambda r: str(r["market"]["pools"]))
+    row("slots", lambda r: str(r["market"]["slots"]))
+    row(
+        "green / gang orders",
+        lambda r: f"{r['market']['green_orders']:,} / {r['market']['gang_orders']:,}",
+    )
+    row("candidate columns", lambda r: f"{r['market']['candidate_columns']:,}")
+    row("profitable columns", lambda r: f"{r['market']['profitable_columns']:,}")
+    row("hot-hour demand/capacity", lambda r: f"{r['market']['hot_hour_ratio']:.2f}")
+    row("engine build", lambda r: _secs(r["engine"]["build_s"]))
+    row("engine solve", lambda r: _secs(r["engine"]["solve_s"]))
+    row("engine total", lambda r: _secs(r["engine"]["total_s"]))
+    row("engine status/method", lambda r: f"{r['engine']['status']}/{r['engine']['method']}")
+    row("engine check problems", lambda r: str(r["engine"]["check_problems"]))
+    row("engine welfare", lambda r: _yuan(r["engine"]["welfare_fen"]))
+    row("greedy welfare", lambda r: _yuan(r["greedy"]["welfare_fen"]))
+    row("greedy time", lambda r: _secs(r["greedy"]["total_s"]))
+    row(
+        "welfare engine/greedy",
+        lambda r: "-" if r["welfare_ratio"] is None else f"{r['welfare_ratio']:.4f}",
+    )
+    row("reference LP optimum", lambda r: _yuan(r["reference"]["welfare_fen"]))
+    row(
+        "reference LP time",
+        lambda r: (
+            _secs(r["reference"]["seconds"]) + (" (cached)" if r["reference"]["cached"] else "")
+        ),
+    )
+    row("engine gap to reference", lambda r: _pct(r.get("gap_to_reference")))
+    row("greedy gap to reference", lambda r: _pct(r.get("greedy_gap_to_reference")))
+    row("peak RSS MiB (ru_maxrss)", lambda r: f"{r['rss_mib']['peak']:,.0f}")
+    row("RSS MiB before clearing", lambda r: f"{r['rss_mib']['before_clear']:,.0f}")
+    Console(width=max(100, 32 + 24 * len(records))).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sizes",
+        default=DEFAULT_SIZES,
+        help=f"comma-separated, from {', '.join(SIZES)} (default {DEFAULT_SIZES})",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="do not compute missing reference LP optima (cached ones are shown)",
+    )
+    parser.add_argument(
+        "--refresh-reference",
+        action="store_true",
+        help="recompute reference LP optima even when cached",
+    )
+    parser.add_argument("--reference-time-limit", type=float, default=REFERENCE_TIME_LIMIT_S)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one size, JSON out
+    args = parser.parse_args(argv)
+
+    if args.one:
+        record = run_one(
+            args.one,
+            args.seed,
+            not args.no_reference,
+            args.refresh_reference,
+            args.reference_time_limit,
+        )
+        print(json.dumps(record))
+        return 0
+
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown sizes {unknown}; use {', '.join(SIZES)}")
+    if args.no_reference:
+        _log(
+            "--no-reference: missing reference LP optima are not computed (the week one "
+            "takes longer than the engine by far; see bench/README.md)"
+        )
+    records = []
+    for size in sizes:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            size,
+            "--seed",
+            str(args.seed),
+            "--reference-time-limit",
+            str(args.reference_time_limit),
+        ]
+        cmd += ["--no-reference"] if args.no_reference else []
+        cmd += ["--refresh-reference"] if args.refresh_reference else []
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            _log(f"[{size}] failed with exit code {done.returncode}")
+            records.append(
+                {
+                    "bench": "clearing",
+                    "size": size,
+                    "seed": args.seed,
+                    "error": f"exit {done.returncode}",
+                }
+            )
+            continue
+        records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as out:
+        for r in records:
+            out.write(json.dumps(r) + "\n")
+    ok = [r for r in records if "error" not in r]
+    if ok:
+        print_table(ok)
+    for r in ok:
+        ref = r.get("reference")
+        if ref is None:
+            print(f"{r['size']}: no reference LP (run without --no-reference to compute it)")
+        elif not ref.get("cached"):
+            print(
+                f"{r['size']}: reference LP computed in {ref['seconds']:.1f} s"
+                f" ({ref['bid_columns']:,} bid columns), cached in bench/.cache/"
+            )
+        if r["engine"]["check_problems"]:
+            print(
+                f"{r['size']}: engine result breaks {r['engine']['check_problems']} market "
+                f"rules, e.g. {r['engine']['check_examples']}"
+            )
+    print(f"appended {len(records)} records to {RESULTS.relative_to(BENCH.parent)}")
+    return 0 if len(ok) == len(records) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,280 @@
+"""The ``suangu`` command line.
+
+Errors Suangu raises on purpose (:class:`~suangu.core.errors.SuanguError`) are caught here,
+at the edge, and printed as one red line ``error: <message>`` with exit code 2: never a stack
+trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from suangu import __version__
+from suangu.core.errors import SuanguError
+from suangu.core.gpus import ALIASES
+
+if TYPE_CHECKING:  # the solver stack loads on first use: --help and --version stay instant
+    from suangu.sim.scenario import Scenario
+    from suangu.sim.simulate import SimulationReport
+
+app = typer.Typer(
+    name="suangu",
+    help="Suangu (算谷): an open exchange for green GPU compute.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: The packaged example: six East-Data-West-Compute hub sites, three days, ~300 orders.
+DEMO_SCENARIO = "data/scenarios/east_west.yaml"
+DEMO_ORDERS = "data/scenarios/east_west_orders.csv"
+
+
+def _fail(err: SuanguError) -> NoReturn:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}")
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"suangu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Suangu (算谷): an open exchange for green GPU compute."""
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("hours"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _run(
+    scenario_path: Path | str,
+    orders_path: Path | str,
+    hours: int | None,
+    as_json: bool,
+    shortfall: float,
+    seed: int,
+    header: Callable[[Scenario, int], None] | None = None,
+) -> None:
+    from suangu.sim.scenario import load_orders, load_scenario
+    from suangu.sim.simulate import simulate
+
+    try:
+        scenario = load_scenario(scenario_path, hours=hours)
+        stream = load_orders(orders_path, scenario)
+        if header is not None:
+            header(scenario, len(stream.orders))
+        with _progress(not as_json, f"clearing {scenario.name}") as progress:
+            report = simulate(scenario, stream, progress=progress, shortfall=shortfall, seed=seed)
+    except SuanguError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_report(report, scenario)
+    if not report.ledger_balanced:
+        raise typer.Exit(1)
+
+
+HoursOption = Annotated[
+    int | None,
+    typer.Option("--hours", min=1, help="Simulate this many slots instead of the file's span."),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the report as JSON (no table, no progress bar).")
+]
+ShortfallOption = Annotated[
+    float,
+    typer.Option(
+        "--shortfall",
+        min=0.0,
+        max=1.0,
+        help="Probability that a lease meters less than full use in a slot (50-100% of it).",
+    ),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the metering shortfall.")]
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML: sites, pools, offers.")],
+    orders: Annotated[Path, typer.Argument(help="Order stream: .csv with a header, or .yaml.")],
+    hours: HoursOption = None,
+    as_json: JsonOption = False,
+    shortfall: ShortfallOption = 0.0,
+    seed: SeedOption = 0,
+) -> None:
+    """Replay ORDERS against SCENARIO hour by hour: clear, hold, meter, settle, report."""
+    _run(scenario, orders, hours, as_json, shortfall, seed)
+
+
+@app.command("demo")
+def demo_command(
+    hours: HoursOption = None,
+    as_json: JsonOption = False,
+    shortfall: ShortfallOption = 0.0,
+    seed: SeedOption = 0,
+) -> None:
+    """Run the built-in East-Data-West-Compute market simulation and print a summary."""
+    package = resources.files("suangu")
+    with (
+        resources.as_file(package / DEMO_SCENARIO) as scenario_path,
+        resources.as_file(package / DEMO_ORDERS) as orders_path,
+    ):
+        _run(
+            scenario_path,
+            orders_path,
+            hours,
+            as_json,
+            shortfall,
+            seed,
+            header=None if as_json else _demo_header,
+        )
+
+
+def _demo_header(scenario: Scenario, n_orders: int) -> None:
+    sites = ", ".join(s.name.split(" ")[0] for s in scenario.sites)
+    providers = len(set(scenario.providers.values()))
+    text = (
+        f"[bold]Suangu demo[/]: a simulated East-Data-West-Compute (东数西算) GPU market.\n\n"
+        f"{len(scenario.sites)} hub sites ({escape(sites)}), {len(scenario.pools)} GPU pools from "
+        f"{providers} providers, and {n_orders} orders (batch jobs, all-or-nothing gang jobs "
+        f"and latency-bound services) over {scenario.hours} simulated hours.\n"
+        f"Every hour the exchange clears the next {scenario.lookahead} hours (welfare-maximising "
+        "allocation, one price per pool and hour), holds the buyers' money, and after each "
+        "hour meters the leases and settles them on a double-entry ledger.\n\n"
+        "[dim]This demo is the market simulation only: the API server, provider agents and "
+        "dashboard are not part of it yet. Sites and latencies come from public data; "
+        "providers, prices and orders are made up.[/]"
+    )
+    Console().print(Panel(text, border_style="blue", expand=False))
+
+
+def _yuan(fen: int | float) -> str:
+    return f"{fen / 100:,.2f}"
+
+
+def _print_report(report: SimulationReport, scenario: Scenario) -> None:
+    console = Console()
+    title = f"{report.scenario}: {report.hours} h, {report.clearings} clearings"
+    orders = Table(title=f"Orders ({title})", title_justify="left")
+    orders.add_column("kind")
+    for col in ("orders", "filled", "partly", "unfilled"):
+        orders.add_column(col, justify="right")
+    for kind, row in report.orders_by_kind.items():
+        if row["total"]:
+            orders.add_row(
+                kind,
+                str(row["total"]),
+                str(row["filled"]),
+                str(row["partial"]),
+                str(row["unfilled"]),
+            )
+    orders.add_row(
+        "[bold]all[/]",
+        f"[bold]{report.orders_total}[/]",
+        f"[bold]{report.orders_filled}[/]",
+        f"[bold]{report.orders_partial}[/]",
+        f"[bold]{report.orders_unfilled}[/]",
+    )
+    console.print(orders)
+    if report.orders_after_span:
+        console.print(
+            f"[dim]Not counted: {report.orders_after_span} orders of the file that are "
+            f"submitted after these {report.hours} hours.[/]",
+            highlight=False,
+        )
+
+    sites = Table(title="Volume by site (prices in yuan per GPU-hour)", title_justify="left")
+    sites.add_column("site")
+    sites.add_column("GPUs")
+    sites.add_column("GPU-hours", justify="right")
+    sites.add_column("avg price", justify="right")
+    sites.add_column("value (yuan)", justify="right")
+    short = {full: alias for alias, full in ALIASES.items()}
+    classes: dict[str, list[str]] = {}
+    for pool in scenario.pools:
+        classes.setdefault(pool.site_id, []).append(short.get(pool.gpu_class, pool.gpu_class))
+    for s in report.sites:
+        sites.add_row(
+            escape(s.name),
+            " ".join(classes.get(s.site_id, [])),
+            f"{s.gpu_hours:,}",
+            _yuan(s.avg_price_fen),
+            _yuan(s.value_fen),
+        )
+    sites.add_row(
+        "[bold]all sites[/]",
+        "",
+        f"[bold]{report.gpu_hours_traded:,}[/]",
+        f"[bold]{_yuan(report.avg_price_fen)}[/]",
+        f"[bold]{_yuan(report.traded_value_fen)}[/]",
+    )
+    console.print(sites)
+
+    money = Table(title="Money (yuan) and checks", title_justify="left", show_header=False)
+    money.add_column("what")
+    money.add_column("value", justify="right")
+    money.add_row("welfare (value to buyers - sellers' reserves)", _yuan(report.welfare_fen))
+    money.add_row("buyer deposits", _yuan(report.buyer_deposits_fen))
+    money.add_row("buyer spend (metered)", _yuan(report.buyer_spend_fen))
+    if report.released_fen:
+        money.add_row("held but released (unused)", _yuan(report.released_fen))
+    money.add_row("provider revenue (after fee)", _yuan(report.provider_revenue_fen))
+    money.add_row(f"exchange fees ({scenario.fee_bp / 100:g}%)", _yuan(report.exchange_fees_fen))
+    money.add_row("congestion rent", _yuan(report.congestion_rent_fen))
+    money.add_row("green share of traded GPU-hours", f"{report.green_share:.1%}")
+    balanced = "[green]yes[/]" if report.ledger_balanced else "[bold red]NO[/]"
+    money.add_row("ledger balanced", balanced)
+    money.add_row(
+        "clearing time (mean / max)",
+        f"{report.clear_mean_s * 1000:.0f} / {report.clear_max_s * 1000:.0f} ms",
+    )
+    console.print(money)
+    if not report.ledger_balanced:
+        console.print(f"[bold red]ledger check failed:[/] {escape(report.ledger_message)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

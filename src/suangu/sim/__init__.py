@@ -1,0 +1,1 @@
+"""Simulation: scenarios, order streams, a simulated clock and the market replayed over it."""
