@@ -203,3 +203,21 @@ def test_welfare_and_money_scale_with_slot_length(slot_hours: int) -> None:
     result = clear(m)
     assert result.welfare_fen == (900 - 500) * 4 * slot_hours
     assert settle(result).payments_fen == 500 * 4 * slot_hours
+
+
+def test_green_slot_above_the_limit_pays_for_itself() -> None:
+    # Green H100 costs 1,100 > the limit of 1,000, but two green GPUs let the order take two
+    # brown ones at 500: 2 x (1000 - 1100) + 2 x (1000 - 500) = 800 fen of welfare.
+    offers = [
+        Offer.over("green", "p1", "hor-h100", 0, 1, 4, 1100),
+        Offer.over("brown", "p2", "sh-h100", 0, 1, 4, 500),
+    ]
+    order = batch("g", 4, 4, 1000, deadline=1, min_green_share=0.5)
+    m = market(offers, [order], n_slots=1, green_share={"hor-h100": (1.0,), "sh-h100": (0.0,)})
+    result = clear(m)
+    assert result.welfare_fen == 800
+    assert sorted((a.pool_id, a.gpus) for a in result.allocations) == [
+        ("hor-h100", 2),
+        ("sh-h100", 2),
+    ]
+    assert check_settlement(m, result, settle(result)) == []

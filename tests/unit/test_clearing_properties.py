@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.clearing.checks import check_clearing
+from suangu.core.clearing.lp import solve_lp
+from suangu.core.clearing.model import build_model
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import ClearingStatus, Market, OrderKind
 from tests.unit.markets import eligible_cells, markets, reference_welfare
@@ -149,3 +151,13 @@ def test_lagrangian_green_path_is_sound_and_bounded(market: Market) -> None:
     assert result.gap >= 0
     if best > 0 and result.status is ClearingStatus.OPTIMAL:
         assert abs(result.welfare_fen - best) <= 1e-6 * best + 1e-6
+
+
+@examples(100)
+@given(markets(green=True))
+def test_green_lp_over_built_columns_equals_the_independent_lp(market: Market) -> None:
+    """Pruning columns never changes the LP optimum: the model keeps every column that can
+    pay off, including green slots below reserve that make room for cheap brown ones."""
+    model = build_model(market)
+    lp = solve_lp(model, integer=False).objective if model.n_arcs else 0.0
+    assert abs(lp * market.grid.slot_hours - reference_welfare(market)) < 1e-6 * (1 + abs(lp))

@@ -245,13 +245,25 @@ def solve_lp(
     h.passModel(lp)
     h.run()
     status = h.getModelStatus()
-    ok = {highspy.HighsModelStatus.kOptimal}
+    ok = {highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kModelEmpty}
     limited = {highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt}
     if status not in ok | limited:
         raise SolverError(
             f"HiGHS ended with {h.modelStatusToString(status)}", fix="report this market"
         )
     solution = h.getSolution()
+    if status == highspy.HighsModelStatus.kModelEmpty:
+        zeros = np.zeros(nb)
+        return LpSolution(
+            zeros,
+            np.zeros(ns),
+            np.zeros(npl),
+            np.zeros(len(model.green_rows)),
+            zeros,
+            0.0,
+            True,
+            0.0,
+        )
     if not solution.value_valid:
         raise SolverError(
             "HiGHS found no feasible clearing in the time limit", fix="raise the time limit"

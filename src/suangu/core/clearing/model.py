@@ -9,7 +9,9 @@ The batch market is a min-cost flow::
 One unit of flow is one GPU for one slot; arc costs are fen per GPU-hour (every slot has the
 same length, so the objective is welfare / slot_hours). Filters (GPU class, residency, latency,
 window) decide which order-slot -> pool-slot arcs exist; arcs whose limit does not beat the
-cheapest reserve of the pool-slot can never carry profitable flow and are not built.
+cheapest reserve of the pool-slot can never carry profitable flow and are not built (except,
+for an order with a green minimum, slots greener than its minimum: they can pay for
+themselves by making room for cheaper brown slots).
 
 Gang orders are not arcs: each feasible placement (pool, first slot) is a column that a
 mixed-integer program picks at most once per order. Green-share minimums are side rows.
@@ -194,9 +196,15 @@ def build_model(market: Market) -> ClearingModel:
         po, pk = pair_order[b0 : b0 + block], pair_k[b0 : b0 + block]
         nodes = pool_ids[None, :] * n_slots + pk[:, None]
         ok = mask[po] & (min_reserve[nodes] < limit[po][:, None])
-        full_green = min_green[po] >= 1.0
-        if full_green.any():
-            ok[full_green] &= green[nodes[full_green]] >= 1.0
+        wants = min_green[po] > 0
+        if wants.any():
+            # A slot greener than the order's minimum can pay off below its reserve: it
+            # makes room in the green share for cheaper brown slots.
+            greener = green[nodes[wants]] > min_green[po][wants][:, None]
+            supplied = min_reserve[nodes[wants]] < NO_SUPPLY
+            ok[wants] |= mask[po][wants] & greener & supplied
+            full = min_green[po] >= 1.0
+            ok[full] &= green[nodes[full]] >= 1.0
         rr, pp = np.nonzero(ok)
         kept_pair.append(rr + b0)
         kept_pool.append(pp)
