@@ -360,31 +360,37 @@ def _green_lagrangian(
     model: ClearingModel, chosen: IntArray, deadline: float, options: ClearingOptions
 ) -> tuple[FloatArray, float]:
     """Price the green rows into the arc values (v + eta * (green - min)) and solve the
-    network; adjust eta by subgradient steps (Polyak) until the best repaired clearing is
-    within ``options.green_gap`` of the Lagrangian bound, or the iterations run out.
+    network; adjust eta by subgradient steps until the repaired clearing is within
+    ``options.green_gap`` of the Lagrangian bound, or the iterations run out.
 
-    Every Lagrangian value is an upper bound on the LP optimum (weak duality over the
-    network polytope, which is integral), so the returned bound is certified."""
+    The first solve has eta = 0 (the market without green rows); orders whose row it breaks
+    start from eta = 30% of their limit, then Polyak steps follow. The returned bids are the
+    average of the iterates after the first (ergodic averaging, which converges to the LP
+    optimum where single iterates oscillate). Every Lagrangian value is an upper bound on
+    the LP optimum (weak duality over the network polytope, which is integral), so the
+    returned bound is certified."""
     rows = list(model.green_rows)
     nb = int((model.kind == ARC_BID).sum())
     use = _placement_use(model, chosen)
-    cap = model.cap
     supply = np.zeros(model.n_nodes, np.int64)
     supply[SOURCE] = model.total_supply
     supply[SINK] = -model.total_supply - int(use.sum())
     supply[model.ps_base : model.ps_base + model.n_pool_slots] += use
     value = -model.cost.astype(np.float64)  # + limit on bids, - reserve on supply
     eta = np.zeros(len(rows))
-    best_bid, best_lower, upper = np.zeros(nb), -np.inf, np.inf
+    best_lower, upper = -np.inf, np.inf
     theta, stalls = 0.25, 0
+    total, weight = np.zeros(nb), 0
     slack = float(model.total_supply + use.sum()) / LAGRANGE_SCALE  # rounding of costs
     fixed = _objective(model, np.zeros(0, np.int64), chosen)  # the gangs' welfare
-    for _ in range(options.green_iterations):
+    for it in range(options.green_iterations):
         adj = value.copy()
         for k, (_, arcs, coef) in enumerate(rows):
             adj[arcs] += eta[k] * coef
         scaled = -np.round(adj * LAGRANGE_SCALE).astype(np.int64)
-        flow, _ = solve_min_cost_flow(model.n_nodes, model.tail, model.head, cap, scaled, supply)
+        flow, _ = solve_min_cost_flow(
+            model.n_nodes, model.tail, model.head, model.cap, scaled, supply
+        )
         lagrangian = float(adj @ flow) + slack + fixed
         if lagrangian < upper - 1e-9:
             upper, stalls = lagrangian, 0
@@ -395,17 +401,26 @@ def _green_lagrangian(
         g = np.asarray([float(coef @ flow[arcs]) for _, arcs, coef in rows])
         repaired = _repair_green(model, flow[:nb].astype(np.float64), use)
         lower = _repaired_value(model, flow, repaired, rows, value) + fixed
-        if lower > best_lower:
-            best_lower, best_bid = lower, flow[:nb].astype(np.float64)
-        if upper - best_lower <= options.green_gap * abs(upper) or time.perf_counter() > deadline:
-            break
+        best_lower = max(best_lower, lower)
         violated = np.minimum(g, 0.0)
+        if it == 0:
+            if not violated.any():
+                return flow[:nb].astype(np.float64), upper  # green rows hold: optimal
+            for k, (_, arcs, _) in enumerate(rows):
+                if violated[k] < 0:
+                    eta[k] = 0.3 * float(value[arcs].mean())
+            continue
+        total += flow[:nb]
+        weight += 1
         norm = float(violated @ violated)
-        if norm == 0.0:
-            break  # the Lagrangian optimum already meets every green row: it is optimal
+        gap_ok = upper - best_lower <= options.green_gap * abs(upper)
+        if norm == 0.0 or gap_ok or time.perf_counter() > deadline:
+            break
         step = theta * (upper - best_lower) / norm
         eta = np.maximum(0.0, eta - step * np.where(eta > 0, g, violated))
-    return best_bid, upper
+    if weight == 0:
+        return flow[:nb].astype(np.float64), upper
+    return total / weight, upper
 
 
 def _repaired_value(
