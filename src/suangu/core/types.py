@@ -417,7 +417,7 @@ def _unique(items: Sequence[Any], name: str) -> None:
 
 class ClearingStatus(StrEnum):
     OPTIMAL = "optimal"  # proven optimal (within the solver's tolerance)
-    FEASIBLE = "feasible"  # a feasible clearing; optimality not proven (time limit)
+    FEASIBLE = "feasible"  # feasible, within a proven ``gap`` of the optimum (see the result)
     EMPTY = "empty"  # nothing could trade: no orders, no offers or no eligible pairs
     FAILED = "failed"  # the solver failed; nothing allocated
 

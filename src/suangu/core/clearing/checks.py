@@ -11,8 +11,13 @@ from collections import defaultdict
 from suangu.core.types import ClearingResult, Market, OrderKind
 
 
-def check_clearing(market: Market, result: ClearingResult) -> list[str]:
-    """Every broken market rule in ``result``, as readable sentences (empty when all hold)."""
+def check_clearing(
+    market: Market, result: ClearingResult, *, uniform_prices: bool = True
+) -> list[str]:
+    """Every broken market rule in ``result``, as readable sentences (empty when all hold).
+
+    ``uniform_prices=False`` checks a pay-as-bid result, where each buyer pays its own limit
+    rather than the pool-slot's price."""
     problems: list[str] = []
     hours = market.grid.slot_hours
     orders = {o.id: o for o in market.orders}
@@ -109,7 +114,7 @@ def check_clearing(market: Market, result: ClearingResult) -> list[str]:
         if sold[cell] != used[cell]:
             problems.append(f"pool-slot {cell}: {used[cell]} allocated but {sold[cell]} sold")
     prices = {(p.pool_id, p.slot): p.price_fen for p in result.prices}
-    for a in result.allocations:
+    for a in result.allocations if uniform_prices else ():
         if prices.get((a.pool_id, a.slot)) != a.price_fen:
             problems.append(f"order {a.order_id} at {a.pool_id}/{a.slot}: price differs from pool")
     return problems

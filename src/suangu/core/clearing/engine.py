@@ -56,13 +56,14 @@ FLOW_EPS = 1e-7
 @dataclass(frozen=True)
 class ClearingOptions:
     time_limit_s: float = 60.0
-    mip_rel_gap: float = 1e-7
+    #: Gang placements stop at this relative gap (reported in ``ClearingResult.gap``).
+    mip_rel_gap: float = 1e-4
     #: Markets with at most this many bid columns solve green minimums as an exact LP.
     exact_green_columns: int = 50_000
     #: Larger ones stop the Lagrangian search at this relative gap to its bound ...
     green_gap: float = 5e-4
     #: ... or after this many network solves.
-    green_iterations: int = 5
+    green_iterations: int = 3
 
 
 @dataclass
@@ -76,6 +77,7 @@ class _Cleared:
     message: str = ""
     price_s: float = 0.0
     bound: float = np.inf  # upper bound on the welfare (objective units) when not exact
+    mip_gap: float = 0.0  # relative gap the gang placements were proven within
 
 
 def clear(market: Market, options: ClearingOptions | None = None) -> ClearingResult:
@@ -122,9 +124,9 @@ def _objective(model: ClearingModel, flow: IntArray, chosen: IntArray) -> float:
 def _gap(model: ClearingModel, cleared: _Cleared) -> float:
     """Relative distance of the clearing's welfare to a proven upper bound (0 when exact)."""
     if not np.isfinite(cleared.bound):
-        return 0.0
+        return cleared.mip_gap
     value = _objective(model, cleared.flow, cleared.placements)
-    return max(0.0, (cleared.bound - value) / max(abs(cleared.bound), 1.0))
+    return max(cleared.mip_gap, (cleared.bound - value) / max(abs(cleared.bound), 1.0))
 
 
 # --- network path ---------------------------------------------------------------------------
@@ -209,16 +211,10 @@ def _clear_with_gangs(
     for _ in range(len(model.gangs) + 1):
         remaining = max(deadline - time.perf_counter(), 1.0)
         if len(pl):
-            sol = solve_lp(
-                model,
-                excluded_placements=np.nonzero(np.isin(pl.order, rejected))[0],
-                time_limit_s=remaining,
-                mip_rel_gap=options.mip_rel_gap,
-            )
-            optimal &= sol.optimal
-            chosen = np.nonzero(sol.placement > 0.5)[0]
+            chosen, placed_optimally, mip_gap = _place_gangs(model, rejected, remaining, options)
+            optimal &= placed_optimally
         else:
-            chosen = np.zeros(0, np.int64)
+            chosen, mip_gap = np.zeros(0, np.int64), 0.0
         if model.green_rows:
             fixed, green_optimal, bound = _green_bids(model, chosen, deadline, options)
             optimal &= green_optimal
@@ -235,9 +231,47 @@ def _clear_with_gangs(
         losers = _gangs_above_limit(model, cleared)
         if not losers:
             cleared.optimal = optimal
+            cleared.mip_gap = mip_gap
             return cleared
         rejected.append(losers[0])
     raise SolverError("pricing of gang orders did not settle", fix="report this market")
+
+
+def _place_gangs(
+    model: ClearingModel, rejected: list[int], time_limit_s: float, options: ClearingOptions
+) -> tuple[IntArray, bool, float]:
+    """Gang placements of the welfare optimum (within ``options.mip_rel_gap``), whether the
+    search finished, and the relative gap it proved. The LP relaxation comes first: when its
+    placements are already whole it is the MIP optimum (often, since gangs rarely compete
+    for the same cells at the margin), and the branch-and-bound is skipped."""
+    pl = model.placements
+    excluded = np.nonzero(np.isin(pl.order, rejected))[0]
+    relaxed = solve_lp(
+        model, excluded_placements=excluded, integer=False, time_limit_s=time_limit_s
+    )
+    z = np.asarray(relaxed.placement_value)
+    if relaxed.optimal and bool(np.all(np.minimum(z, 1.0 - z) <= 1e-9)):
+        return np.nonzero(z > 0.5)[0], True, 0.0
+    # A first incumbent: the relaxation's placements, most decided first, where they fit.
+    fixed = np.zeros(len(pl))
+    left = model.offered.copy()
+    placed: set[int] = set()
+    for j in np.argsort(-z, kind="stable"):
+        nodes = pl.pool[j] * model.n_slots + pl.start[j] + np.arange(pl.duration[j])
+        if z[j] <= 1e-9 or int(pl.order[j]) in placed or (left[nodes] < pl.gpus[j]).any():
+            continue
+        fixed[j] = 1.0
+        left[nodes] -= pl.gpus[j]
+        placed.add(int(pl.order[j]))
+    start = solve_lp(model, fixed_placements=fixed, integer=False, time_limit_s=time_limit_s)
+    sol = solve_lp(
+        model,
+        excluded_placements=excluded,
+        time_limit_s=time_limit_s,
+        mip_rel_gap=options.mip_rel_gap,
+        start=start,
+    )
+    return np.nonzero(sol.placement > 0.5)[0], sol.optimal, sol.mip_gap
 
 
 def _gangs_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:

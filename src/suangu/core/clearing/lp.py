@@ -52,7 +52,8 @@ def _new_highs() -> highspy.Highs:
 class LpSolution:
     bid: FloatArray  # GPU-slots per BID arc (model arc order); 0 for columns left out
     supply: FloatArray  # GPU-slots per SUPPLY arc
-    placement: FloatArray  # 0/1 per gang placement
+    placement: FloatArray  # 0/1 per gang placement (rounded)
+    placement_value: FloatArray  # the solver's values, fractional in an LP relaxation
     green_dual: FloatArray  # >= 0 per green row: value of one unit of green-row slack
     bid_reduced: FloatArray  # reduced profit of every BID column (LP only; 0 for a MIP)
     objective: float
@@ -193,6 +194,7 @@ def solve_lp(
     mip_rel_gap: float = 1e-7,
     bid_columns: IntArray | None = None,
     arrays: LpArrays | None = None,
+    start: LpSolution | None = None,
 ) -> LpSolution:
     """Solve the clearing; placements in ``excluded_placements`` are forced to 0, those in
     ``fixed_placements`` (a 0/1 vector) are fixed, which turns the MIP into an LP.
@@ -242,7 +244,15 @@ def solve_lp(
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+    # Welfare of whole placements is an integer (integral costs, network-integral batch
+    # part): a bound less than 1 fen away proves optimality.
+    h.setOptionValue("mip_abs_gap", 0.999)
     h.passModel(lp)
+    if start is not None and is_mip:
+        incumbent = highspy.HighsSolution()
+        incumbent.col_value = np.concatenate([start.bid, start.supply, start.placement])[keep]
+        incumbent.value_valid = True
+        h.setSolution(incumbent)
     h.run()
     status = h.getModelStatus()
     ok = {highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kModelEmpty}
@@ -255,14 +265,15 @@ def solve_lp(
     if status == highspy.HighsModelStatus.kModelEmpty:
         zeros = np.zeros(nb)
         return LpSolution(
-            zeros,
-            np.zeros(ns),
-            np.zeros(npl),
-            np.zeros(len(model.green_rows)),
-            zeros,
-            0.0,
-            True,
-            0.0,
+            bid=zeros,
+            supply=np.zeros(ns),
+            placement=np.zeros(npl),
+            placement_value=np.zeros(npl),
+            green_dual=np.zeros(len(model.green_rows)),
+            bid_reduced=zeros,
+            objective=0.0,
+            optimal=True,
+            mip_gap=0.0,
         )
     if not solution.value_valid:
         raise SolverError(
@@ -286,6 +297,7 @@ def solve_lp(
         bid=x[:nb],
         supply=x[nb : nb + ns],
         placement=np.round(x[nb + ns :]),
+        placement_value=x[nb + ns :],
         green_dual=green_dual,
         bid_reduced=reduced,
         objective=float(info.objective_function_value),
