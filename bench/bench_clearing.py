@@ -85,7 +85,10 @@ def _reference(
         return ref
     if not compute:
         return None
-    _log(f"[{size}] computing the reference LP (HiGHS, limit {time_limit_s:.0f} s) ...")
+    _log(
+        f"[{size}] computing the reference LP once (HiGHS, limit {time_limit_s:.0f} s; "
+        "about 1 min for goal, 3 min for week here; --no-reference skips it) ..."
+    )
     t0 = time.perf_counter()
     model = build_model(market)
     sol = solve_lp(model, integer=False, time_limit_s=time_limit_s)
@@ -99,7 +102,7 @@ def _reference(
         "bid_columns": int((model.kind == ARC_BID).sum()),
         "placements": len(model.placements),
         "green_rows": len(model.green_rows),
-        "highs": getattr(highspy.Highs(), "version", lambda: "?")(),
+        "highs": highspy.Highs().version(),  # type: ignore[no-untyped-call]
         "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _log(f"[{size}] reference LP took {took:.1f} s (optimal: {ref['optimal']})")
@@ -140,6 +143,8 @@ def run_one(
     _log(f"[{size}] greedy in {greedy_s:.2f} s; engine check problems: {len(problems)}")
 
     ref = _reference(size, seed, market, compute_ref, refresh, ref_limit)
+    if ref is not None and not ref["cached"]:
+        ref["peak_rss_mib"] = _rss_mib()  # the process peak, now including the reference LP
     record: dict[str, Any] = {
         "bench": "clearing",
         "size": size,
@@ -195,7 +200,10 @@ def print_table(records: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Suangu clearing benchmark (times in s, welfare in yuan)")
+    table = Table(
+        title="Suangu clearing benchmark",
+        caption="times in s, welfare in yuan, RSS = process peak resident set (ru_maxrss)",
+    )
     table.add_column("metric")
     for r in records:
         table.add_column(f"{r['size']} (seed {r['seed']})", justify="right")
@@ -285,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_reference:
         _log(
             "--no-reference: missing reference LP optima are not computed (the week one "
-            "takes longer than the engine by far; see bench/README.md)"
+            "took about 3 minutes on a 2-core machine; see bench/README.md)"
         )
     records = []
     for size in sizes:
