@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suangu import __version__
-from suangu.core.errors import SuanguError
+from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
 if TYPE_CHECKING:  # the solver stack loads on first use: --help and --version stay instant
@@ -274,6 +274,71 @@ def _print_report(report: SimulationReport, scenario: Scenario) -> None:
     console.print(money)
     if not report.ledger_balanced:
         console.print(f"[bold red]ledger check failed:[/] {escape(report.ledger_message)}")
+
+
+report_app = typer.Typer(help="Reports: energy and carbon of a site.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("energy")
+def report_energy_command(
+    site: Annotated[str, typer.Option("--site", help="Hub site id, e.g. horinger.")],
+    year: Annotated[int, typer.Option("--year", help="Calendar year to model.")] = 2024,
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", help="Write the chart here (default energy-SITE-YEAR.png)."),
+    ] = None,
+    as_json: JsonOption = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the modelled weather.")] = 0,
+) -> None:
+    """Model a site's green supply, load, grid import, cost and CO2 by month; chart it."""
+    from suangu.sim.energy import energy_report, render_chart
+
+    try:
+        report = energy_report(site, year, seed)
+    except SuanguError as err:
+        _fail(err)
+    target = png or Path(f"energy-{site}-{year}.png")
+    try:
+        path = render_chart(report, target)
+    except OSError as err:
+        _fail(ValidationError(f"cannot write {target}: {err}", field="png", fix="a writable path"))
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "png": str(path)}, indent=2, ensure_ascii=False))
+        return
+    t = report.total
+    table = Table(
+        title=f"{escape(report.site.name)} {year}, GWh by month (green = used on site)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    cols = ("month", "wind", "solar", "load", "green", "share", "grid", "surplus", "M yuan")
+    for col in (*cols, "CO2 kt"):
+        table.add_column(col, justify="right")
+    for m in (*report.months, t):
+        table.add_row(
+            str(m.month) if m.month else "[bold]year[/]",
+            f"{m.wind_mwh / 1e3:,.1f}",
+            f"{m.solar_mwh / 1e3:,.1f}",
+            f"{m.load_mwh / 1e3:,.1f}",
+            f"{m.green_used_mwh / 1e3:,.1f}",
+            f"{m.green_share:.1%}",
+            f"{m.grid_mwh / 1e3:,.1f}",
+            f"{m.curtailed_mwh / 1e3:,.1f}",
+            f"{m.cost_yuan / 1e6:,.2f}",
+            f"{m.co2_t / 1e3:,.2f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"PUE {t.pue:.3f}; CO2 is location-based: {escape(report.site.grid_factor.label)}"
+    )
+    for a in report.avoided:
+        console.print(f"avoided: {escape(a.label)}", highlight=False)
+    for note in report.notes:
+        console.print(f"[dim]{escape(note)}[/]")
+    console.print(f"chart: {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover
