@@ -7,9 +7,13 @@
   its limit is rejected and the market re-cleared (paradoxical rejection, as in EUPHEMIA): no
   order is ever paradoxically accepted, so every order is individually rational and money
   balances exactly (everyone trades at the same pool-slot prices).
-* Green-share minimums: side rows of an LP (HiGHS); the LP's duals on those rows fold into the
-  arc costs (Lagrangian), and prices come from the residual network of that Lagrangian network.
-  Fractional GPU-slots are rounded down and repaired so that every row still holds.
+* Green-share minimums: side rows. Up to ``ClearingOptions.exact_green_columns`` bid columns
+  the LP with those rows is solved exactly (HiGHS, column generation around the network
+  optimum); larger markets price the rows into arc values by Lagrangian relaxation over
+  network solves, with a certified upper bound. Green orders' GPU-slots are rounded to whole
+  GPUs that keep every row, fixed, and the rest of the market is cleared as a network and
+  priced as above; a green order that would pay above its limit on average gives up its
+  dearest GPU-slots. ``ClearingResult.gap`` bounds the distance to the optimum.
 
 Prices: the *lowest* prices that support the allocation (smallest dual solution, i.e. minus
 the shortest-path distance from the sink in the residual network); a pool-slot where nothing
@@ -553,12 +557,10 @@ def _result(
             )
         )
     pl = model.placements
-    gang_use = np.zeros(n_ps, np.int64)
     for j in chosen:
         order = model.gangs[pl.order[j]]
         for k in range(int(pl.start[j]), int(pl.start[j] + pl.duration[j])):
             node = int(pl.pool[j]) * model.n_slots + k
-            gang_use[node] += int(pl.gpus[j])
             allocations.append(
                 Allocation(
                     order.id,
