@@ -27,7 +27,7 @@ from suangu.core.gpus import ALIASES
 
 if TYPE_CHECKING:  # the solver stack loads on first use: --help and --version stay instant
     from suangu.sim.scenario import Scenario
-    from suangu.sim.simulate import SimulationReport
+    from suangu.sim.simulate import EnergySummary, SimulationReport
 
 app = typer.Typer(
     name="suangu",
@@ -183,12 +183,32 @@ def _demo_header(scenario: Scenario, n_orders: int) -> None:
         f"and latency-bound services) over {scenario.hours} simulated hours.\n"
         f"Every hour the exchange clears the next {scenario.lookahead} hours (welfare-maximising "
         "allocation, one price per pool and hour), holds the buyers' money, and after each "
-        "hour meters the leases and settles them on a double-entry ledger.\n\n"
-        "[dim]This demo is the market simulation only: the API server, provider agents and "
+        "hour meters the leases and settles them on a double-entry ledger.\n"
+        + _energy_header(scenario)
+        + "\n[dim]This demo is the market simulation only: the API server, provider agents and "
         "dashboard are not part of it yet. Sites and latencies come from public data; "
-        "providers, prices and orders are made up.[/]"
+        "providers, prices and orders are made up."
+        + (
+            " Horinger's energy assets are the published project's, the other sites' are "
+            "illustrative, and the weather is modelled, not measured."
+            if scenario.energy is not None
+            else ""
+        )
+        + "[/]"
     )
     Console().print(Panel(text, border_style="blue", expand=False))
+
+
+def _energy_header(scenario: Scenario) -> str:
+    energy = scenario.energy
+    if energy is None:
+        return ""
+    return (
+        "Green shares come from the energy model: each site's wind, solar, storage, PUE and "
+        "grid import simulated hour by hour (seeded weather), so orders' minimum green shares "
+        "meet modelled supply. Every lease gets an energy and carbon record; green "
+        "certificates (kWh-green) and CO2 (g) are booked on the same ledger as the money.\n"
+    )
 
 
 def _yuan(fen: int | float) -> str:
@@ -264,7 +284,8 @@ def _print_report(report: SimulationReport, scenario: Scenario) -> None:
     money.add_row("provider revenue (after fee)", _yuan(report.provider_revenue_fen))
     money.add_row(f"exchange fees ({scenario.fee_bp / 100:g}%)", _yuan(report.exchange_fees_fen))
     money.add_row("congestion rent", _yuan(report.congestion_rent_fen))
-    money.add_row("green share of traded GPU-hours", f"{report.green_share:.1%}")
+    modelled = " (energy model, hourly)" if report.energy is not None else " (scenario file)"
+    money.add_row(f"green share of traded GPU-hours{modelled}", f"{report.green_share:.1%}")
     balanced = "[green]yes[/]" if report.ledger_balanced else "[bold red]NO[/]"
     money.add_row("ledger balanced", balanced)
     money.add_row(
@@ -272,8 +293,74 @@ def _print_report(report: SimulationReport, scenario: Scenario) -> None:
         f"{report.clear_mean_s * 1000:.0f} / {report.clear_max_s * 1000:.0f} ms",
     )
     console.print(money)
+    if report.energy is not None:
+        _print_energy(console, report.energy)
     if not report.ledger_balanced:
         console.print(f"[bold red]ledger check failed:[/] {escape(report.ledger_message)}")
+
+
+def _t(grams: int | float) -> str:
+    return f"{grams / 1e6:,.3f}"
+
+
+def _print_energy(console: Console, e: EnergySummary) -> None:
+    years = ", ".join(str(y) for y in e.years)
+    table = Table(
+        title=f"Energy and carbon (energy model, weather seed {e.seed}, {years})",
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("leases metered", f"{e.leases:,} ({e.gpu_hours:,.0f} GPU-h)")
+    table.add_row("energy (facility: GPU power x PUE)", f"{e.energy_wh / 1000:,.0f} kWh")
+    table.add_row(
+        "green (own wind and solar, hourly)",
+        f"{e.green_wh / 1000:,.0f} kWh, {e.green_share:.1%}",
+    )
+    table.add_row("grid import", f"{e.grid_wh / 1000:,.0f} kWh")
+    table.add_row("green certificates retired to buyers", f"{e.certificates_wh / 1000:,.0f} kWh")
+    table.add_row("CO2 location-based [1]", f"{_t(e.location_g)} t")
+    table.add_row("CO2 market-based [2]", f"{_t(e.market_g)} t")
+    for a in e.avoided:
+        factor = "" if a.t_per_mwh is None else f", {a.t_per_mwh:.4f} t/MWh"
+        table.add_row(f"CO2 avoided vs {a.method}{factor} [3]", f"{a.tonnes:,.3f} t")
+    if e.carbon_price_yuan_per_t:
+        table.add_row("carbon price (added to reserves)", f"{e.carbon_price_yuan_per_t:,g} yuan/t")
+    console.print(table)
+    buyers = Table(title="CO2 per buyer (t)", title_justify="left")
+    buyers.add_column("buyer", no_wrap=True)
+    for col in ("GPU-h", "kWh", "green", "location", "market"):
+        buyers.add_column(col, justify="right")
+    if e.home_grid is not None:
+        buyers.add_column("avoided [3]", justify="right")
+    for b in e.buyers:
+        row = [
+            escape(b.buyer_id),
+            f"{b.gpu_hours:,.0f}",
+            f"{b.energy_wh / 1000:,.0f}",
+            f"{b.green_share:.1%}",
+            _t(b.location_g),
+            _t(b.market_g),
+        ]
+        if b.avoided is not None:
+            row.append(f"{b.avoided.tonnes:,.3f}")
+        buyers.add_row(*row)
+    console.print(buyers)
+    factors = ", ".join(f"{region} {f:.4f}" for region, f in e.grid_factors.items())
+    years = "/".join(str(y) for y in e.grid_factor_years)
+    notes = [
+        f"[1] grid import x the site province's grid average {years}, t/MWh: "
+        + (factors or "none")
+        + " (direct green supply counts 0)",
+        "[2] energy not covered by green certificates retired to the buyer x a residual "
+        "factor = the provincial grid average (China publishes no residual mix)",
+        "[3] energy x the named baseline factor - market-based actual; grid_average: each "
+        "site's own provincial average"
+        + (f"; home_grid (energy.home_grid): {e.home_grid}" if e.home_grid else ""),
+    ]
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]", highlight=False)
 
 
 report_app = typer.Typer(help="Reports: energy and carbon of a site.", no_args_is_help=True)

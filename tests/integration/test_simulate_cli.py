@@ -55,6 +55,11 @@ def test_example_runs_end_to_end() -> None:
     assert spend == data["traded_value_fen"]  # full metered use
     assert spend == revenue + fees  # type: ignore[operator]
     assert len(data["sites"]) >= 4  # type: ignore[arg-type]
+    energy = data["energy"]  # the packaged scenario runs the energy model
+    assert isinstance(energy, dict)
+    assert energy["gpu_hours"] == data["gpu_hours_traded"]  # full use: every lease has a record
+    assert energy["energy_kwh"] == pytest.approx(energy["green_kwh"] + energy["grid_kwh"])
+    assert energy["co2_market_based_t"] > 0 and 0.5 < energy["green_share"] < 1
     timings = data["timings"]
     assert isinstance(timings, dict)
     assert timings["wall_s"] < 30

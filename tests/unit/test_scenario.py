@@ -89,6 +89,16 @@ def test_packaged_example_is_realistic() -> None:
     assert kinds[OrderKind.SERVICE] > 0
     assert any(s.order.regions for s in stream.orders)
     assert any(s.order.min_green_share > 0 for s in stream.orders)
+    # the demo's green story: every site mapped to its packaged energy-data site
+    assert scenario.energy is not None and scenario.green_profiles == {}
+    assert dict(scenario.energy.sites) == {
+        "horinger": "horinger",
+        "qingyang": "qingyang",
+        "zhongwei": "zhongwei",
+        "guian": "guian",
+        "zhangjiakou": "zhangjiakou",
+        "qingpu": "yrd_qingpu",
+    }
     assert {s.order.home for s in stream.orders if s.order.max_latency_ms} >= {
         "beijing",
         "shanghai",
@@ -217,6 +227,84 @@ def test_scenario_errors(
     assert words in text
     assert err.fix, text  # says how to fix it
     assert "\n" not in text
+
+
+# --- the energy block --------------------------------------------------------------------------
+
+GREEN_MINI = (
+    MINI.replace("lookahead: 6\n", "lookahead: 6\nenergy: {model: true, seed: 2}\n")
+    .replace("    green_share: 0.8\n", "    energy_site: qingyang\n")
+    .replace("latency_ms: {beijing: 1.2}}", "latency_ms: {beijing: 1.2}, energy_site: zhangjiakou}")
+)
+
+
+def test_energy_block_parses(tmp_path: Path) -> None:
+    scenario = load_scenario(mini(tmp_path, GREEN_MINI))
+    assert scenario.energy is not None
+    assert scenario.energy.seed == 2 and scenario.energy.carbon_price_yuan_per_t == 0
+    assert scenario.energy.home_grid is None
+    assert dict(scenario.energy.sites) == {"west": "qingyang", "east": "zhangjiakou"}
+    assert scenario.green_profiles == {}  # green shares come from the model
+    # the default energy site is the site's own id
+    text = GREEN_MINI.replace("id: west\n", "id: qingyang\n").replace(
+        "site: west,", "site: qingyang,"
+    )
+    text = text.replace("    energy_site: qingyang\n", "")
+    assert load_scenario(mini(tmp_path, text)).energy.sites["qingyang"] == "qingyang"  # type: ignore[union-attr]
+    # model: false keeps the file's numbers, as without the block
+    off = load_scenario(
+        mini(tmp_path, MINI.replace("lookahead: 6\n", "lookahead: 6\nenergy: {model: false}\n"))
+    )
+    assert off.energy is None and off.green_share(0, 1) == {"west-a800": (0.8,)}
+    assert load_scenario(mini(tmp_path)).energy is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "words"),
+    [
+        ("seed: 2}", "seed: -1}", 5, "energy.seed", "greater than or equal to 0"),
+        ("seed: 2}", "seed: 2, carbon_price_yuan_per_t: -5}", 5, "energy.carbon_price", "-5"),
+        ("seed: 2}", "seed: 2, carbon_price_yuan_per_t: .nan}", 5, "energy.carbon_price", "finite"),
+        ("seed: 2}", "seed: 2, carbon_price_yuan_per_t: cheap}", 5, "energy.carbon_price", "cheap"),
+        ("seed: 2}", "seed: 2, home_grid: Atlantis}", 5, "energy.home_grid", "Atlantis"),
+        ("seed: 2}", "seed: 2, colour: green}", 5, "energy.colour", "unknown field"),
+        ("model: true", "model: maybe", 5, "energy.model", "maybe"),
+        (
+            "model: true, seed: 2}",
+            "model: false, carbon_price_yuan_per_t: 100}",
+            5,
+            "energy.carbon_price_yuan_per_t",
+            "needs the energy model",
+        ),
+        ("energy_site: qingyang", "energy_site: atlantis", 16, "sites[0].energy_site", "atlantis"),
+        ("    energy_site: qingyang\n", "", 8, "sites[0].energy_site", "no packaged energy data"),
+        (
+            "energy_site: qingyang",
+            "energy_site: qingyang\n    green_share: 0.8",
+            17,
+            "sites[0].green_share",
+            "set by the energy model",
+        ),
+        (
+            "gpu_class: H100}",
+            "gpu_class: H100, green_share: 0.9}",
+            20,
+            "pools[1].green_share",
+            "set by the energy model",
+        ),
+    ],
+)
+def test_energy_errors(
+    tmp_path: Path, old: str, new: str, line: int, field: str, words: str
+) -> None:
+    assert old in GREEN_MINI, old
+    path = mini(tmp_path, GREEN_MINI.replace(old, new, 1))
+    err = error_of(load_scenario, path)
+    text = str(err)
+    assert text.startswith(f"{path}:{line}: "), text
+    assert err.field is not None and err.field.startswith(field), text
+    assert words in text, text
+    assert err.fix and "\n" not in text
 
 
 def test_not_a_mapping(tmp_path: Path) -> None:
@@ -394,5 +482,7 @@ def test_report_is_json_ready(tmp_path: Path) -> None:
         "solve_mean_s",
         "solve_max_s",
         "wall_s",
+        "energy_model_s",
     }
+    assert data["energy"] is None  # no energy block: the file's green shares, no energy model
     assert dataclasses.is_dataclass(run(tmp_path, GOOD))

@@ -7,22 +7,30 @@
 * :func:`energy_report` simulates one site-year and summarises it by month, with avoided CO2
   under every named method.
 * :func:`render_chart` writes the report as a PNG (matplotlib, Agg backend).
+* :func:`site_years_for_span` simulates the calendar years an interval covers, in each site's
+  own local time, joined into one :class:`SiteYear` per site (what the simulation's market
+  hooks and lease accounting read).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from datetime import UTC, datetime, timedelta
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import yaml
 
+from suangu.core.energy._common import FloatArray
 from suangu.core.energy.carbon import (
     AvoidanceMethod,
     AvoidedCO2,
@@ -33,7 +41,7 @@ from suangu.core.energy.carbon import (
 from suangu.core.energy.climate import ClimateParams, PueModel
 from suangu.core.energy.model import MonthRow, SiteEnergyParams, SiteYear, simulate_site_year
 from suangu.core.energy.solar import SolarParams
-from suangu.core.energy.storage import StorageParams
+from suangu.core.energy.storage import Dispatch, StorageParams
 from suangu.core.energy.tariff import Period, TouTariff
 from suangu.core.energy.wind import TurbineCurve, WindParams
 from suangu.core.errors import UnknownReferenceError, ValidationError
@@ -329,3 +337,88 @@ def render_chart(report: EnergyReport, path: str | Path) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+# --- site-years over a simulated span ----------------------------------------------------------
+
+
+def local_year(unix_seconds: int, utc_offset_hours: int) -> int:
+    """The calendar year, at ``utc_offset_hours``, of the instant ``unix_seconds``."""
+    return (datetime.fromtimestamp(unix_seconds, UTC) + timedelta(hours=utc_offset_hours)).year
+
+
+class SpanSiteYear(SiteYear):
+    """A :class:`SiteYear` whose derived hourly arrays are computed once, not on every read.
+
+    ``SiteYear.green_share`` and ``green_used`` are properties that rebuild a whole year's array
+    each time; the simulation reads them for every lease and every clearing. Same values.
+    """
+
+    @cached_property
+    def green_share(self) -> FloatArray:  # type: ignore[override]
+        out: FloatArray = SiteYear.green_share.fget(self)  # type: ignore[attr-defined]
+        return out
+
+    @cached_property
+    def green_used(self) -> FloatArray:  # type: ignore[override]
+        return self.flows.green_used
+
+
+def join_years(parts: list[SiteYear]) -> SiteYear:
+    """Consecutive site-years of one site as one :class:`SiteYear` starting with the first.
+
+    The result's ``year`` is the first year and its arrays run over all of them, so
+    ``hour_index`` (and with it the market hooks and :func:`~suangu.core.energy.accounting.
+    lease_energy`) reach any hour of the span. Each year keeps its own seeded weather; the
+    storage starts each year at its initial charge (as a separate simulation would). The
+    result is a :class:`SpanSiteYear` (derived arrays cached), also for one year.
+    """
+    first = parts[0]
+    for a, b in itertools.pairwise(parts):
+        if b.year != a.year + 1 or b.params != a.params:
+            raise ValueError("join consecutive years of one site")
+
+    def cat(name: str, objs: list[Any]) -> Any:
+        return np.concatenate([getattr(o, name) for o in objs])
+
+    flows = [p.flows for p in parts]
+    joined_flows = Dispatch(
+        **{
+            f.name: cat(f.name, flows)
+            for f in dataclasses.fields(Dispatch)
+            if f.name != "soc_initial"
+        },
+        soc_initial=flows[0].soc_initial,
+    )
+    arrays = ("month", "hour_of_day", "solar", "wind", "temperature_c", "pue", "it_load", "load")
+    values = {f.name: getattr(first, f.name) for f in dataclasses.fields(SiteYear)}
+    values.update({name: cat(name, parts) for name in arrays}, tariff=cat("tariff", parts))
+    return SpanSiteYear(**{**values, "flows": joined_flows})
+
+
+def site_years_for_span(
+    sites: Mapping[str, str],
+    start_unix: int,
+    end_unix: int,
+    seed: int = 0,
+    data: EnergyData | None = None,
+) -> dict[str, SiteYear]:
+    """Site-years covering ``[start_unix, end_unix)`` for each key of ``sites``.
+
+    ``sites`` maps a market site id to a packaged energy-data site id; each energy site is
+    simulated once per calendar year the interval touches in its own local time
+    (``utc_offset_hours`` of the energy data, UTC+8 for the packaged sites), and the years are
+    joined (:func:`join_years`). Keys are the market's site ids, as the hooks expect.
+    """
+    data = data or load_energy_data()
+    if end_unix <= start_unix:
+        raise ValidationError("must be after start_unix", field="end_unix", fix="a period")
+    models: dict[str, SiteYear] = {}
+    for energy_id in sorted(set(sites.values())):
+        params = data.site(energy_id)
+        first = local_year(start_unix, params.utc_offset_hours)
+        last = local_year(end_unix - 1, params.utc_offset_hours)
+        models[energy_id] = join_years(
+            [simulate_site_year(params, year, seed) for year in range(first, last + 1)]
+        )
+    return {site_id: models[energy_id] for site_id, energy_id in sites.items()}

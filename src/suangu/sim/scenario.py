@@ -23,6 +23,17 @@ Scenario (YAML)
          from: 0, to: 96,           # optional: default the whole span [0, hours + lookahead)
          gpus: 64,                  # a number, or a 24-value daily profile (local hours)
          reserve: 12.50}            # yuan per GPU-hour (<= 2 decimals), or a 24-value profile
+    energy:                         # optional: the energy and carbon model (suangu.core.energy)
+      model: true                   # default true once the block is there
+      seed: 0                       # default 0: seed of the modelled weather
+      carbon_price_yuan_per_t: 0    # default 0: added to every reserve (hooks.apply_carbon_price)
+      home_grid: Beijing            # optional: buyers' home grid, for "avoided vs home grid"
+
+With ``energy.model`` true, each site uses the packaged energy-data site named by its
+``energy_site`` (default: its own id; the ids are the keys of ``suangu/data/energy/sites.yaml``),
+pools' green shares come from the model hour by hour, and ``green_share`` numbers in the file
+are refused (they would be silently overridden). Without the block, or with ``model: false``,
+``green_share`` numbers are used as before and no energy is modelled.
 
 Times (``from``, ``to``, and the order times below) are hour offsets from ``start`` (``12``)
 or ISO date-times (``2025-06-02T12:00:00Z``); they must fall on slot boundaries. A daily
@@ -270,6 +281,7 @@ class SiteSpec(_Spec):
     pue: float = Field(default=1.2, ge=1.0, le=3.0)
     latency_ms: dict[str, Annotated[float, Field(ge=0, le=10_000)]] = Field(default_factory=dict)
     green_share: ShareField | None = None
+    energy_site: Id | None = None
 
 
 class PoolSpec(_Spec):
@@ -289,6 +301,13 @@ class OfferSpec(_Spec):
     reserve: ReserveField
 
 
+class EnergySpec(_Spec):
+    model: bool = True
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    carbon_price_yuan_per_t: float = Field(default=0.0, ge=0, le=100_000, allow_inf_nan=False)
+    home_grid: Id | None = None
+
+
 class ScenarioSpec(_Spec):
     name: Id
     start: StartField
@@ -300,6 +319,7 @@ class ScenarioSpec(_Spec):
     sites: list[SiteSpec] = Field(min_length=1)
     pools: list[PoolSpec] = Field(min_length=1)
     offers: list[OfferSpec] = Field(min_length=1)
+    energy: EnergySpec | None = None
 
 
 class OrderSpec(_Spec):
@@ -346,6 +366,12 @@ _FIX: Mapping[str, str] = {
     "pue": "facility power / IT power, 1.0..3.0, typically 1.1-1.6",
     "latency_ms": "a map from place to one-way latency in ms, e.g. {beijing: 2.9}",
     "green_share": "a share 0..1, 0.8 = 80%, or a list of 24 hourly shares",
+    "energy": "a mapping such as {model: true, seed: 0, carbon_price_yuan_per_t: 0}",
+    "model": "true to model energy and carbon (green shares from the model), false not to",
+    "seed": "a whole number >= 0: the seed of the modelled weather",
+    "carbon_price_yuan_per_t": "yuan per tonne of CO2, 0..100,000, e.g. 100",
+    "home_grid": "a province or grid region of the emission-factor table, e.g. Beijing",
+    "energy_site": "a site of the packaged energy data (suangu/data/energy/sites.yaml)",
     "site": "the id of a site listed under sites:",
     "pool": "the id of a pool listed under pools:",
     "provider": "the provider's member id",
@@ -400,6 +426,17 @@ _CORE_FIELDS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True)
+class EnergyConfig:
+    """The scenario's ``energy:`` block with the model on (see the module docs)."""
+
+    seed: int
+    carbon_price_yuan_per_t: float
+    #: scenario site id -> packaged energy-data site id
+    sites: Mapping[str, str]
+    home_grid: str | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated scenario in core types. Slot ``k`` starts ``k * slot_seconds`` after start."""
 
@@ -417,6 +454,8 @@ class Scenario:
     providers: Mapping[str, str]
     #: pool id -> green share per local hour of day (24 values); pools absent count as 0
     green_profiles: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    #: the energy model's settings; None: no energy model (green shares from the file)
+    energy: EnergyConfig | None = None
 
     @property
     def slot_hours(self) -> int:
@@ -826,6 +865,78 @@ def _convert_scenario(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -
         offers=tuple(offers),
         providers=MappingProxyType(providers),
         green_profiles=MappingProxyType(green),
+        energy=_energy_config(spec, file, lines),
+    )
+
+
+def _energy_config(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -> EnergyConfig | None:
+    """The ``energy:`` block checked against the packaged energy data; None if the model is off."""
+
+    def line(*loc: str | int) -> int | None:
+        return _line_of(lines, loc)
+
+    block = spec.energy
+    model = block is not None and block.model
+    if block is not None and not model:
+        for name in ("carbon_price_yuan_per_t", "home_grid"):
+            if getattr(block, name):
+                raise ScenarioError(
+                    "needs the energy model (energy.model is false)",
+                    file=file,
+                    line=line("energy", name),
+                    field=f"energy.{name}",
+                    fix=f"set energy.model: true, or remove {name}",
+                )
+    if not model and all(s.energy_site is None for s in spec.sites):
+        return None
+    from suangu.sim.energy import load_energy_data
+
+    data = load_energy_data()
+    known = ", ".join(sorted(data.sites))
+    mapping: dict[str, str] = {}
+    for i, s in enumerate(spec.sites):
+        name = s.energy_site or s.id
+        if name not in data.sites and (model or s.energy_site is not None):
+            given = s.energy_site is not None
+            raise ScenarioError(
+                f"unknown energy-data site {name!r}"
+                if given
+                else f"site {s.id!r} has no packaged energy data of the same id",
+                file=file,
+                line=line("sites", i, "energy_site") if given else line("sites", i, "id"),
+                field=f"sites[{i}].energy_site",
+                fix=f"name its energy-data site with energy_site: one of {known}",
+            )
+        mapping[s.id] = name
+    if not model or block is None:
+        return None
+    shares = [("sites", i, x.green_share) for i, x in enumerate(spec.sites)]
+    shares += [("pools", i, x.green_share) for i, x in enumerate(spec.pools)]
+    for kind, i, share in shares:
+        if share is not None:
+            raise ScenarioError(
+                "is set by the energy model hour by hour (energy.model is true)",
+                file=file,
+                line=line(kind, i, "green_share"),
+                field=f"{kind}[{i}].green_share",
+                fix="remove green_share, or set energy: {model: false} to use the file's numbers",
+            )
+    if block.home_grid is not None:
+        try:
+            data.factors.get(block.home_grid)
+        except ValidationError as err:
+            raise ScenarioError(
+                err.message,
+                file=file,
+                line=line("energy", "home_grid"),
+                field="energy.home_grid",
+                fix=err.fix,
+            ) from None
+    return EnergyConfig(
+        seed=block.seed,
+        carbon_price_yuan_per_t=block.carbon_price_yuan_per_t,
+        sites=MappingProxyType(mapping),
+        home_grid=block.home_grid,
     )
 
 

@@ -18,6 +18,25 @@ At the start of each slot ``h`` of the span ``[0, hours)``:
 After the last clearing the clock runs on until every sold lease has ended and settled; then
 the ledger's invariants are checked.
 
+With the scenario's energy model on (``energy: {model: true}``, see
+:mod:`suangu.sim.scenario`), the site-years the span covers are simulated once
+(:func:`suangu.sim.energy.site_years_for_span`), and
+
+* before each clearing, the market's green shares come from
+  :func:`~suangu.core.energy.hooks.green_share_for_market`, and a non-zero carbon price raises
+  every offer's reserve in the horizon through
+  :func:`~suangu.core.energy.hooks.apply_carbon_price` (location-based gCO2 per GPU-hour of
+  the pool-slot, :func:`~suangu.core.energy.hooks.carbon_for_market`). Both ``*_for_market``
+  hooks run once over the whole span and each clearing takes its horizon's slice (a slot's
+  value does not depend on the horizon);
+* when the leases of a slot are metered (step 1), each gets its energy record
+  (:func:`~suangu.core.energy.accounting.lease_energy`). Certificates are issued per provider
+  and slot for the green Wh its leases used, never more than the site's modelled green energy
+  used in those hours (one cap per energy site, shared by the providers there; a lease that
+  would exceed it is recorded with ``certify=False``), and each lease's linked chain
+  (:func:`~suangu.core.energy.accounting.lease_transfers`) retires them to the buyer and records
+  its market-based grams, on the same ledger as the money (``kWh-green`` and ``gCO2``).
+
 Open orders between clearings: a gang order closes when it clears; a batch or service order
 keeps its remaining work open until its deadline. A core order allows ``gpus`` GPUs in *every*
 slot, so a reopened order only bids for slots after the last slot it already holds. That loses
@@ -38,11 +57,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from suangu.core import billing
 from suangu.core.clearing import clear
 from suangu.core.clearing.checks import check_clearing
+from suangu.core.energy import accounting, hooks
+from suangu.core.energy.accounting import CarbonStatement, LeaseEnergy
+from suangu.core.energy.carbon import AvoidanceMethod, avoided_co2
+from suangu.core.energy.model import SiteYear
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.ledger import (
+    AccountKind,
     Asset,
     CreateResult,
     Ledger,
@@ -60,7 +86,10 @@ from suangu.core.types import (
     OrderKind,
 )
 from suangu.sim.errors import SimulationError
-from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
+from suangu.sim.scenario import EnergyConfig, OrderStream, Scenario, StreamOrder
+
+#: The longest market the core accepts, in slots (``Market.n_slots``).
+_MAX_MARKET_SLOTS = 24 * 366
 
 #: ``progress(done, total)`` after each simulated slot of the span.
 Progress = Callable[[int, int], None]
@@ -78,6 +107,114 @@ class SiteVolume:
     @property
     def avg_price_fen(self) -> float:
         return self.value_fen / self.gpu_hours if self.gpu_hours else 0.0
+
+
+@dataclass(frozen=True)
+class AvoidedRow:
+    """Avoided CO2 of the traded energy under one named baseline: energy x factor - actual."""
+
+    method: str
+    description: str
+    t_per_mwh: float | None  # None where the factor differs by site (the sites' grid averages)
+    tonnes: float
+    label: str
+
+
+@dataclass(frozen=True)
+class EnergySummary:
+    """Energy and carbon of every metered lease (integers in Wh and g; see docs/energy.md)."""
+
+    seed: int
+    carbon_price_yuan_per_t: float
+    energy_sites: dict[str, str]  # scenario site id -> energy-data site id
+    years: tuple[int, ...]
+    leases: int
+    gpu_hours: float  # metered
+    energy_wh: int
+    green_wh: int
+    grid_wh: int
+    certificates_wh: int
+    uncertified_leases: int  # green Wh beyond the site's modelled green energy: not certified
+    location_g: int
+    market_g: int
+    methods: dict[str, str]  # method -> what it means, with the factors used
+    grid_factors: dict[str, float]  # province -> t/MWh: the location-based factors used
+    grid_factor_years: tuple[int, ...]  # the years of those published factors
+    home_grid: str | None  # label of the buyers' home-grid factor (energy.home_grid)
+    avoided: tuple[AvoidedRow, ...]
+    buyers: tuple[CarbonStatement, ...]
+
+    @property
+    def green_share(self) -> float:
+        return self.green_wh / self.energy_wh if self.energy_wh else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "carbon_price_yuan_per_t": self.carbon_price_yuan_per_t,
+            "energy_sites": dict(self.energy_sites),
+            "years": list(self.years),
+            "leases": self.leases,
+            "gpu_hours": round(self.gpu_hours, 4),
+            "energy_kwh": self.energy_wh / 1000,
+            "green_kwh": self.green_wh / 1000,
+            "grid_kwh": self.grid_wh / 1000,
+            "certificates_kwh": self.certificates_wh / 1000,
+            "green_share": round(self.green_share, 4),
+            "uncertified_leases": self.uncertified_leases,
+            "co2_location_based_t": self.location_g / 1e6,
+            "co2_market_based_t": self.market_g / 1e6,
+            "methods": dict(self.methods),
+            "grid_factors_t_per_mwh": dict(self.grid_factors),
+            "grid_factor_years": list(self.grid_factor_years),
+            "home_grid": self.home_grid,
+            "avoided_co2": [asdict(a) for a in self.avoided],
+            "buyers": [_statement_dict(b) for b in self.buyers],
+        }
+
+
+def avoided_label(st: CarbonStatement) -> str:
+    """The statement's avoided CO2 with three decimals (``AvoidedCO2.label`` rounds to whole
+    tonnes and MWh, too coarse for one buyer's leases)."""
+    a = st.avoided
+    if a is None:
+        return ""
+    return (
+        f"{a.tonnes:,.3f} t CO2 avoided = {a.energy_mwh:,.3f} MWh x {a.method.t_per_mwh:.4f} "
+        f"t/MWh ({a.method.name}: {a.method.description}) - {a.actual_tonnes:,.3f} t actual "
+        "(market-based)"
+    )
+
+
+def _statement_dict(st: CarbonStatement) -> dict[str, Any]:
+    avoided = None
+    if st.avoided is not None:
+        avoided = {
+            "method": st.avoided.method.name,
+            "t_per_mwh": st.avoided.method.t_per_mwh,
+            "description": st.avoided.method.description,
+            "tonnes": st.avoided.tonnes,
+            "label": avoided_label(st),
+        }
+    methods = [m for m in st.methods if not m.startswith("avoided: ")]
+    if avoided is not None:
+        methods.append(f"avoided: {avoided['label']}")
+    return {
+        "buyer": st.buyer_id,
+        "start_unix": st.start_unix,
+        "end_unix": st.end_unix,
+        "leases": st.leases,
+        "gpu_hours": round(st.gpu_hours, 4),
+        "energy_kwh": st.energy_wh / 1000,
+        "green_kwh": st.green_wh / 1000,
+        "grid_kwh": st.grid_wh / 1000,
+        "certificates_kwh": st.certificates_wh / 1000,
+        "green_share": round(st.green_share, 4),
+        "co2_location_based_t": st.location_g / 1e6,
+        "co2_market_based_t": st.market_g / 1e6,
+        "avoided_vs_home_grid": avoided,
+        "methods": methods,
+    }
 
 
 @dataclass(frozen=True)
@@ -116,6 +253,9 @@ class SimulationReport:
     solve_max_s: float
     wall_s: float
     methods: dict[str, int] = field(default_factory=dict)
+    #: energy and carbon of the metered leases; None without the scenario's energy model
+    energy: EnergySummary | None = None
+    energy_model_s: float = 0.0  # simulating the site-years (and the energy imports)
 
     @property
     def avg_price_fen(self) -> float:
@@ -128,10 +268,9 @@ class SimulationReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; everything that depends on the machine is under ``timings``."""
         data = asdict(self)
-        timings = {
-            k: data.pop(k)
-            for k in ("clear_mean_s", "clear_max_s", "solve_mean_s", "solve_max_s", "wall_s")
-        }
+        keys = ("clear_mean_s", "clear_max_s", "solve_mean_s", "solve_max_s", "wall_s")
+        timings = {k: data.pop(k) for k in (*keys, "energy_model_s")}
+        data["energy"] = None if self.energy is None else self.energy.to_dict()
         data["sites"] = [
             {**asdict(s), "avg_price_fen": round(s.avg_price_fen, 2)} for s in self.sites
         ]
@@ -204,6 +343,49 @@ class _Simulation:
         self.solve_times: list[float] = []
         self.deposits = 0
         self.by_id = {st.order.id: st for st in self.states}
+        self.pools = {p.id: p for p in scenario.pools}
+        self.energy: EnergyConfig | None = scenario.energy
+        self.site_years: dict[str, SiteYear] = {}
+        self.records: list[LeaseEnergy] = []
+        self.uncertified = 0
+        self.energy_model_s = 0.0
+        self.span_green: dict[str, list[float]] = {}
+        self.span_carbon: dict[str, list[float]] = {}
+        if self.energy is not None:
+            from suangu.sim.energy import site_years_for_span
+
+            t = time.perf_counter()
+            end = self.grid.slot_start(scenario.hours + scenario.lookahead)
+            self.site_years = site_years_for_span(
+                self.energy.sites, self.grid.epoch, end, seed=self.energy.seed
+            )
+            self._model_span()
+            self.energy_model_s = time.perf_counter() - t
+
+    def _model_span(self) -> None:
+        """The hooks' green shares (and carbon, with a price) of every pool-slot of the span.
+
+        A slot's value does not depend on the horizon around it, so the hooks run once over
+        ``[0, hours + lookahead)`` (in chunks of at most a year of slots) and each clearing
+        takes its slice: the same numbers as running them per clearing, at a fraction of the
+        cost.
+        """
+        assert self.energy is not None
+        total = self.sc.hours + self.sc.lookahead
+        green: dict[str, list[float]] = defaultdict(list)
+        carbon: dict[str, list[float]] = defaultdict(list)
+        for first in range(0, total, _MAX_MARKET_SLOTS):
+            n = min(_MAX_MARKET_SLOTS, total - first)
+            bare = Market(self.grid, first, n, self.sc.sites, self.sc.pools, (), ())
+            for pool_id, shares in hooks.green_share_for_market(
+                bare, self.site_years
+            ).green_share.items():
+                green[pool_id] += shares
+            if self.energy.carbon_price_yuan_per_t > 0:
+                for pool_id, grams in hooks.carbon_for_market(bare, self.site_years).items():
+                    carbon[pool_id] += grams
+        self.span_green = dict(green)
+        self.span_carbon = dict(carbon)
 
     # -- ledger --------------------------------------------------------------------------------
 
@@ -228,6 +410,8 @@ class _Simulation:
         providers = sorted(set(self.sc.providers.values()))
         accounts += [billing.new_buyer_account(b) for b in buyers]
         accounts += [billing.new_provider_account(p) for p in providers]
+        if self.energy is not None:
+            accounts += accounting.energy_accounts(providers, buyers)
         results = self.ledger.create_accounts(accounts, now)
         if any(r is not CreateResult.OK for r in results):
             raise SimulationError(
@@ -320,6 +504,13 @@ class _Simulation:
             orders=tuple(orders),
             green_share=self.sc.green_share(h, n),
         )
+        if self.energy is not None:  # the hooks' values over the span, sliced to the horizon
+            modelled = {p: tuple(v[h : h + n]) for p, v in self.span_green.items()}
+            market = replace(market, green_share=modelled)
+            price = self.energy.carbon_price_yuan_per_t
+            if price > 0 and market.offers:
+                carbon = {p: v[h : h + n] for p, v in self.span_carbon.items()}
+                market = hooks.apply_carbon_price(market, carbon, price)
         t = time.perf_counter()
         result = clear(market)
         self.clear_times.append(time.perf_counter() - t)
@@ -373,12 +564,15 @@ class _Simulation:
     def _end_of_slot(self, slot: int) -> None:
         """Meter the leases of ``slot`` and settle the holds that ended with it."""
         full_s = self.grid.slot_seconds
-        for hold, a in self.pending_meter.pop(slot, []):
+        metered = self.pending_meter.pop(slot, [])
+        for hold, a in metered:
             used = a.gpus * full_s
             if self.shortfall > 0 and self.rng.random() < self.shortfall:
                 used = int(used * self.rng.uniform(0.5, 1.0))
             hold.metered[a] = used
         transfers: list[Transfer] = []
+        if self.energy is not None and metered:
+            transfers += self._energy_of_slot(slot, [(a, hold.metered[a]) for hold, a in metered])
         for hold in self.holds.pop(slot, []):
             transfers += billing.settle_lease(
                 hold.transfer_id,
@@ -389,6 +583,43 @@ class _Simulation:
                 slot_hours=self.hours,
             )
         self._submit(transfers, self.grid.slot_start(slot + 1), f"the settlement of slot {slot}")
+
+    def _energy_of_slot(self, slot: int, leases: list[tuple[Allocation, int]]) -> list[Transfer]:
+        """Energy records of the leases metered in ``slot``; their certificate and carbon transfers.
+
+        Certificates are issued to each provider for the green Wh of its leases, within the
+        green energy its site used in the slot's hours (``flows.green_used``, MWh per hour);
+        a lease that would go over that is recorded with ``certify=False``.
+        """
+        grid = self.grid
+        room: dict[str, int] = {}  # energy site -> green Wh not yet certified in this slot
+        issued: dict[str, int] = defaultdict(int)  # provider -> Wh to issue
+        chains: list[Transfer] = []
+        for a, used in sorted(leases, key=lambda x: accounting.lease_id(x[0])):
+            sy = self.site_years[self.site_of[a.pool_id]]
+            provider = self.sc.providers[a.pool_id]
+            gpu = self.pools[a.pool_id].gpu_class
+            rec = accounting.lease_energy(a, used, provider, sy, grid, gpu)
+            site = sy.params.site_id
+            if site not in room:
+                start = sy.hour_index(grid.slot_start(slot))
+                green_mwh = float(sy.green_used[start : start + grid.slot_hours].sum())
+                room[site] = int(green_mwh * 1_000_000)  # Wh, rounded down
+            if rec.certificates_wh > room[site]:
+                rec = accounting.lease_energy(a, used, provider, sy, grid, gpu, certify=False)
+                self.uncertified += 1
+            room[site] -= rec.certificates_wh
+            issued[provider] += rec.certificates_wh
+            self.records.append(rec)
+            chains += accounting.lease_transfers(rec)
+        issues = [
+            accounting.issue_certificates(
+                f"issue:{provider}:{slot}", provider, wh, user_data=f"slot {slot}"
+            )
+            for provider, wh in sorted(issued.items())
+            if wh > 0
+        ]
+        return issues + chains
 
     # -- the report --------------------------------------------------------------------------
 
@@ -409,7 +640,36 @@ class _Simulation:
         ]
         if open_holds:
             return False, f"{len(open_holds)} hold(s) never settled, e.g. {open_holds[0]}"
-        return True, "debits = credits on every ledger; every hold settled"
+        if self.energy is None:
+            return True, "debits = credits on every ledger; every hold settled"
+        problem = self._energy_ledger_problem()
+        if problem:
+            return False, problem
+        return True, (
+            "debits = credits on every ledger (CNY, kWh-green, gCO2); every hold settled; "
+            "every lease's certificates retired and grams recorded"
+        )
+
+    def _energy_ledger_problem(self) -> str | None:
+        """The kWh-green and gCO2 ledgers against the lease records (None if they agree)."""
+        green = self.ledger.balances(Asset.KWH_GREEN)
+        co2 = self.ledger.balances(Asset.GCO2)
+        retired: dict[str, int] = defaultdict(int)
+        grams: dict[str, int] = defaultdict(int)
+        for r in self.records:
+            retired[r.buyer_id] += r.certificates_wh
+            grams[r.buyer_id] += r.market_g
+        issued = sum(retired.values())
+        if -green.get(accounting.ISSUER, 0) != issued:
+            return f"certificates issued {-green.get(accounting.ISSUER, 0)} Wh != retired {issued}"
+        for buyer in sorted(retired):
+            acc = accounting.certificate_account(AccountKind.BUYER, buyer)
+            if green.get(acc, 0) != retired[buyer]:
+                return f"{acc} holds {green.get(acc, 0)} Wh, its leases retired {retired[buyer]}"
+            acc = accounting.carbon_account(buyer)
+            if co2.get(acc, 0) != grams[buyer]:
+                return f"{acc} holds {co2.get(acc, 0)} g, its leases' market-based {grams[buyer]}"
+        return None
 
     def _report(self, wall_s: float) -> SimulationReport:
         sums: dict[TransferCode, int] = defaultdict(int)
@@ -484,6 +744,98 @@ class _Simulation:
             solve_max_s=max(self.solve_times, default=0.0),
             wall_s=wall_s,
             methods=dict(sorted(self.methods.items())),
+            energy=self._energy_summary(),
+            energy_model_s=self.energy_model_s,
+        )
+
+    def _energy_summary(self) -> EnergySummary | None:
+        if self.energy is None:
+            return None
+        from suangu.sim.energy import load_energy_data
+
+        data = load_energy_data()
+        recs = self.records
+        energy = sum(r.energy_wh for r in recs)
+        market = sum(r.market_g for r in recs)
+        factors = sorted({r.grid_factor.label for r in recs})
+        residuals = sorted({f"{r.residual_t_per_mwh:.4f}" for r in recs})
+        methods = {
+            "location-based": "grid import x the site province's grid average (direct green "
+            "supply counts 0): " + ("; ".join(factors) or "no leases"),
+            "market-based": "energy not covered by green certificates retired to the buyer x "
+            "residual factor = the site province's grid average (China publishes no residual "
+            "mix): " + (", ".join(residuals) + " t/MWh" if residuals else "no leases"),
+        }
+        avoided: list[AvoidedRow] = []
+        # grid_average: each lease's energy at its own site's provincial average, less actual
+        baseline = sum(r.energy_wh * r.grid_factor.t_per_mwh for r in recs) / 1e6
+        avoided.append(
+            AvoidedRow(
+                "grid_average",
+                "the same energy from each site's provincial grid (location), less market-based "
+                "actual",
+                None,
+                baseline - market / 1e6,
+                f"{baseline - market / 1e6:,.3f} t CO2 avoided = energy x each site's "
+                f"provincial grid average ({'; '.join(factors) or 'no leases'}) - "
+                f"{market / 1e6:,.3f} t actual (market-based)",
+            )
+        )
+        named: list[AvoidanceMethod] = list(data.methods.values())
+        home = None
+        if self.energy.home_grid is not None:
+            home = data.factors.get(self.energy.home_grid)
+            named.append(
+                AvoidanceMethod(
+                    "home_grid",
+                    home.t_per_mwh,
+                    f"buyers' home grid: {home.label}",
+                    home.source,
+                )
+            )
+        for m in named:
+            a = avoided_co2(energy / 1e6, m, actual_tonnes=market / 1e6)
+            avoided.append(
+                AvoidedRow(
+                    m.name,
+                    f"{m.description}, less market-based actual",
+                    m.t_per_mwh,
+                    a.tonnes,
+                    f"{a.tonnes:,.3f} t CO2 avoided = {a.energy_mwh:,.3f} MWh x "
+                    f"{m.t_per_mwh:.4f} t/MWh ({m.name}: {m.description}) - "
+                    f"{market / 1e6:,.3f} t actual (market-based)",
+                )
+            )
+        start = self.grid.epoch
+        end = self.grid.slot_start(max((r.slot for r in recs), default=0) + 1)
+        buyers = tuple(
+            accounting.carbon_statement(recs, b, start, end, home)
+            for b in sorted({r.buyer_id for r in recs})
+        )
+        years = sorted({y for sy in self.site_years.values() for y in _years_of(sy)})
+        return EnergySummary(
+            seed=self.energy.seed,
+            carbon_price_yuan_per_t=self.energy.carbon_price_yuan_per_t,
+            energy_sites=dict(self.energy.sites),
+            years=tuple(years),
+            leases=len(recs),
+            gpu_hours=sum(r.gpu_seconds for r in recs) / 3600,
+            energy_wh=energy,
+            green_wh=sum(r.green_wh for r in recs),
+            grid_wh=sum(r.grid_wh for r in recs),
+            certificates_wh=sum(r.certificates_wh for r in recs),
+            uncertified_leases=self.uncertified,
+            location_g=sum(r.location_g for r in recs),
+            market_g=market,
+            methods=methods,
+            grid_factors={
+                f.region: f.t_per_mwh
+                for f in sorted({r.grid_factor for r in recs}, key=lambda f: f.region)
+            },
+            grid_factor_years=tuple(sorted({r.grid_factor.year for r in recs})),
+            home_grid=None if home is None else home.label,
+            avoided=tuple(avoided),
+            buyers=buyers,
         )
 
     def _released(self) -> int:
@@ -497,6 +849,12 @@ class _Simulation:
             elif t.is_post:
                 posted += t.amount
         return held - posted
+
+
+def _years_of(sy: SiteYear) -> range:
+    """The calendar years a (possibly joined) site-year covers."""
+    last = int(np.count_nonzero((sy.month[1:] == 1) & (sy.month[:-1] == 12)))
+    return range(sy.year, sy.year + last + 1)
 
 
 def simulate(
@@ -520,4 +878,4 @@ def simulate(
     return _Simulation(scenario, orders, shortfall, seed, progress).run()
 
 
-__all__ = ["SimulationReport", "SiteVolume", "simulate"]
+__all__ = ["AvoidedRow", "EnergySummary", "SimulationReport", "SiteVolume", "simulate"]
