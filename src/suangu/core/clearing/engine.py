@@ -222,13 +222,10 @@ def _clear_with_gangs(
         if model.green_rows:
             fixed, green_optimal, bound = _green_bids(model, chosen, deadline, options)
             optimal &= green_optimal
-            cleared = _clear_network(model, chosen, fixed)
-            for _ in range(int(fixed.sum()) + 1):
-                over = _green_above_limit(model, cleared)
-                if not over:
-                    break
-                fixed = _shed_to_limit(model, fixed, cleared.potential, over)
-                cleared = _clear_network(model, chosen, fixed)
+            cleared = _settle_green(model, chosen, fixed)
+            filled = _fill_green(model, fixed, cleared)
+            if int(filled.sum()) > int(fixed.sum()):
+                cleared = _settle_green(model, chosen, filled)
             cleared.bound = bound
         else:
             cleared = _clear_network(model, chosen)
@@ -276,6 +273,59 @@ def _place_gangs(
         start=start,
     )
     return np.nonzero(sol.placement > 0.5)[0], sol.optimal, sol.mip_gap
+
+
+def _settle_green(model: ClearingModel, chosen: IntArray, fixed: IntArray) -> _Cleared:
+    """Clear the rest of the market around the green orders' fixed bids; green orders that
+    would pay above their limit on average shed their dearest GPU-slots until none does."""
+    cleared = _clear_network(model, chosen, fixed)
+    for _ in range(int(fixed.sum()) + 1):
+        over = _green_above_limit(model, cleared)
+        if not over:
+            break
+        fixed = _shed_to_limit(model, fixed, cleared.potential, over)
+        cleared = _clear_network(model, chosen, fixed)
+    return cleared
+
+
+def _fill_green(model: ClearingModel, fixed: IntArray, cleared: _Cleared) -> IntArray:
+    """Green orders with work left take unsold capacity priced below their limit, where
+    their green share still holds: at the clearing prices they would want exactly that."""
+    nb = fixed.size
+    bids = cleared.flow[:nb].copy()
+    ps = model.head[:nb] - model.ps_base
+    sup = model.kind == ARC_SUPPLY
+    sold = np.bincount(
+        model.tail[sup] - model.ps_base, weights=cleared.flow[sup], minlength=model.n_pool_slots
+    )
+    free = model.offered - sold.astype(np.int64)
+    work = np.zeros(len(model.orders), np.int64)
+    w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
+    work[model.arc_order[w_arcs]] = model.cap[w_arcs]
+    used = np.bincount(model.arc_order[:nb], weights=bids, minlength=len(model.orders))
+    os_used = np.bincount(model.tail[:nb], weights=bids, minlength=model.n_nodes)
+    out = np.zeros(nb, np.int64)
+    for i, arcs, coef in model.green_rows:
+        xa = bids[arcs].copy()
+        gain = -model.cost[arcs] - cleared.potential[ps[arcs]]
+        share = float(coef @ xa)
+        for k in np.argsort(-gain, kind="stable"):
+            if gain[k] <= 0:
+                break
+            a = int(arcs[k])
+            while (
+                used[i] < work[i]
+                and os_used[model.tail[a]] < model.cap[a]
+                and free[ps[a]] > 0
+                and share + float(coef[k]) >= -1e-9
+            ):
+                xa[k] += 1
+                share += float(coef[k])
+                used[i] += 1
+                os_used[model.tail[a]] += 1
+                free[ps[a]] -= 1
+        out[arcs] = xa
+    return out
 
 
 def _gangs_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:
