@@ -13,7 +13,8 @@
   network solves, with a certified upper bound. Green orders' GPU-slots are rounded to whole
   GPUs that keep every row, fixed, and the rest of the market is cleared as a network and
   priced as above; a green order that would pay above its limit on average gives up its
-  dearest GPU-slots. ``ClearingResult.gap`` bounds the distance to the optimum.
+  dearest GPU-slots, and one with work left takes unsold capacity priced below its limit
+  where its green share holds. ``ClearingResult.gap`` bounds the distance to the optimum.
 
 Prices: the *lowest* prices that support the allocation (smallest dual solution, i.e. minus
 the shortest-path distance from the sink in the residual network); a pool-slot where nothing
