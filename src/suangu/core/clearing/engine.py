@@ -224,9 +224,6 @@ def _clear_with_gangs(
             fixed, green_optimal, bound = _green_bids(model, chosen, deadline, options)
             optimal &= green_optimal
             cleared = _settle_green(model, chosen, fixed)
-            filled = _fill_green(model, fixed, cleared)
-            if int(filled.sum()) > int(fixed.sum()):
-                cleared = _settle_green(model, chosen, filled)
             cleared.bound = bound
         else:
             cleared = _clear_network(model, chosen)
@@ -277,37 +274,43 @@ def _place_gangs(
 
 
 def _settle_green(model: ClearingModel, chosen: IntArray, fixed: IntArray) -> _Cleared:
-    """Clear the rest of the market around the green orders' fixed bids; green orders that
-    would pay above their limit on average shed their dearest GPU-slots until none does."""
+    """Clear the rest of the market around the green orders' fixed bids, then adjust them
+    to the prices: green orders that would pay above their limit on average shed their
+    dearest GPU-slots, and (once) those with work left take unsold capacity priced below
+    their limit; repeat until no green order is above its limit."""
     cleared = _clear_network(model, chosen, fixed)
-    for _ in range(int(fixed.sum()) + 1):
+    for round_ in range(int(fixed.sum()) + 2):
         over = _green_above_limit(model, cleared)
-        if not over:
-            break
-        fixed = _shed_to_limit(model, fixed, cleared.potential, over)
+        adjusted = _shed_to_limit(model, fixed, cleared.potential, over) if over else fixed
+        if round_ == 0:
+            adjusted = _fill_green(model, adjusted, cleared)
+        if np.array_equal(adjusted, fixed):
+            return cleared
+        fixed = adjusted
         cleared = _clear_network(model, chosen, fixed)
     return cleared
 
 
 def _fill_green(model: ClearingModel, fixed: IntArray, cleared: _Cleared) -> IntArray:
     """Green orders with work left take unsold capacity priced below their limit, where
-    their green share still holds: at the clearing prices they would want exactly that."""
+    their green share still holds: at the clearing prices they would want exactly that.
+    ``fixed`` may hold fewer GPU-slots than ``cleared`` (units just shed): those are free."""
     nb = fixed.size
-    bids = cleared.flow[:nb].copy()
     ps = model.head[:nb] - model.ps_base
     sup = model.kind == ARC_SUPPLY
     sold = np.bincount(
         model.tail[sup] - model.ps_base, weights=cleared.flow[sup], minlength=model.n_pool_slots
     )
-    free = model.offered - sold.astype(np.int64)
+    shed = np.bincount(ps, weights=cleared.flow[:nb] - fixed, minlength=model.n_pool_slots)
+    free = model.offered - np.round(sold - shed).astype(np.int64)
     work = np.zeros(len(model.orders), np.int64)
     w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
     work[model.arc_order[w_arcs]] = model.cap[w_arcs]
-    used = np.bincount(model.arc_order[:nb], weights=bids, minlength=len(model.orders))
-    os_used = np.bincount(model.tail[:nb], weights=bids, minlength=model.n_nodes)
-    out = np.zeros(nb, np.int64)
+    used = np.bincount(model.arc_order[:nb], weights=fixed, minlength=len(model.orders))
+    os_used = np.bincount(model.tail[:nb], weights=fixed, minlength=model.n_nodes)
+    out = fixed.copy()
     for i, arcs, coef in model.green_rows:
-        xa = bids[arcs].copy()
+        xa = out[arcs]
         gain = -model.cost[arcs] - cleared.potential[ps[arcs]]
         share = float(coef @ xa)
         for k in np.argsort(-gain, kind="stable"):
