@@ -423,6 +423,30 @@ class Ledger:
         self._expiry: list[tuple[int, str]] = []  # heap of (expires_at, pending id)
         self._now = 0
 
+    @classmethod
+    def from_state(
+        cls,
+        accounts: Sequence[Account],
+        transfers: Sequence[tuple[Transfer, PendingStatus | None]],
+        due: Sequence[Transfer] = (),
+    ) -> Ledger:
+        """A ledger holding given state: accounts, recorded transfers (with the status of the
+        pending ones) and the pending transfers whose expiry it should watch.
+
+        A persistent store loads the slice of its state that a batch touches, lets these
+        rules decide, and writes back what changed."""
+        led = cls()
+        led._accounts = {a.id: a for a in accounts}
+        for t, status in transfers:
+            led._transfers[t.id] = t
+            led._by_account[t.debit_account_id].append(t.id)
+            led._by_account[t.credit_account_id].append(t.id)
+            if status is not None:
+                led._status[t.id] = status
+        led._expiry = [(t.expires_at, t.id) for t in due if t.expires_at is not None]
+        heapq.heapify(led._expiry)
+        return led
+
     # -- writes ---------------------------------------------------------------------------------
 
     def create_accounts(self, accounts: Sequence[Account], now: int = 0) -> list[CreateResult]:

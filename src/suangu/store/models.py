@@ -1,0 +1,428 @@
+"""SQLAlchemy 2.0 typed models: the schema of the exchange.
+
+Conventions: ids are client- or exchange-chosen strings; times are integer Unix seconds (the
+core never reads a clock, neither does the store: callers pass ``now``); money and quantities
+are ``BIGINT`` in the smallest unit; closed sets are strings with a ``CHECK`` listing their
+values; every constraint has a deterministic name (see ``NAMING``) so that Alembic can find it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from suangu.core.ledger import AccountKind, Asset, PendingStatus, TransferCode
+from suangu.core.types import ClearingStatus, OrderKind
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = 128  # length of identifier columns
+#: Length of ledger ids (account and transfer ids are derived from other ids, so longer).
+LEDGER_ID = 255
+
+
+class Role(StrEnum):
+    """What a member (and each of its API keys) may do."""
+
+    OPERATOR = "operator"
+    PROVIDER = "provider"
+    BUYER = "buyer"
+    AUDITOR = "auditor"
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"
+    CLEARED = "cleared"
+    PARTIALLY = "partially"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class OfferStatus(StrEnum):
+    OPEN = "open"
+    WITHDRAWN = "withdrawn"
+
+
+class LeaseState(StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SETTLED = "settled"
+
+
+def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
+    """``CHECK (column IN (...))`` for a closed set of strings."""
+    listed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {int: BigInteger, str: String(ID)}  # noqa: RUF012
+
+
+# -- members and keys -------------------------------------------------------------------------
+
+
+class MemberRow(Base):
+    __tablename__ = "members"
+    __table_args__ = (one_of("role", [r.value for r in Role]),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int]
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (one_of("role", [r.value for r in Role]),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    #: Public part of the key, shown in listings and used to find the row.
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    #: sha256 (hex) of the whole key; the key itself is never stored.
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[int]
+    revoked_at: Mapped[int | None]
+
+
+# -- sites, pools, offers -----------------------------------------------------------------------
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    __table_args__ = (
+        CheckConstraint("pue >= 1.0 AND pue <= 3.0", name="pue"),
+        CheckConstraint("lat >= -90 AND lat <= 90", name="lat"),
+        CheckConstraint("lon >= -180 AND lon <= 180", name="lon"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    province: Mapped[str]
+    region: Mapped[str]
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    pue: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[dict[str, float]] = mapped_column(JSON)
+    #: The provider member that operates the site (``None`` for sites of a scenario).
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"), index=True)
+
+
+class PoolRow(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    gpu_class: Mapped[str] = mapped_column(String(32))
+
+
+class OfferRow(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        CheckConstraint("start_slot >= 0", name="start_slot"),
+        one_of("status", [s.value for s in OfferStatus]),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id"), index=True)
+    start_slot: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int]
+    slots: Mapped[list[OfferSlotRow]] = relationship(
+        order_by="OfferSlotRow.slot", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class OfferSlotRow(Base):
+    __tablename__ = "offer_slots"
+    __table_args__ = (
+        CheckConstraint("gpus >= 0", name="gpus"),
+        CheckConstraint("reserve_fen >= 0", name="reserve_fen"),
+    )
+
+    offer_id: Mapped[str] = mapped_column(
+        ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(primary_key=True)
+    gpus: Mapped[int]
+    reserve_fen: Mapped[int]
+
+
+# -- orders ---------------------------------------------------------------------------------
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        one_of("kind", [k.value for k in OrderKind]),
+        one_of("status", [s.value for s in OrderStatus]),
+        CheckConstraint("gpus >= 1", name="gpus"),
+        CheckConstraint("release_slot >= 0", name="release_slot"),
+        CheckConstraint("deadline_slot > release_slot", name="window"),
+        CheckConstraint("limit_fen >= 1", name="limit_fen"),
+        CheckConstraint("gpu_hours >= 0", name="gpu_hours"),
+        CheckConstraint("duration_slots >= 0", name="duration_slots"),
+        CheckConstraint("min_green_share >= 0 AND min_green_share <= 1", name="min_green_share"),
+        Index("ix_orders_buyer_submitted", "buyer_id", "submitted_at", "id"),
+        Index("ix_orders_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    gpus: Mapped[int]
+    release_slot: Mapped[int]
+    deadline_slot: Mapped[int]
+    limit_fen: Mapped[int]
+    gpu_hours: Mapped[int]
+    duration_slots: Mapped[int]
+    gpu_classes: Mapped[list[str]] = mapped_column(JSON)
+    regions: Mapped[list[str]] = mapped_column(JSON)
+    provinces: Mapped[list[str]] = mapped_column(JSON)
+    home: Mapped[str | None]
+    max_latency_ms: Mapped[float | None] = mapped_column(Float)
+    min_green_share: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    submitted_at: Mapped[int]
+
+
+# -- clearings, prices, leases ----------------------------------------------------------------
+
+
+class ClearingRow(Base):
+    __tablename__ = "clearings"
+    __table_args__ = (
+        one_of("status", [s.value for s in ClearingStatus]),
+        CheckConstraint("n_slots >= 1", name="n_slots"),
+        CheckConstraint("slot_hours >= 1", name="slot_hours"),
+        CheckConstraint("gap >= 0", name="gap"),
+        Index("ix_clearings_run_at", "run_at"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    run_at: Mapped[int]
+    first_slot: Mapped[int]
+    n_slots: Mapped[int]
+    slot_hours: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(64))
+    welfare_fen: Mapped[int]
+    gap: Mapped[float] = mapped_column(Float)
+    timings: Mapped[dict[str, float]] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text)
+    rejected_gangs: Mapped[list[str]] = mapped_column(JSON)
+
+
+class PriceRow(Base):
+    __tablename__ = "prices"
+    __table_args__ = (
+        CheckConstraint("price_fen >= 0", name="price_fen"),
+        CheckConstraint("cleared_gpus >= 0", name="cleared_gpus"),
+        CheckConstraint("offered_gpus >= 0", name="offered_gpus"),
+        Index("ix_prices_pool_slot", "pool_id", "slot"),
+    )
+
+    clearing_id: Mapped[str] = mapped_column(
+        ForeignKey("clearings.id", ondelete="CASCADE"), primary_key=True
+    )
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(primary_key=True)
+    price_fen: Mapped[int]
+    cleared_gpus: Mapped[int]
+    offered_gpus: Mapped[int]
+
+
+class OfferFillRow(Base):
+    """How much of an offer sold in one slot of a clearing (who gets paid for a pool-slot)."""
+
+    __tablename__ = "offer_fills"
+    __table_args__ = (
+        CheckConstraint("gpus >= 0", name="gpus"),
+        CheckConstraint("price_fen >= 0", name="price_fen"),
+        CheckConstraint("reserve_fen >= 0", name="reserve_fen"),
+        Index("ix_offer_fills_provider", "provider_id"),
+    )
+
+    clearing_id: Mapped[str] = mapped_column(
+        ForeignKey("clearings.id", ondelete="CASCADE"), primary_key=True
+    )
+    offer_id: Mapped[str] = mapped_column(ForeignKey("offers.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id"))
+    gpus: Mapped[int]
+    price_fen: Mapped[int]
+    reserve_fen: Mapped[int]
+
+
+class LeaseRow(Base):
+    """One allocation of a clearing: the contract between a buyer and a provider."""
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        UniqueConstraint("clearing_id", "order_id", "pool_id", "slot", name="uq_leases_alloc"),
+        one_of("state", [s.value for s in LeaseState]),
+        CheckConstraint("gpus >= 1", name="gpus"),
+        CheckConstraint("price_fen >= 0", name="price_fen"),
+        Index("ix_leases_order", "order_id"),
+        Index("ix_leases_buyer", "buyer_id"),
+        Index("ix_leases_provider", "provider_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    clearing_id: Mapped[str] = mapped_column(ForeignKey("clearings.id"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id"))
+    slot: Mapped[int]
+    gpus: Mapped[int]
+    price_fen: Mapped[int]
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    #: The ledger's pending transfer that holds the buyer's money for this lease's order.
+    hold_transfer_id: Mapped[str | None] = mapped_column(
+        String(LEDGER_ID), ForeignKey("ledger_transfers.id")
+    )
+
+
+class MeterReadingRow(Base):
+    __tablename__ = "meter_readings"
+    __table_args__ = (
+        CheckConstraint("interval_end > interval_start", name="interval"),
+        CheckConstraint("gpu_seconds >= 0", name="gpu_seconds"),
+        CheckConstraint("energy_wh >= 0", name="energy_wh"),
+        Index("ix_meter_readings_lease", "lease_id", "interval_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    #: The agent's idempotency key: a resubmitted reading is recognised, never counted twice.
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"))
+    interval_start: Mapped[int]
+    interval_end: Mapped[int]
+    gpu_seconds: Mapped[int]
+    energy_wh: Mapped[int]
+    recorded_at: Mapped[int]
+
+
+# -- ledger -----------------------------------------------------------------------------------
+
+
+class LedgerAccountRow(Base):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        one_of("ledger", [a.value for a in Asset]),
+        one_of("kind", [k.value for k in AccountKind]),
+        CheckConstraint("flags >= 0 AND flags <= 7", name="flags"),
+        CheckConstraint("debits_pending >= 0", name="debits_pending"),
+        CheckConstraint("debits_posted >= 0", name="debits_posted"),
+        CheckConstraint("credits_pending >= 0", name="credits_pending"),
+        CheckConstraint("credits_posted >= 0", name="credits_posted"),
+        # Limits re-checked by the database (flag bits 2 and 4; see core AccountFlags).
+        CheckConstraint(
+            "(flags & 2) = 0 OR debits_pending <= credits_posted - debits_posted",
+            name="debits_within_credits",
+        ),
+        CheckConstraint(
+            "(flags & 4) = 0 OR credits_pending <= debits_posted - credits_posted",
+            name="credits_within_debits",
+        ),
+        Index("ix_ledger_accounts_owner", "owner"),
+        Index("ix_ledger_accounts_ledger", "ledger"),
+    )
+
+    id: Mapped[str] = mapped_column(String(LEDGER_ID), primary_key=True)
+    ledger: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str]
+    flags: Mapped[int] = mapped_column(Integer)
+    debits_pending: Mapped[int]
+    debits_posted: Mapped[int]
+    credits_pending: Mapped[int]
+    credits_posted: Mapped[int]
+    timestamp: Mapped[int]
+
+
+class LedgerTransferRow(Base):
+    """A recorded transfer; the primary key is the client's idempotency id."""
+
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (
+        one_of("ledger", [a.value for a in Asset]),
+        one_of("code", [c.value for c in TransferCode]),
+        one_of("pending_status", [s.value for s in PendingStatus]),
+        CheckConstraint("amount > 0", name="amount"),
+        CheckConstraint("timeout_s >= 0", name="timeout_s"),
+        CheckConstraint("flags >= 0 AND flags <= 15", name="flags"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="accounts_differ"),
+        # Exactly the pending transfers (flag bit 2) carry a pending status.
+        CheckConstraint(
+            "((flags & 2) = 2) = (pending_status IS NOT NULL)", name="pending_status_iff_pending"
+        ),
+        Index("ix_ledger_transfers_debit", "debit_account_id", "timestamp"),
+        Index("ix_ledger_transfers_credit", "credit_account_id", "timestamp"),
+        Index("ix_ledger_transfers_due", "pending_status", "expires_at"),
+        Index("ix_ledger_transfers_timestamp", "timestamp"),
+    )
+
+    id: Mapped[str] = mapped_column(String(LEDGER_ID), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    debit_account_id: Mapped[str] = mapped_column(
+        String(LEDGER_ID), ForeignKey("ledger_accounts.id")
+    )
+    credit_account_id: Mapped[str] = mapped_column(
+        String(LEDGER_ID), ForeignKey("ledger_accounts.id")
+    )
+    amount: Mapped[int]
+    ledger: Mapped[str] = mapped_column(String(16))
+    flags: Mapped[int] = mapped_column(Integer)
+    #: The pending transfer this one posts or voids. Unique: a pending transfer resolves once.
+    pending_id: Mapped[str | None] = mapped_column(
+        String(LEDGER_ID), ForeignKey("ledger_transfers.id"), unique=True
+    )
+    timeout_s: Mapped[int]
+    user_data: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[int]
+    #: ``timestamp + timeout_s`` of a pending transfer that can expire.
+    expires_at: Mapped[int | None]
+    #: pending / posted / voided / expired, for pending transfers only.
+    pending_status: Mapped[str | None] = mapped_column(String(16))
+
+
+class LedgerClockRow(Base):
+    """The ledger's clock: the latest ``now`` seen by a transfer call (one row, id 1)."""
+
+    __tablename__ = "ledger_clock"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    now: Mapped[int]

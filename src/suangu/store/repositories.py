@@ -1,0 +1,978 @@
+"""Repositories: typed reads and writes of the exchange's objects, in core types.
+
+Every repository works inside a caller's :class:`~sqlalchemy.orm.Session`, so a service
+composes several writes in one transaction (``with db.session_scope() as s: ...``, or
+:meth:`~suangu.store.db.Database.transaction` to retry on contention). Rows become core frozen
+dataclasses (and back) only in the ``_to_*`` / ``_*_row`` functions of this module.
+
+Writes are idempotent where a client may retry: creating an object whose id exists with the
+same fields returns it; with other fields raises :class:`~suangu.store.errors.Conflict`. The
+database's unique keys are the final word: a concurrent duplicate insert raises
+``IntegrityError``, and the retried transaction then finds the first row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+from sqlalchemy import CursorResult, Result, func, select, update
+from sqlalchemy.orm import Session
+
+from suangu.core.billing import pool_providers
+from suangu.core.errors import ValidationError
+from suangu.core.types import (
+    Allocation,
+    ClearingResult,
+    ClearingStatus,
+    Offer,
+    OfferFill,
+    Order,
+    OrderKind,
+    Pool,
+    PoolPrice,
+    Site,
+)
+from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
+from suangu.store.models import (
+    ApiKeyRow,
+    ClearingRow,
+    LeaseRow,
+    LeaseState,
+    MemberRow,
+    MeterReadingRow,
+    OfferFillRow,
+    OfferRow,
+    OfferSlotRow,
+    OfferStatus,
+    OrderRow,
+    OrderStatus,
+    PoolRow,
+    PriceRow,
+    Role,
+    SiteRow,
+)
+
+T = TypeVar("T")
+
+#: API keys look like ``sg_<prefix>_<secret>``; the prefix finds the row, the hash proves it.
+KEY_SCHEME = "sg"
+MAX_PAGE = 500
+
+
+# -- records that have no core type ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    name: str
+    role: Role
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key: never the secret, only what identifies it."""
+
+    id: str
+    prefix: str
+    member_id: str
+    role: Role
+    label: str
+    created_at: int
+    revoked_at: int | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """A key just created: ``token`` is shown to its owner once and never stored."""
+
+    key: ApiKey
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    order: Order
+    status: OrderStatus
+    submitted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRecord:
+    offer: Offer
+    status: OfferStatus
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back for the next (``None``: the last)."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingRecord:
+    id: str
+    run_at: int
+    first_slot: int
+    n_slots: int
+    result: ClearingResult
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One allocation as a contract, with its state and the hold that pays for it."""
+
+    id: str
+    clearing_id: str
+    allocation: Allocation
+    provider_id: str | None
+    state: LeaseState
+    hold_transfer_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    idempotency_key: str
+    lease_id: str
+    interval_start: int
+    interval_end: int
+    gpu_seconds: int
+    energy_wh: int
+    recorded_at: int
+
+
+#: Order statuses a clearing may allocate to.
+_CLEARABLE = (str(OrderStatus.OPEN), str(OrderStatus.PARTIALLY))
+
+#: Lease states a lease may move to from each state.
+LEASE_TRANSITIONS: Mapping[LeaseState, frozenset[LeaseState]] = {
+    LeaseState.SCHEDULED: frozenset({LeaseState.RUNNING, LeaseState.FAILED}),
+    LeaseState.RUNNING: frozenset({LeaseState.COMPLETED, LeaseState.FAILED}),
+    LeaseState.COMPLETED: frozenset({LeaseState.SETTLED}),
+    LeaseState.FAILED: frozenset({LeaseState.SETTLED}),
+    LeaseState.SETTLED: frozenset(),
+}
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _enum(kind: type[T], value: object, field: str) -> T:
+    try:
+        return kind(value)  # type: ignore[call-arg]
+    except ValueError:
+        allowed = ", ".join(str(v) for v in kind)  # type: ignore[attr-defined]
+        raise ValidationError(
+            f"unknown value {value!r}", field=field, fix=f"use {allowed}"
+        ) from None
+
+
+def _same_or_conflict(existing: object, new: object, what: str, id: str) -> None:
+    if existing != new:
+        raise Conflict(
+            f"{what} {id!r} exists with other fields",
+            field="id",
+            fix=f"use a new id, or resubmit the {what} exactly as first sent",
+        )
+
+
+def _not_found(what: str, id: str, field: str = "id") -> NotFound:
+    return NotFound(f"no {what} {id!r}", field=field, fix=f"check the {what} id")
+
+
+def _require_member(s: Session, member_id: str, field: str, role: Role | None = None) -> None:
+    row = s.get(MemberRow, member_id)
+    if row is None:
+        raise _not_found("member", member_id, field)
+    if role is not None and row.role != role:
+        raise InvalidState(
+            f"member {member_id!r} is a {row.role}, not a {role}",
+            field=field,
+            fix=f"use a member with the {role} role",
+        )
+
+
+# -- members and API keys --------------------------------------------------------------------
+
+
+def _to_member(row: MemberRow) -> Member:
+    return Member(row.id, row.name, Role(row.role), row.created_at)
+
+
+def _to_key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        row.id, row.prefix, row.member_id, Role(row.role), row.label, row.created_at, row.revoked_at
+    )
+
+
+def hash_token(token: str) -> str:
+    """sha256 (hex) of an API key: what the store keeps."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Members:
+    """Members of the exchange and their API keys."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def create(self, member_id: str, name: str, role: Role | str, now: int) -> Member:
+        if not member_id or not member_id.strip():
+            raise ValidationError("must not be empty", field="id", fix="name the member")
+        member = Member(member_id, name, _enum(Role, role, "role"), now)
+        existing = self.s.get(MemberRow, member_id)
+        if existing is not None:
+            old = _to_member(existing)
+            _same_or_conflict((old.name, old.role), (member.name, member.role), "member", member_id)
+            return old
+        self.s.add(MemberRow(id=member_id, name=name, role=str(member.role), created_at=now))
+        self.s.flush()
+        return member
+
+    def get(self, member_id: str) -> Member:
+        row = self.s.get(MemberRow, member_id)
+        if row is None:
+            raise _not_found("member", member_id)
+        return _to_member(row)
+
+    def all(self, role: Role | None = None) -> list[Member]:
+        q = select(MemberRow).order_by(MemberRow.id)
+        if role is not None:
+            q = q.where(MemberRow.role == str(role))
+        return [_to_member(r) for r in self.s.scalars(q)]
+
+    def create_key(self, member_id: str, now: int, *, label: str = "") -> NewApiKey:
+        """A new key with the member's role; its token is in the result and nowhere else."""
+        member = self.get(member_id)
+        prefix = secrets.token_hex(6)
+        token = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+        row = ApiKeyRow(
+            id=f"key_{prefix}",
+            prefix=prefix,
+            secret_hash=hash_token(token),
+            member_id=member.id,
+            role=str(member.role),
+            label=label,
+            created_at=now,
+            revoked_at=None,
+        )
+        self.s.add(row)
+        self.s.flush()
+        return NewApiKey(_to_key(row), token)
+
+    def verify_key(self, token: str) -> tuple[ApiKey, Member]:
+        """The key and member a bearer token belongs to; :class:`Unauthorized` otherwise."""
+        scheme, _, rest = token.partition("_")
+        prefix, _, secret = rest.partition("_")
+        fail = Unauthorized(
+            "unknown or revoked API key", field="authorization", fix="create a new key"
+        )
+        if scheme != KEY_SCHEME or not prefix or not secret:
+            raise fail
+        row = self.s.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix)).one_or_none()
+        if row is None or not hmac.compare_digest(row.secret_hash, hash_token(token)):
+            raise fail
+        if row.revoked_at is not None:
+            raise fail
+        return _to_key(row), self.get(row.member_id)
+
+    def revoke_key(self, key_id: str, now: int) -> ApiKey:
+        row = self.s.get(ApiKeyRow, key_id)
+        if row is None:
+            raise _not_found("API key", key_id)
+        if row.revoked_at is None:
+            row.revoked_at = now
+            self.s.flush()
+        return _to_key(row)
+
+    def keys(self, member_id: str) -> list[ApiKey]:
+        q = select(ApiKeyRow).where(ApiKeyRow.member_id == member_id).order_by(ApiKeyRow.id)
+        return [_to_key(r) for r in self.s.scalars(q)]
+
+
+# -- sites, pools, offers -----------------------------------------------------------------------
+
+
+def _to_site(row: SiteRow) -> Site:
+    return Site(
+        row.id, row.name, row.province, row.region, row.lat, row.lon, row.pue, row.latency_ms
+    )
+
+
+def _to_offer(row: OfferRow) -> Offer:
+    return Offer(
+        row.id,
+        row.provider_id,
+        row.pool_id,
+        row.start_slot,
+        tuple(x.gpus for x in row.slots),
+        tuple(x.reserve_fen for x in row.slots),
+    )
+
+
+class Capacity:
+    """Sites, pools and offers."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add_site(self, site: Site, provider_id: str | None = None) -> Site:
+        if provider_id is not None:
+            _require_member(self.s, provider_id, "provider_id", Role.PROVIDER)
+        existing = self.s.get(SiteRow, site.id)
+        if existing is not None:
+            _same_or_conflict(
+                (_to_site(existing), existing.provider_id), (site, provider_id), "site", site.id
+            )
+            return _to_site(existing)
+        self.s.add(
+            SiteRow(
+                id=site.id,
+                name=site.name,
+                province=site.province,
+                region=site.region,
+                lat=site.lat,
+                lon=site.lon,
+                pue=site.pue,
+                latency_ms=dict(site.latency_ms),
+                provider_id=provider_id,
+            )
+        )
+        self.s.flush()
+        return site
+
+    def site(self, site_id: str) -> Site:
+        row = self.s.get(SiteRow, site_id)
+        if row is None:
+            raise _not_found("site", site_id)
+        return _to_site(row)
+
+    def sites(self) -> list[Site]:
+        return [_to_site(r) for r in self.s.scalars(select(SiteRow).order_by(SiteRow.id))]
+
+    def add_pool(self, pool: Pool) -> Pool:
+        if self.s.get(SiteRow, pool.site_id) is None:
+            raise _not_found("site", pool.site_id, "site_id")
+        existing = self.s.get(PoolRow, pool.id)
+        if existing is not None:
+            old = Pool(existing.id, existing.site_id, existing.gpu_class)
+            _same_or_conflict(old, pool, "pool", pool.id)
+            return old
+        self.s.add(PoolRow(id=pool.id, site_id=pool.site_id, gpu_class=pool.gpu_class))
+        self.s.flush()
+        return pool
+
+    def pool(self, pool_id: str) -> Pool:
+        row = self.s.get(PoolRow, pool_id)
+        if row is None:
+            raise _not_found("pool", pool_id)
+        return Pool(row.id, row.site_id, row.gpu_class)
+
+    def pools(self, site_id: str | None = None) -> list[Pool]:
+        q = select(PoolRow).order_by(PoolRow.id)
+        if site_id is not None:
+            q = q.where(PoolRow.site_id == site_id)
+        return [Pool(r.id, r.site_id, r.gpu_class) for r in self.s.scalars(q)]
+
+    def add_offer(self, offer: Offer, now: int) -> OfferRecord:
+        _require_member(self.s, offer.provider_id, "provider_id", Role.PROVIDER)
+        if self.s.get(PoolRow, offer.pool_id) is None:
+            raise _not_found("pool", offer.pool_id, "pool_id")
+        existing = self.s.get(OfferRow, offer.id)
+        if existing is not None:
+            _same_or_conflict(_to_offer(existing), offer, "offer", offer.id)
+            return self.offer(offer.id)
+        row = OfferRow(
+            id=offer.id,
+            provider_id=offer.provider_id,
+            pool_id=offer.pool_id,
+            start_slot=offer.start_slot,
+            status=str(OfferStatus.OPEN),
+            created_at=now,
+        )
+        row.slots = [
+            OfferSlotRow(slot=offer.start_slot + k, gpus=g, reserve_fen=r)
+            for k, (g, r) in enumerate(zip(offer.gpus, offer.reserve_fen, strict=True))
+        ]
+        self.s.add(row)
+        self.s.flush()
+        return OfferRecord(offer, OfferStatus.OPEN, now)
+
+    def offer(self, offer_id: str) -> OfferRecord:
+        row = self.s.get(OfferRow, offer_id)
+        if row is None:
+            raise _not_found("offer", offer_id)
+        return OfferRecord(_to_offer(row), OfferStatus(row.status), row.created_at)
+
+    def open_offers(self, first_slot: int, end_slot: int) -> list[Offer]:
+        """Open offers with at least one slot in ``[first_slot, end_slot)``, by id."""
+        has_slot = (
+            select(OfferSlotRow.offer_id)
+            .where(OfferSlotRow.slot >= first_slot, OfferSlotRow.slot < end_slot)
+            .distinct()
+        )
+        q = (
+            select(OfferRow)
+            .where(OfferRow.status == str(OfferStatus.OPEN), OfferRow.id.in_(has_slot))
+            .order_by(OfferRow.id)
+        )
+        return [_to_offer(r) for r in self.s.scalars(q)]
+
+    def withdraw_offer(self, offer_id: str, provider_id: str) -> OfferRecord:
+        done = self.s.execute(
+            update(OfferRow)
+            .where(
+                OfferRow.id == offer_id,
+                OfferRow.provider_id == provider_id,
+                OfferRow.status == str(OfferStatus.OPEN),
+            )
+            .values(status=str(OfferStatus.WITHDRAWN))
+        )
+        self.s.expire_all()  # re-read what the database holds now, not a cached row
+        record = self.offer(offer_id)
+        if record.offer.provider_id != provider_id:
+            raise _not_found("offer", offer_id)
+        if _rowcount(done) == 0 and record.status is not OfferStatus.WITHDRAWN:
+            raise InvalidState(f"offer {offer_id!r} is {record.status}", field="status")
+        return record
+
+
+# -- orders -----------------------------------------------------------------------------------
+
+
+def _to_order(row: OrderRow) -> OrderRecord:
+    order = Order(
+        id=row.id,
+        buyer_id=row.buyer_id,
+        kind=OrderKind(row.kind),
+        gpus=row.gpus,
+        release_slot=row.release_slot,
+        deadline_slot=row.deadline_slot,
+        limit_fen=row.limit_fen,
+        gpu_hours=row.gpu_hours,
+        duration_slots=row.duration_slots,
+        gpu_classes=frozenset(row.gpu_classes),
+        regions=frozenset(row.regions),
+        provinces=frozenset(row.provinces),
+        home=row.home,
+        max_latency_ms=row.max_latency_ms,
+        min_green_share=row.min_green_share,
+    )
+    return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
+
+
+def _order_row(order: Order, now: int) -> OrderRow:
+    return OrderRow(
+        id=order.id,
+        buyer_id=order.buyer_id,
+        kind=str(order.kind),
+        gpus=order.gpus,
+        release_slot=order.release_slot,
+        deadline_slot=order.deadline_slot,
+        limit_fen=order.limit_fen,
+        gpu_hours=order.gpu_hours,
+        duration_slots=order.duration_slots,
+        gpu_classes=sorted(order.gpu_classes),
+        regions=sorted(order.regions),
+        provinces=sorted(order.provinces),
+        home=order.home,
+        max_latency_ms=order.max_latency_ms,
+        min_green_share=order.min_green_share,
+        status=str(OrderStatus.OPEN),
+        submitted_at=now,
+    )
+
+
+class Orders:
+    """Buyers' orders."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def submit(self, order: Order, now: int) -> OrderRecord:
+        _require_member(self.s, order.buyer_id, "buyer_id", Role.BUYER)
+        existing = self.s.get(OrderRow, order.id)
+        if existing is not None:
+            old = _to_order(existing)
+            _same_or_conflict(old.order, order, "order", order.id)
+            return old
+        self.s.add(_order_row(order, now))
+        self.s.flush()
+        return OrderRecord(order, OrderStatus.OPEN, now)
+
+    def get(self, order_id: str, buyer_id: str | None = None) -> OrderRecord:
+        """The order; with ``buyer_id``, only if it is that buyer's (others see nothing)."""
+        row = self.s.get(OrderRow, order_id)
+        if row is None or (buyer_id is not None and row.buyer_id != buyer_id):
+            raise _not_found("order", order_id)
+        return _to_order(row)
+
+    def page(
+        self,
+        buyer_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: OrderStatus | None = None,
+    ) -> Page[OrderRecord]:
+        """A buyer's orders, oldest first, ``limit`` at a time (keyset pagination)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(
+                f"must be between 1 and {MAX_PAGE}, got {limit}", field="limit", fix="use 50"
+            )
+        q = select(OrderRow).where(OrderRow.buyer_id == buyer_id)
+        if status is not None:
+            q = q.where(OrderRow.status == str(status))
+        if cursor:
+            at, _, after = cursor.partition("|")
+            try:
+                after_at = int(at)
+            except ValueError:
+                raise ValidationError(
+                    f"malformed cursor {cursor!r}", field="cursor", fix="pass next_cursor back"
+                ) from None
+            q = q.where(
+                (OrderRow.submitted_at > after_at)
+                | ((OrderRow.submitted_at == after_at) & (OrderRow.id > after))
+            )
+        q = q.order_by(OrderRow.submitted_at, OrderRow.id).limit(limit + 1)
+        rows = list(self.s.scalars(q))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor_out = f"{rows[-1].submitted_at}|{rows[-1].id}" if more else None
+        return Page(tuple(_to_order(r) for r in rows), cursor_out)
+
+    def cancel(self, order_id: str, buyer_id: str) -> OrderRecord:
+        """Cancel an open order (atomically: a clearing that got there first wins)."""
+        self.get(order_id, buyer_id)
+        done = self.s.execute(
+            update(OrderRow)
+            .where(OrderRow.id == order_id, OrderRow.status == str(OrderStatus.OPEN))
+            .values(status=str(OrderStatus.CANCELLED))
+        )
+        self.s.expire_all()  # re-read what the database holds now, not a cached row
+        record = self.get(order_id, buyer_id)
+        if _rowcount(done) == 0 and record.status is not OrderStatus.CANCELLED:
+            raise InvalidState(
+                f"order {order_id!r} is {record.status}, only open orders can be cancelled",
+                field="status",
+                fix="nothing to cancel",
+            )
+        return record
+
+    def open_orders(self, first_slot: int, end_slot: int) -> list[Order]:
+        """Open orders whose window overlaps ``[first_slot, end_slot)``, by id."""
+        q = (
+            select(OrderRow)
+            .where(
+                OrderRow.status == str(OrderStatus.OPEN),
+                OrderRow.release_slot < end_slot,
+                OrderRow.deadline_slot > first_slot,
+            )
+            .order_by(OrderRow.id)
+        )
+        return [_to_order(r).order for r in self.s.scalars(q)]
+
+    def expire(self, slot: int) -> int:
+        """Mark open orders whose deadline is at or before ``slot`` expired; how many."""
+        done = self.s.execute(
+            update(OrderRow)
+            .where(OrderRow.status == str(OrderStatus.OPEN), OrderRow.deadline_slot <= slot)
+            .values(status=str(OrderStatus.EXPIRED))
+        )
+        return _rowcount(done)
+
+
+# -- clearings, prices, leases ----------------------------------------------------------------
+
+
+def lease_id(clearing_id: str, a: Allocation) -> str:
+    return f"{clearing_id}:{a.order_id}:{a.pool_id}:{a.slot}"
+
+
+def _to_lease(row: LeaseRow) -> Lease:
+    allocation = Allocation(
+        row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen
+    )
+    return Lease(
+        row.id,
+        row.clearing_id,
+        allocation,
+        row.provider_id,
+        LeaseState(row.state),
+        row.hold_transfer_id,
+    )
+
+
+class Clearings:
+    """Clearing rounds with their prices, offer fills and leases."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def save(
+        self,
+        clearing_id: str,
+        run_at: int,
+        first_slot: int,
+        n_slots: int,
+        result: ClearingResult,
+        *,
+        hold_ids: Mapping[str, str] | None = None,
+        providers: Mapping[str, str] | None = None,
+    ) -> list[Lease]:
+        """Store a clearing and everything it decided, in the caller's transaction.
+
+        One lease per allocation; ``hold_ids`` maps order id -> its hold transfer (recorded
+        in the same transaction or before); ``providers`` maps pool id -> provider (default:
+        from the offer fills). Orders with allocations become ``cleared`` (all they asked
+        for) or ``partially``. An id already used raises :class:`Conflict`.
+        """
+        if not clearing_id or ":" in clearing_id:
+            raise ValidationError(
+                f"must be a non-empty id without ':', got {clearing_id!r}",
+                field="clearing_id",
+                fix="use e.g. c-000123",
+            )
+        if self.s.get(ClearingRow, clearing_id) is not None:
+            raise Conflict(
+                f"clearing {clearing_id!r} is already stored", field="clearing_id", fix="new id"
+            )
+        by_pool = dict(providers) if providers is not None else pool_providers(result)
+        holds = dict(hold_ids or {})
+        self.s.add(
+            ClearingRow(
+                id=clearing_id,
+                run_at=run_at,
+                first_slot=first_slot,
+                n_slots=n_slots,
+                slot_hours=result.slot_hours,
+                status=str(result.status),
+                method=result.method,
+                welfare_fen=result.welfare_fen,
+                gap=result.gap,
+                timings=dict(result.timings),
+                message=result.message,
+                rejected_gangs=list(result.rejected_gangs),
+            )
+        )
+        self.s.flush()
+        self.s.add_all(
+            PriceRow(
+                clearing_id=clearing_id,
+                pool_id=p.pool_id,
+                slot=p.slot,
+                price_fen=p.price_fen,
+                cleared_gpus=p.cleared_gpus,
+                offered_gpus=p.offered_gpus,
+            )
+            for p in result.prices
+        )
+        self.s.add_all(
+            OfferFillRow(
+                clearing_id=clearing_id,
+                offer_id=f.offer_id,
+                slot=f.slot,
+                provider_id=f.provider_id,
+                pool_id=f.pool_id,
+                gpus=f.gpus,
+                price_fen=f.price_fen,
+                reserve_fen=f.reserve_fen,
+            )
+            for f in result.fills
+        )
+        leases = [
+            Lease(
+                lease_id(clearing_id, a),
+                clearing_id,
+                a,
+                by_pool.get(a.pool_id),
+                LeaseState.SCHEDULED,
+                holds.get(a.order_id),
+            )
+            for a in result.allocations
+        ]
+        self.s.add_all(
+            LeaseRow(
+                id=x.id,
+                clearing_id=clearing_id,
+                order_id=x.allocation.order_id,
+                buyer_id=x.allocation.buyer_id,
+                pool_id=x.allocation.pool_id,
+                slot=x.allocation.slot,
+                gpus=x.allocation.gpus,
+                price_fen=x.allocation.price_fen,
+                provider_id=x.provider_id,
+                state=str(x.state),
+                hold_transfer_id=x.hold_transfer_id,
+            )
+            for x in leases
+        )
+        self.s.flush()
+        self._mark_orders(result)
+        return leases
+
+    def _mark_orders(self, result: ClearingResult) -> None:
+        got: dict[str, int] = {}
+        for a in result.allocations:
+            got[a.order_id] = got.get(a.order_id, 0) + a.gpus
+        for order_id, gpu_slots in sorted(got.items()):
+            row = self.s.get(OrderRow, order_id)
+            if row is None:  # pragma: no cover - the lease's foreign key refused it already
+                raise _not_found("order", order_id, "allocations.order_id")
+            full = _to_order(row).order.max_gpu_slots(result.slot_hours)
+            status = OrderStatus.CLEARED if gpu_slots >= full else OrderStatus.PARTIALLY
+            # Compare-and-set: an order cancelled since the clearing read it is not sold.
+            done = self.s.execute(
+                update(OrderRow)
+                .where(OrderRow.id == order_id, OrderRow.status.in_(_CLEARABLE))
+                .values(status=str(status))
+            )
+            if _rowcount(done) == 0:
+                raise Conflict(
+                    f"order {order_id!r} was cancelled or expired after the clearing read it",
+                    field="allocations.order_id",
+                    fix="clear again with the open orders",
+                )
+
+    def get(self, clearing_id: str) -> ClearingRecord:
+        row = self.s.get(ClearingRow, clearing_id)
+        if row is None:
+            raise _not_found("clearing", clearing_id)
+        prices = self.s.scalars(
+            select(PriceRow)
+            .where(PriceRow.clearing_id == clearing_id)
+            .order_by(PriceRow.pool_id, PriceRow.slot)
+        )
+        fills = self.s.scalars(
+            select(OfferFillRow)
+            .where(OfferFillRow.clearing_id == clearing_id)
+            .order_by(OfferFillRow.offer_id, OfferFillRow.slot)
+        )
+        leases = self.leases(clearing_id=clearing_id)
+        result = ClearingResult(
+            status=ClearingStatus(row.status),
+            method=row.method,
+            allocations=tuple(x.allocation for x in leases),
+            fills=tuple(
+                OfferFill(
+                    f.offer_id, f.provider_id, f.pool_id, f.slot, f.gpus, f.price_fen, f.reserve_fen
+                )
+                for f in fills
+            ),
+            prices=tuple(
+                PoolPrice(p.pool_id, p.slot, p.price_fen, p.cleared_gpus, p.offered_gpus)
+                for p in prices
+            ),
+            welfare_fen=row.welfare_fen,
+            timings=dict(row.timings),
+            message=row.message,
+            rejected_gangs=tuple(row.rejected_gangs),
+            slot_hours=row.slot_hours,
+            gap=row.gap,
+        )
+        return ClearingRecord(row.id, row.run_at, row.first_slot, row.n_slots, result)
+
+    def latest(self) -> ClearingRecord | None:
+        row_id = self.s.scalars(
+            select(ClearingRow.id).order_by(ClearingRow.run_at.desc(), ClearingRow.id.desc())
+        ).first()
+        return None if row_id is None else self.get(row_id)
+
+    def prices(self, pool_id: str, first_slot: int, end_slot: int) -> list[PoolPrice]:
+        """The latest clearing's price of ``pool_id`` for each slot in the range."""
+        latest = (
+            select(PriceRow.slot, func.max(ClearingRow.run_at).label("run_at"))
+            .join(ClearingRow, ClearingRow.id == PriceRow.clearing_id)
+            .where(PriceRow.pool_id == pool_id, PriceRow.slot >= first_slot)
+            .where(PriceRow.slot < end_slot)
+            .group_by(PriceRow.slot)
+            .subquery()
+        )
+        q = (
+            select(PriceRow)
+            .join(ClearingRow, ClearingRow.id == PriceRow.clearing_id)
+            .join(
+                latest,
+                (latest.c.slot == PriceRow.slot) & (latest.c.run_at == ClearingRow.run_at),
+            )
+            .where(PriceRow.pool_id == pool_id)
+            .order_by(PriceRow.slot, ClearingRow.id.desc())
+        )
+        out: dict[int, PoolPrice] = {}
+        for p in self.s.scalars(q):
+            out.setdefault(
+                p.slot, PoolPrice(p.pool_id, p.slot, p.price_fen, p.cleared_gpus, p.offered_gpus)
+            )
+        return list(out.values())
+
+    def leases(
+        self,
+        *,
+        clearing_id: str | None = None,
+        order_id: str | None = None,
+        buyer_id: str | None = None,
+        provider_id: str | None = None,
+        state: LeaseState | None = None,
+    ) -> list[Lease]:
+        q = select(LeaseRow)
+        for column, value in (
+            (LeaseRow.clearing_id, clearing_id),
+            (LeaseRow.order_id, order_id),
+            (LeaseRow.buyer_id, buyer_id),
+            (LeaseRow.provider_id, provider_id),
+            (LeaseRow.state, None if state is None else str(state)),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        q = q.order_by(LeaseRow.slot, LeaseRow.order_id, LeaseRow.pool_id, LeaseRow.clearing_id)
+        return [_to_lease(r) for r in self.s.scalars(q)]
+
+    def lease(self, lease_id: str) -> Lease:
+        row = self.s.get(LeaseRow, lease_id)
+        if row is None:
+            raise _not_found("lease", lease_id)
+        return _to_lease(row)
+
+    def move_lease(self, lease_id: str, to: LeaseState) -> Lease:
+        """Move a lease to state ``to`` if allowed from its state (atomic compare-and-set)."""
+        current = self.lease(lease_id)
+        if current.state is to:
+            return current
+        if to not in LEASE_TRANSITIONS[current.state]:
+            raise InvalidState(
+                f"lease {lease_id!r} cannot go from {current.state} to {to}",
+                field="state",
+                fix="follow scheduled -> running -> completed|failed -> settled",
+            )
+        done = self.s.execute(
+            update(LeaseRow)
+            .where(LeaseRow.id == lease_id, LeaseRow.state == str(current.state))
+            .values(state=str(to))
+        )
+        if _rowcount(done) == 0:
+            raise Conflict(f"lease {lease_id!r} changed meanwhile", field="state", fix="retry")
+        return self.lease(lease_id)
+
+    def set_hold(self, order_id: str, clearing_id: str, hold_transfer_id: str) -> int:
+        """Attach a hold to the leases of an order in a clearing; how many leases."""
+        done = self.s.execute(
+            update(LeaseRow)
+            .where(LeaseRow.order_id == order_id, LeaseRow.clearing_id == clearing_id)
+            .values(hold_transfer_id=hold_transfer_id)
+        )
+        return _rowcount(done)
+
+
+# -- meter readings ---------------------------------------------------------------------------
+
+
+def _to_reading(row: MeterReadingRow) -> MeterReading:
+    return MeterReading(
+        row.idempotency_key,
+        row.lease_id,
+        row.interval_start,
+        row.interval_end,
+        row.gpu_seconds,
+        row.energy_wh,
+        row.recorded_at,
+    )
+
+
+class Meters:
+    """Metered use of leases."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def record(self, reading: MeterReading) -> tuple[MeterReading, bool]:
+        """Store a reading once: ``(reading, True)`` when new, ``(first reading, False)`` for a
+        retry. The same key with other values raises :class:`Conflict`. Concurrent retries
+        race on the unique key: run this in ``db.transaction(..., retry_integrity=True)``."""
+        _check_reading(reading)
+        lease = self.s.get(LeaseRow, reading.lease_id)
+        if lease is None:
+            raise _not_found("lease", reading.lease_id, "lease_id")
+        existing = self.s.scalars(
+            select(MeterReadingRow).where(
+                MeterReadingRow.idempotency_key == reading.idempotency_key
+            )
+        ).one_or_none()
+        if existing is not None:
+            old = _to_reading(existing)
+            _same_or_conflict(
+                _without_time(old), _without_time(reading), "meter reading", old.idempotency_key
+            )
+            return old, False
+        most = lease.gpus * (reading.interval_end - reading.interval_start)
+        if reading.gpu_seconds > most:
+            raise ValidationError(
+                f"{reading.gpu_seconds} GPU-seconds exceed the lease's {most} in the interval",
+                field="gpu_seconds",
+                fix="meter at most gpus x interval seconds",
+            )
+        self.s.add(
+            MeterReadingRow(
+                idempotency_key=reading.idempotency_key,
+                lease_id=reading.lease_id,
+                interval_start=reading.interval_start,
+                interval_end=reading.interval_end,
+                gpu_seconds=reading.gpu_seconds,
+                energy_wh=reading.energy_wh,
+                recorded_at=reading.recorded_at,
+            )
+        )
+        self.s.flush()
+        return reading, True
+
+    def readings(self, lease_id: str) -> list[MeterReading]:
+        q = (
+            select(MeterReadingRow)
+            .where(MeterReadingRow.lease_id == lease_id)
+            .order_by(MeterReadingRow.interval_start, MeterReadingRow.id)
+        )
+        return [_to_reading(r) for r in self.s.scalars(q)]
+
+    def totals(self, lease_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """``lease id -> (GPU-seconds, Wh)`` summed over its readings (missing: no readings)."""
+        ids = list(lease_ids)
+        q = (
+            select(
+                MeterReadingRow.lease_id,
+                func.sum(MeterReadingRow.gpu_seconds),
+                func.sum(MeterReadingRow.energy_wh),
+            )
+            .where(MeterReadingRow.lease_id.in_(ids))
+            .group_by(MeterReadingRow.lease_id)
+        )
+        return {lid: (int(g), int(e)) for lid, g, e in self.s.execute(q)}
+
+
+def _without_time(r: MeterReading) -> tuple[object, ...]:
+    return (r.lease_id, r.interval_start, r.interval_end, r.gpu_seconds, r.energy_wh)
+
+
+def _check_reading(r: MeterReading) -> None:
+    checks: Sequence[tuple[bool, str, str]] = (
+        (bool(r.idempotency_key), "idempotency_key", "must not be empty"),
+        (r.interval_end > r.interval_start, "interval_end", "must be after interval_start"),
+        (r.gpu_seconds >= 0, "gpu_seconds", "must be zero or more"),
+        (r.energy_wh >= 0, "energy_wh", "must be zero or more"),
+    )
+    for ok, field, message in checks:
+        if not ok:
+            raise ValidationError(message, field=field, fix="send the agent's reading as metered")

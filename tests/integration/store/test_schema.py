@@ -1,0 +1,115 @@
+"""The migrations build exactly the schema of the models, on every backend."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from suangu.store.db import Database, database_url, migrate, sqlite_url
+from suangu.store.models import Base
+
+
+def test_migrations_build_the_models_schema(engine_url: tuple[str, Engine]) -> None:
+    backend, engine = engine_url
+    migrate(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(context, Base.metadata)
+        tables = set(inspect(conn).get_table_names())
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert diffs == []
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+    assert version == "0001"
+    migrate(engine)  # running it again is a no-op
+    if backend == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_check_constraints_are_in_the_migration(engine_url: tuple[str, Engine]) -> None:
+    """compare_metadata does not compare CHECK constraints: compare their names."""
+    _, engine = engine_url
+    migrate(engine)
+    insp = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        want = {c.name for c in table.constraints if c.__class__.__name__ == "CheckConstraint"}
+        got = {c["name"] for c in insp.get_check_constraints(table.name)}
+        assert want <= got, table.name
+
+
+def test_settings_and_urls(tmp_path: object) -> None:
+    assert database_url({}) == "sqlite:///suangu.db"
+    assert database_url({"SUANGU_DATABASE_URL": "postgresql://x/y"}) == "postgresql://x/y"
+    assert sqlite_url("/tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_migrate_from_a_url(tmp_path: object) -> None:
+    from pathlib import Path
+
+    url = sqlite_url(Path(str(tmp_path)) / "fresh.db")
+    migrate(url)
+    db = Database.from_url(url)
+    with db.session_scope(write=False) as s:
+        assert s.execute(text("SELECT count(*) FROM members")).scalar_one() == 0
+    db.dispose()
+
+
+def test_transaction_retries_duplicates_not_broken_rows(db: Database) -> None:
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import Session
+
+    from suangu.store.models import MemberRow
+
+    calls: list[int] = []
+
+    def duplicate_once(s: Session) -> str:
+        calls.append(1)
+        if len(calls) == 1:  # a concurrent writer got there first
+            with db.session_scope() as other:
+                other.add(MemberRow(id="m", name="first", role="buyer", created_at=0))
+            s.add(MemberRow(id="m", name="second", role="buyer", created_at=0))
+            s.flush()
+        row = s.get(MemberRow, "m")
+        assert row is not None
+        return row.name
+
+    assert db.transaction(duplicate_once, retry_integrity=True) == "first"
+    assert len(calls) == 2
+
+    def broken(s: Session) -> None:
+        calls.append(1)
+        s.add(MemberRow(id="n", name="x", role="emperor", created_at=0))
+        s.flush()
+
+    calls.clear()
+    with pytest.raises(IntegrityError):
+        db.transaction(broken, retry_integrity=True)
+    assert len(calls) == 1
+
+
+def test_concurrent_migrations_queue(engine_url: tuple[str, Engine]) -> None:
+    """Several workers starting at once: one migrates, the others find nothing to do."""
+    import threading
+
+    _, engine = engine_url
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate(engine)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        assert context.get_current_revision() == "0001"
+        assert compare_metadata(context, Base.metadata) == []
