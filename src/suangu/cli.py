@@ -149,6 +149,46 @@ def simulate_command(
     _run(scenario, orders, hours, as_json, shortfall, seed)
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="API worker processes.")
+    ] = 1,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="SUANGU_DATABASE_URL",
+            help="SQLAlchemy URL; default: the SQLite file suangu.db here.",
+        ),
+    ] = None,
+) -> None:
+    """Serve the exchange's HTTP API (OpenAPI at /docs) on the given database."""
+    import os
+
+    import uvicorn
+
+    from suangu.store.db import DEFAULT_URL, open_database
+
+    url = database_url or DEFAULT_URL
+    try:
+        open_database(url).dispose()  # migrate once, before the workers start
+    except SuanguError as err:
+        _fail(err)
+    except Exception as err:  # a bad URL or a database that is down: one line, no trace
+        _fail(
+            ValidationError(
+                str(err).splitlines()[0],
+                field="database_url",
+                fix="check SUANGU_DATABASE_URL or --database-url",
+            )
+        )
+    os.environ["SUANGU_DATABASE_URL"] = url
+    uvicorn.run("suangu.api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
 @app.command("demo")
 def demo_command(
     hours: HoursOption = None,

@@ -426,3 +426,30 @@ class LedgerClockRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     now: Mapped[int]
+
+
+#: Longest ``Idempotency-Key`` header kept.
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class IdempotencyRow(Base):
+    """The first response to a write made with an ``Idempotency-Key``, per member."""
+
+    __tablename__ = "idempotency_keys"
+
+    member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_IDEMPOTENCY_KEY), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExchangeSettingRow(Base):
+    """Settings the operator changes at run time (the exchange fee)."""
+
+    __tablename__ = "exchange_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,17 @@
+"""The API's routers, one module per area; :data:`ROUTERS` lists them for the app."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from suangu.api.routes import capacity, clearings, leases, ledger, market, members, orders
+
+ROUTERS: tuple[APIRouter, ...] = (
+    members.router,
+    capacity.router,
+    orders.router,
+    clearings.router,
+    market.router,
+    leases.router,
+    ledger.router,
+)

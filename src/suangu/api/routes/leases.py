@@ -1,0 +1,141 @@
+"""Leases (allocations as contracts) and their meter readings.
+
+A buyer sees its leases, a provider the leases on its pools, operators and auditors all.
+Providers post meter readings for their leases; the final reading of every lease of an
+order settles it on the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from suangu.api import pagination, schemas
+from suangu.api.auth import Anyone, Principal, Provider
+from suangu.api.idempotency import fingerprint, run_write
+from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
+from suangu.api.services import (
+    ensure_accounts,
+    fee_bp,
+    lease_out,
+    lease_slot_hours,
+    provider_ids,
+    record_reading,
+)
+from suangu.core import billing
+from suangu.store.errors import NotFound
+from suangu.store.models import LeaseState, Role
+from suangu.store.repositories import Clearings, Lease, Meters
+
+router = APIRouter(tags=["leases"])
+
+
+def _visible(who: Principal, lease: Lease) -> bool:
+    if who.sees_all:
+        return True
+    if who.role is Role.BUYER:
+        return lease.allocation.buyer_id == who.member_id
+    return who.role is Role.PROVIDER and lease.provider_id == who.member_id
+
+
+def _lease(s: Session, who: Principal, lease_id: str) -> Lease:
+    try:
+        lease = Clearings(s).lease(lease_id)
+    except NotFound:
+        lease = None
+    if lease is None or not _visible(who, lease):
+        raise NotFound(f"no lease {lease_id!r}", field="path.lease_id", fix="list your leases")
+    return lease
+
+
+@router.get("/leases", response_model=schemas.PageOut[schemas.LeaseOut])
+def list_leases(
+    request: Request,
+    who: Anyone,
+    ctx: Ctx,
+    order_id: str | None = None,
+    state: LeaseState | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    mine: dict[str, str] = {}
+    if who.role is Role.BUYER:
+        mine = {"buyer_id": who.member_id}
+    elif who.role is Role.PROVIDER:
+        mine = {"provider_id": who.member_id}
+    with ctx.db.session_scope(write=False) as s:
+        leases = Clearings(s).leases(order_id=order_id, state=state, **mine)
+    items, nxt = pagination.page(leases, limit, cursor)
+    return pagination.body(request, [lease_out(x) for x in items], nxt)
+
+
+@router.get("/leases/{lease_id}", response_model=schemas.LeaseOut)
+def get_lease(lease_id: str, who: Anyone, ctx: Ctx) -> dict[str, Any]:
+    with ctx.db.session_scope(write=False) as s:
+        return lease_out(_lease(s, who, lease_id))
+
+
+@router.get("/leases/{lease_id}/readings", response_model=schemas.PageOut[schemas.ReadingOut])
+def list_readings(
+    lease_id: str,
+    request: Request,
+    who: Anyone,
+    ctx: Ctx,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    with ctx.db.session_scope(write=False) as s:
+        lease = _lease(s, who, lease_id)
+        readings = Meters(s).readings(lease_id)
+    items, nxt = pagination.page(readings, limit, cursor)
+    out = [
+        {
+            "id": r.idempotency_key.rsplit(":", 1)[-1],
+            "lease_id": r.lease_id,
+            "interval_start": r.interval_start,
+            "interval_end": r.interval_end,
+            "gpu_seconds": r.gpu_seconds,
+            "energy_wh": r.energy_wh,
+            "recorded_at": r.recorded_at,
+            "new": False,
+            "lease_state": str(lease.state),
+            "settled": lease.state is LeaseState.SETTLED,
+        }
+        for r in items
+    ]
+    return pagination.body(request, out, nxt)
+
+
+@router.post("/leases/{lease_id}/readings", status_code=201, response_model=schemas.ReadingOut)
+def post_reading(
+    lease_id: str,
+    body: schemas.ReadingIn,
+    request: Request,
+    who: Provider,
+    ctx: Ctx,
+    key: IdemKey = None,
+) -> JSONResponse:
+    """Metered use of one of the provider's leases. Resending a reading id changes nothing
+    (the same values) or is a 409 (other values)."""
+    now = ctx.now()
+    with ctx.db.session_scope(write=False) as s:
+        lease = _lease(s, who, lease_id)
+        siblings = Clearings(s).leases(
+            clearing_id=lease.clearing_id, order_id=lease.allocation.order_id
+        )
+    ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
+    ensure_accounts(
+        ctx.ledger, [billing.new_provider_account(p) for p in provider_ids(siblings)], now
+    )
+
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        current = _lease(s, who, lease_id)
+        fee = fee_bp(s, ctx.settings.default_fee_bp)
+        hours = lease_slot_hours(s, current.clearing_id)
+        out = record_reading(s, ctx.ledger, current, body, who.member_id, fee, hours, now)
+        return (201 if out["new"] else 200), out
+
+    return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)

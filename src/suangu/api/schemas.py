@@ -1,0 +1,338 @@
+"""Request and response bodies (Pydantic v2). Requests forbid unknown fields.
+
+Money is integer fen (1 yuan = 100 fen), prices fen per GPU-hour, times integer Unix seconds,
+and market times slots of the exchange's grid (slot ``k`` starts at
+``grid_epoch + k * slot_seconds``; ``GET /api/v1/market/grid`` says which).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from suangu.core.types import MAX_GPUS, MAX_PRICE_FEN, OrderKind
+from suangu.store.models import LeaseState, OfferStatus, OrderStatus, Role
+
+T = TypeVar("T")
+
+#: Ids chosen by clients: letters, digits, ``.``, ``_`` and ``-`` (no ``:``: ids are joined
+#: with it in lease and transfer ids).
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Label = Annotated[str, Field(max_length=200)]
+Slot = Annotated[int, Field(ge=0, le=2**31)]
+MAX_SLOTS = 24 * 366
+MAX_AMOUNT_FEN = 10**12
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PageOut(Response, Generic[T]):
+    items: list[T]
+    #: Pass back as ``cursor`` for the next page; ``null`` on the last page.
+    next_cursor: str | None
+    #: The URL of the next page, or ``null``.
+    next: str | None
+
+
+# -- members and keys --------------------------------------------------------------------------
+
+
+class MemberIn(Request):
+    id: Id
+    name: Name
+    role: Annotated[Role, Field(strict=False)]
+
+
+class MemberOut(Response):
+    id: str
+    name: str
+    role: Annotated[Role, Field(strict=False)]
+    created_at: int
+
+
+class KeyIn(Request):
+    label: Label = ""
+
+
+class KeyOut(Response):
+    id: str
+    prefix: str
+    member_id: str
+    role: Annotated[Role, Field(strict=False)]
+    label: str
+    created_at: int
+    revoked_at: int | None
+
+
+class NewKeyOut(KeyOut):
+    #: The API key itself: shown in this response only, never stored.
+    token: str
+
+
+class MeOut(Response):
+    member: MemberOut
+    key_id: str
+    role: Annotated[Role, Field(strict=False)]
+
+
+# -- sites, pools, offers ------------------------------------------------------------------------
+
+
+class SiteIn(Request):
+    id: Id
+    name: Name
+    province: Name
+    region: Name
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    pue: float = Field(default=1.2, ge=1.0, le=3.0, allow_inf_nan=False)
+    latency_ms: dict[Name, Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=500
+    )
+    #: The provider that operates the site: set by operators only (a provider's own id).
+    provider_id: Id | None = None
+
+
+class SiteOut(Response):
+    id: str
+    name: str
+    province: str
+    region: str
+    lat: float
+    lon: float
+    pue: float
+    latency_ms: dict[str, float]
+    provider_id: str | None
+
+
+class PoolIn(Request):
+    id: Id
+    site_id: Id
+    gpu_class: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class PoolOut(Response):
+    id: str
+    site_id: str
+    gpu_class: str
+
+
+class OfferIn(Request):
+    id: Id
+    pool_id: Id
+    start_slot: Slot
+    #: GPUs offered in slots ``start_slot``, ``start_slot + 1``, ...
+    gpus: list[Annotated[int, Field(ge=0, le=MAX_GPUS)]] = Field(min_length=1, max_length=MAX_SLOTS)
+    #: Reserve price per slot, fen per GPU-hour (one value per slot of ``gpus``).
+    reserve_fen: list[Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)]] = Field(
+        min_length=1, max_length=MAX_SLOTS
+    )
+
+
+class OfferOut(Response):
+    id: str
+    provider_id: str
+    pool_id: str
+    start_slot: int
+    gpus: list[int]
+    reserve_fen: list[int]
+    status: OfferStatus
+    created_at: int
+
+
+# -- orders -------------------------------------------------------------------------------------
+
+
+class OrderIn(Request):
+    """A bid. ``limit_fen`` is the most paid per GPU-hour; empty filters mean any."""
+
+    id: Id
+    kind: Annotated[OrderKind, Field(strict=False)]
+    gpus: int = Field(ge=1, le=MAX_GPUS)
+    release_slot: Slot
+    deadline_slot: Slot
+    limit_fen: int = Field(ge=1, le=MAX_PRICE_FEN)
+    gpu_hours: int = Field(default=0, ge=0, le=MAX_GPUS * 10_000)
+    duration_slots: int = Field(default=0, ge=0, le=MAX_SLOTS)
+    gpu_classes: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=list, max_length=64
+    )
+    regions: list[Name] = Field(default_factory=list, max_length=100)
+    provinces: list[Name] = Field(default_factory=list, max_length=100)
+    home: Name | None = None
+    max_latency_ms: float | None = Field(default=None, gt=0, le=10_000, allow_inf_nan=False)
+    min_green_share: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+
+
+class OrderOut(Response):
+    id: str
+    buyer_id: str
+    kind: Annotated[OrderKind, Field(strict=False)]
+    gpus: int
+    release_slot: int
+    deadline_slot: int
+    limit_fen: int
+    gpu_hours: int
+    duration_slots: int
+    gpu_classes: list[str]
+    regions: list[str]
+    provinces: list[str]
+    home: str | None
+    max_latency_ms: float | None
+    min_green_share: float
+    status: OrderStatus
+    submitted_at: int
+
+
+class OrdersOut(Response):
+    items: list[OrderOut]
+
+
+# -- clearings and market -------------------------------------------------------------------------
+
+
+class ClearingIn(Request):
+    id: Id | None = None
+    #: First slot to clear (default: the current slot); never in the past.
+    first_slot: Slot | None = None
+    n_slots: int | None = Field(default=None, ge=1, le=24 * 14)
+
+
+class PriceOut(Response):
+    pool_id: str
+    slot: int
+    price_fen: int
+    cleared_gpus: int
+
+
+class AllocationOut(Response):
+    order_id: str
+    buyer_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    price_fen: int
+
+
+class ClearingSummaryOut(Response):
+    id: str
+    run_at: int
+    first_slot: int
+    n_slots: int
+    status: str
+    method: str
+    welfare_fen: int
+    n_allocations: int
+    excluded_orders: list[str] = Field(default_factory=list)
+
+
+class ClearingOut(ClearingSummaryOut):
+    gap: float
+    message: str
+    rejected_gangs: list[str]
+    allocations: list[AllocationOut]
+    prices: list[PriceOut]
+
+
+class GridOut(Response):
+    epoch: int
+    slot_seconds: int
+    current_slot: int
+    now: int
+
+
+# -- leases and meters ----------------------------------------------------------------------------
+
+
+class LeaseOut(Response):
+    id: str
+    clearing_id: str
+    order_id: str
+    buyer_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    price_fen: int
+    provider_id: str | None
+    state: LeaseState
+    hold_transfer_id: str | None
+
+
+class ReadingIn(Request):
+    """Metered use of a lease over ``[interval_start, interval_end)`` (Unix seconds)."""
+
+    #: The agent's id of this reading: resending it is recognised, never counted twice.
+    id: Id
+    interval_start: int = Field(ge=0, le=2**40)
+    interval_end: int = Field(ge=1, le=2**40)
+    gpu_seconds: int = Field(ge=0, le=MAX_GPUS * 7 * 24 * 3600)
+    energy_wh: int = Field(default=0, ge=0, le=10**12)
+    #: The last reading of the lease: it is then completed and, once every lease of its order
+    #: is, the order is settled on the ledger.
+    final: bool = False
+
+
+class ReadingOut(Response):
+    id: str
+    lease_id: str
+    interval_start: int
+    interval_end: int
+    gpu_seconds: int
+    energy_wh: int
+    recorded_at: int
+    new: bool
+    lease_state: LeaseState
+    settled: bool
+
+
+# -- ledger -----------------------------------------------------------------------------------
+
+
+class AccountOut(Response):
+    id: str
+    ledger: str
+    kind: str
+    owner: str
+    balance: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+
+class TransferOut(Response):
+    id: str
+    code: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int | None
+    ledger: str | None
+    pending_id: str
+    user_data: str
+    timestamp: int
+
+
+class DepositIn(Request):
+    id: Id
+    member_id: Id
+    amount_fen: int = Field(ge=1, le=MAX_AMOUNT_FEN)
+
+
+class FeesIn(Request):
+    fee_bp: int = Field(ge=0, le=10_000)
+
+
+class FeesOut(Response):
+    fee_bp: int
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

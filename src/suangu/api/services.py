@@ -1,0 +1,691 @@
+"""Service functions behind the routes: conversions, clearing rounds, settlement, accounts.
+
+Data flows API -> these functions -> core (pure) -> store. Nothing here reads a clock: the
+time comes in as ``now`` from the app's injected clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suangu.api import schemas
+from suangu.api.errors import MalformedBody
+from suangu.core import billing
+from suangu.core.clearing import clear
+from suangu.core.errors import ValidationError
+from suangu.core.ledger import Account, CreateResult, Transfer
+from suangu.core.types import ClearingResult, Market, Offer, Order, TimeGrid
+from suangu.sim.scenario import OrderSpec, OrderStreamSpec
+from suangu.store.errors import Conflict, InvalidState
+from suangu.store.ledger import SqlLedger
+from suangu.store.models import (
+    ClearingRow,
+    ExchangeSettingRow,
+    LeaseState,
+    LedgerAccountRow,
+    OfferFillRow,
+    OfferRow,
+    OfferSlotRow,
+    OfferStatus,
+    PoolRow,
+    Role,
+    SiteRow,
+)
+from suangu.store.repositories import (
+    ApiKey,
+    Capacity,
+    Clearings,
+    Lease,
+    Member,
+    MeterReading,
+    Meters,
+    OfferRecord,
+    OrderRecord,
+    Orders,
+)
+
+FEE_SETTING = "fee_bp"
+#: Most orders one YAML body may hold.
+MAX_YAML_ORDERS = 1000
+MAX_YAML_BYTES = 1_000_000
+
+# -- conversions ------------------------------------------------------------------------------
+
+
+def member_out(m: Member) -> dict[str, Any]:
+    return schemas.dump(
+        schemas.MemberOut(id=m.id, name=m.name, role=m.role, created_at=m.created_at)
+    )
+
+
+def key_out(k: ApiKey) -> dict[str, Any]:
+    return schemas.dump(
+        schemas.KeyOut(
+            id=k.id,
+            prefix=k.prefix,
+            member_id=k.member_id,
+            role=k.role,
+            label=k.label,
+            created_at=k.created_at,
+            revoked_at=k.revoked_at,
+        )
+    )
+
+
+def site_out(row: SiteRow) -> dict[str, Any]:
+    return schemas.dump(
+        schemas.SiteOut(
+            id=row.id,
+            name=row.name,
+            province=row.province,
+            region=row.region,
+            lat=row.lat,
+            lon=row.lon,
+            pue=row.pue,
+            latency_ms=dict(row.latency_ms),
+            provider_id=row.provider_id,
+        )
+    )
+
+
+def pool_out(row: PoolRow) -> dict[str, Any]:
+    return {"id": row.id, "site_id": row.site_id, "gpu_class": row.gpu_class}
+
+
+def offer_out(r: OfferRecord) -> dict[str, Any]:
+    o = r.offer
+    return {
+        "id": o.id,
+        "provider_id": o.provider_id,
+        "pool_id": o.pool_id,
+        "start_slot": o.start_slot,
+        "gpus": list(o.gpus),
+        "reserve_fen": list(o.reserve_fen),
+        "status": str(r.status),
+        "created_at": r.created_at,
+    }
+
+
+def order_out(r: OrderRecord) -> dict[str, Any]:
+    o = r.order
+    return {
+        "id": o.id,
+        "buyer_id": o.buyer_id,
+        "kind": str(o.kind),
+        "gpus": o.gpus,
+        "release_slot": o.release_slot,
+        "deadline_slot": o.deadline_slot,
+        "limit_fen": o.limit_fen,
+        "gpu_hours": o.gpu_hours,
+        "duration_slots": o.duration_slots,
+        "gpu_classes": sorted(o.gpu_classes),
+        "regions": sorted(o.regions),
+        "provinces": sorted(o.provinces),
+        "home": o.home,
+        "max_latency_ms": o.max_latency_ms,
+        "min_green_share": o.min_green_share,
+        "status": str(r.status),
+        "submitted_at": r.submitted_at,
+    }
+
+
+def lease_out(x: Lease) -> dict[str, Any]:
+    a = x.allocation
+    return {
+        "id": x.id,
+        "clearing_id": x.clearing_id,
+        "order_id": a.order_id,
+        "buyer_id": a.buyer_id,
+        "pool_id": a.pool_id,
+        "slot": a.slot,
+        "gpus": a.gpus,
+        "price_fen": a.price_fen,
+        "provider_id": x.provider_id,
+        "state": str(x.state),
+        "hold_transfer_id": x.hold_transfer_id,
+    }
+
+
+def account_out(a: Account) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "ledger": str(a.ledger),
+        "kind": str(a.kind),
+        "owner": a.owner,
+        "balance": a.balance,
+        "debits_pending": a.debits_pending,
+        "debits_posted": a.debits_posted,
+        "credits_pending": a.credits_pending,
+        "credits_posted": a.credits_posted,
+    }
+
+
+def transfer_out(t: Transfer) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "code": str(t.code),
+        "debit_account_id": t.debit_account_id,
+        "credit_account_id": t.credit_account_id,
+        "amount": t.amount,
+        "ledger": None if t.ledger is None else str(t.ledger),
+        "pending_id": t.pending_id,
+        "user_data": t.user_data,
+        "timestamp": t.timestamp,
+    }
+
+
+# -- orders --------------------------------------------------------------------------------------
+
+
+def check_window(order: Order, current_slot: int, prefix: str = "body") -> None:
+    """Refuse windows that start in the past (the market only clears from now on)."""
+    if order.deadline_slot <= current_slot:
+        raise ValidationError(
+            f"slot {order.deadline_slot} is in the past (the current slot is {current_slot})",
+            field=f"{prefix}.deadline_slot",
+            fix=f"give a deadline after slot {current_slot}",
+        )
+    if order.release_slot < current_slot:
+        raise ValidationError(
+            f"slot {order.release_slot} is in the past (the current slot is {current_slot})",
+            field=f"{prefix}.release_slot",
+            fix=f"release at slot {current_slot} or later",
+        )
+
+
+def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> Order:
+    try:
+        order = Order(
+            id=body.id,
+            buyer_id=buyer_id,
+            kind=body.kind,
+            gpus=body.gpus,
+            release_slot=body.release_slot,
+            deadline_slot=body.deadline_slot,
+            limit_fen=body.limit_fen,
+            gpu_hours=body.gpu_hours,
+            duration_slots=body.duration_slots,
+            gpu_classes=frozenset(body.gpu_classes),
+            regions=frozenset(body.regions),
+            provinces=frozenset(body.provinces),
+            home=body.home,
+            max_latency_ms=body.max_latency_ms,
+            min_green_share=body.min_green_share,
+        )
+    except ValidationError as err:
+        raise err.prefixed("body") from None
+    check_window(order, current_slot)
+    return order
+
+
+def _slot_of(when: Decimal | datetime, grid: TimeGrid, field: str) -> int:
+    if isinstance(when, datetime):
+        seconds = Decimal(str(when.timestamp())) - grid.epoch
+    else:
+        seconds = when * 3600
+    slots = seconds / grid.slot_seconds
+    if seconds < 0 or slots != slots.to_integral_value() or slots >= 2**31:
+        raise ValidationError(
+            f"is not a slot boundary at or after the grid's start ({when})",
+            field=field,
+            fix="give whole hours from the grid epoch, or an ISO date-time on an hour",
+        )
+    return int(slots)
+
+
+def _spec_to_order(spec: OrderSpec, buyer_id: str, grid: TimeGrid, current: int, at: str) -> Order:
+    if spec.buyer != buyer_id:
+        raise ValidationError(
+            f"names buyer {spec.buyer!r}, but the key belongs to {buyer_id!r}",
+            field=f"{at}.buyer",
+            fix="submit orders for your own member only",
+        )
+    release = _slot_of(spec.release, grid, f"{at}.release") if spec.release is not None else current
+    deadline = _slot_of(spec.deadline, grid, f"{at}.deadline")
+    if deadline <= release:
+        raise ValidationError(
+            f"must be after release (slot {deadline} <= {release})",
+            field=f"{at}.deadline",
+            fix="make the deadline later than the release",
+        )
+    names = {
+        "release_slot": "release",
+        "deadline_slot": "deadline",
+        "limit_fen": "limit",
+        "duration_slots": "duration",
+        "buyer_id": "buyer",
+    }
+    try:
+        order = Order(
+            id=spec.id,
+            buyer_id=buyer_id,
+            kind=spec.kind,
+            gpus=spec.gpus,
+            release_slot=release,
+            deadline_slot=deadline,
+            limit_fen=spec.limit,
+            gpu_hours=spec.gpu_hours or 0,
+            duration_slots=spec.duration or 0,
+            gpu_classes=frozenset(spec.gpu_classes),
+            regions=frozenset(spec.regions),
+            provinces=frozenset(spec.provinces),
+            home=spec.home,
+            max_latency_ms=spec.max_latency_ms,
+            min_green_share=spec.min_green_share,
+        )
+    except ValidationError as err:
+        name = err.field or ""
+        head = name.split(".")[0].split("[")[0]
+        renamed = names.get(head, head) + name[len(head) :]
+        raise ValidationError(err.message, field=f"{at}.{renamed}", fix=err.fix) from None
+    if order.deadline_slot <= current or order.release_slot < current:
+        which = "deadline" if order.deadline_slot <= current else "release"
+        raise ValidationError(
+            f"is in the past (the current slot is {current})",
+            field=f"{at}.{which}",
+            fix=f"give times at or after slot {current} (hour offsets from the grid epoch)",
+        )
+    return order
+
+
+def _pydantic_field(err: PydanticValidationError, prefix: str) -> ValidationError:
+    e = err.errors()[0]
+    loc = [str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]]
+    path = prefix
+    for part in loc:
+        path += part if part.startswith("[") else f".{part}"
+    message = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        message = f"unknown field {e['loc'][-1]!r}"
+    more = len(err.errors()) - 1
+    if more:
+        message += f" (and {more} more)"
+    return ValidationError(message, field=path, fix="see the order spec in suangu.sim.scenario")
+
+
+def orders_from_yaml(text: bytes, buyer_id: str, grid: TimeGrid, current: int) -> list[Order]:
+    """Orders of a YAML job spec as the CLI reads it: one order mapping, or ``orders:``."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ValidationError(
+            f"is {len(text)} bytes; at most {MAX_YAML_BYTES}", field="body", fix="split it"
+        )
+    try:
+        data = yaml.safe_load(text.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise MalformedBody("is not UTF-8 text", field="body", fix="send UTF-8 YAML") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "malformed YAML"
+        raise MalformedBody(
+            f"malformed YAML{where}: {problem}",
+            field="body",
+            fix="check the indentation and the ':' after each key",
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedBody(
+            "must be a YAML mapping: one order, or orders: with a list",
+            field="body",
+            fix="write id:, kind:, gpus: ... or orders: then '- id: ...' items",
+        )
+    try:
+        if "orders" in data:
+            stream = OrderStreamSpec.model_validate(data)
+            specs = [(s, f"body.orders[{i}]") for i, s in enumerate(stream.orders)]
+        else:
+            specs = [(OrderSpec.model_validate(data), "body")]
+    except PydanticValidationError as err:
+        raise _pydantic_field(err, "body") from None
+    if not specs or len(specs) > MAX_YAML_ORDERS:
+        raise ValidationError(
+            f"holds {len(specs)} orders; give 1 to {MAX_YAML_ORDERS}",
+            field="body.orders",
+            fix="send at least one order",
+        )
+    seen: set[str] = set()
+    out = []
+    for spec, at in specs:
+        if spec.id in seen:
+            raise ValidationError(
+                f"duplicate order id {spec.id!r}", field=f"{at}.id", fix="ids must be unique"
+            )
+        seen.add(spec.id)
+        out.append(_spec_to_order(spec, buyer_id, grid, current, at))
+    return out
+
+
+# -- accounts and fees ----------------------------------------------------------------------------
+
+
+def member_accounts(member_id: str, role: Role) -> list[Account]:
+    if role is Role.BUYER:
+        return [billing.new_buyer_account(member_id)]
+    if role is Role.PROVIDER:
+        return [billing.new_provider_account(member_id)]
+    return []
+
+
+def ensure_accounts(ledger: SqlLedger, accounts: Sequence[Account], now: int) -> None:
+    """Create the accounts that do not exist yet (idempotent; its own transaction)."""
+    if not accounts:
+        return
+    results = ledger.create_accounts(accounts, now)
+    bad = [
+        (a.id, r)
+        for a, r in zip(accounts, results, strict=True)
+        if r not in (CreateResult.OK, CreateResult.EXISTS)
+    ]
+    if bad:
+        raise Conflict(f"account {bad[0][0]!r}: {bad[0][1]}", field="account", fix="contact us")
+
+
+def fee_bp(s: Session, default: int) -> int:
+    row = s.get(ExchangeSettingRow, FEE_SETTING)
+    return default if row is None else int(row.value)
+
+
+def set_fee_bp(s: Session, value: int, now: int) -> None:
+    row = s.get(ExchangeSettingRow, FEE_SETTING)
+    if row is None:
+        s.add(ExchangeSettingRow(name=FEE_SETTING, value=value, updated_at=now))
+    else:
+        row.value = value
+        row.updated_at = now
+    s.flush()
+
+
+def account_owner(s: Session, account_id: str) -> str | None:
+    row = s.get(LedgerAccountRow, account_id)
+    return None if row is None else row.owner
+
+
+# -- clearing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedClearing:
+    id: str
+    first_slot: int
+    n_slots: int
+    result: ClearingResult
+    holds: list[Transfer]
+    excluded: list[str]
+
+
+def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
+    """Open offers over the horizon, less what earlier clearings sold of them."""
+    sold: dict[tuple[str, int], int] = {
+        (o, t): int(g)
+        for o, t, g in s.execute(
+            select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
+            .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
+            .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+        )
+    }
+    out = []
+    for offer in Capacity(s).open_offers(first, end):
+        lo, hi = max(offer.start_slot, first), min(offer.end_slot, end)
+        if hi <= lo:
+            continue
+        gpus = tuple(
+            max(0, offer.gpus[t - offer.start_slot] - sold.get((offer.id, t), 0))
+            for t in range(lo, hi)
+        )
+        if not any(gpus):
+            continue
+        reserve = offer.reserve_fen[lo - offer.start_slot : hi - offer.start_slot]
+        out.append(Offer(offer.id, offer.provider_id, offer.pool_id, lo, gpus, reserve))
+    return out
+
+
+def _available(ledger: SqlLedger, buyers: Iterable[str]) -> dict[str, int]:
+    out = {}
+    for b in buyers:
+        a = ledger.lookup_account(billing.buyer_account(b))
+        out[b] = 0 if a is None else a.credits_posted - a.debits_posted - a.debits_pending
+    return out
+
+
+def prepare_clearing(
+    db_read: Session,
+    ledger: SqlLedger,
+    grid: TimeGrid,
+    clearing_id: str,
+    first: int,
+    n_slots: int,
+    timeout_s: int,
+) -> PreparedClearing:
+    """Clear the open orders and offers of ``[first, first + n_slots)``.
+
+    Orders whose buyer cannot fund the hold are left out and the market cleared again, so
+    that every allocation saved has its money held.
+    """
+    cap = Capacity(db_read)
+    sites, pools = tuple(cap.sites()), tuple(cap.pools())
+    offers = tuple(_remaining_offers(db_read, first, first + n_slots))
+    orders = list(Orders(db_read).open_orders(first, first + n_slots))
+    excluded: list[str] = []
+    while True:
+        market = Market(grid, first, n_slots, sites, pools, offers, tuple(orders))
+        result = clear(market)
+        holds = billing.holds_for_clearing(result, clearing_id, timeout_s)
+        need: dict[str, list[Transfer]] = defaultdict(list)
+        buyer_of = {o.id: o.buyer_id for o in orders}
+        for h in holds:
+            need[buyer_of[h.user_data]].append(h)
+        left = _available(ledger, need)
+        unfunded = []
+        for buyer, hs in sorted(need.items()):
+            for h in hs:
+                amount = h.amount or 0
+                if amount <= left[buyer]:
+                    left[buyer] -= amount
+                else:
+                    unfunded.append(h.user_data)
+        if not unfunded:
+            return PreparedClearing(clearing_id, first, n_slots, result, holds, sorted(excluded))
+        excluded += unfunded
+        drop = set(unfunded)
+        orders = [o for o in orders if o.id not in drop]
+
+
+def new_clearing_id(now: int) -> str:
+    return f"clr-{now}-{secrets.token_hex(3)}"
+
+
+def save_clearing(
+    s: Session, ledger: SqlLedger, prepared: PreparedClearing, now: int
+) -> list[Lease]:
+    """Hold the buyers' money and store the clearing, in the caller's transaction."""
+    _check_capacity(s, prepared.result)
+    results = ledger.create_transfers_in(s, prepared.holds, now)
+    for h, r in zip(prepared.holds, results, strict=True):
+        if r is not CreateResult.OK:
+            raise Conflict(
+                f"the hold for order {h.user_data!r} failed: {r}",
+                field="orders",
+                fix="run the clearing again",
+            )
+    hold_ids = {h.user_data: h.id for h in prepared.holds}
+    return Clearings(s).save(
+        prepared.id,
+        now,
+        prepared.first_slot,
+        prepared.n_slots,
+        prepared.result,
+        hold_ids=hold_ids,
+    )
+
+
+def _check_capacity(s: Session, result: ClearingResult) -> None:
+    """Refuse a clearing that would sell more of an offer than it has: another clearing may
+    have sold some meanwhile (the offers' rows are locked, in id order, then counted)."""
+    selling: dict[tuple[str, int], int] = defaultdict(int)
+    for f in result.fills:
+        if f.gpus > 0:
+            selling[(f.offer_id, f.slot)] += f.gpus
+    if not selling:
+        return
+    ids = sorted({o for o, _ in selling})
+    open_ids = set(
+        s.scalars(
+            select(OfferRow.id).where(OfferRow.id.in_(ids)).order_by(OfferRow.id).with_for_update()
+        )
+    )
+    sold = {
+        (o, t): int(g)
+        for o, t, g in s.execute(
+            select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
+            .where(OfferFillRow.offer_id.in_(ids))
+            .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+        )
+    }
+    offered = {
+        (o, t): g
+        for o, t, g in s.execute(
+            select(OfferSlotRow.offer_id, OfferSlotRow.slot, OfferSlotRow.gpus).where(
+                OfferSlotRow.offer_id.in_(ids)
+            )
+        )
+    }
+    status = {
+        o: st
+        for o, st in s.execute(select(OfferRow.id, OfferRow.status).where(OfferRow.id.in_(ids)))
+    }
+    for (offer_id, slot), gpus in sorted(selling.items()):
+        if offer_id not in open_ids or status.get(offer_id) != str(OfferStatus.OPEN):
+            raise Conflict(
+                f"offer {offer_id!r} was withdrawn meanwhile",
+                field="offers",
+                fix="run the clearing again",
+            )
+        if sold.get((offer_id, slot), 0) + gpus > offered.get((offer_id, slot), 0):
+            raise Conflict(
+                f"offer {offer_id!r} in slot {slot} was sold meanwhile by another clearing",
+                field="offers",
+                fix="run the clearing again",
+            )
+
+
+# -- metering and settlement ----------------------------------------------------------------------
+
+
+def record_reading(
+    s: Session,
+    ledger: SqlLedger,
+    lease: Lease,
+    body: schemas.ReadingIn,
+    agent: str,
+    fee: int,
+    slot_hours: int,
+    now: int,
+) -> dict[str, Any]:
+    """Store a reading, move the lease along, and settle its order when all its leases are done."""
+    key = f"{agent}:{lease.id}:{body.id}"
+    reading = MeterReading(
+        key,
+        lease.id,
+        body.interval_start,
+        body.interval_end,
+        body.gpu_seconds,
+        body.energy_wh,
+        now,
+    )
+    known = any(r.idempotency_key == key for r in Meters(s).readings(lease.id))
+    if not known and lease.state not in (LeaseState.SCHEDULED, LeaseState.RUNNING):
+        raise InvalidState(
+            f"lease {lease.id!r} is {lease.state}: it takes no more readings",
+            field="body.id",
+            fix="send every reading before the final one",
+        )
+    try:
+        stored, new = Meters(s).record(reading)
+    except ValidationError as err:
+        raise err.prefixed("body") from None
+    clearings = Clearings(s)
+    if new and lease.state is LeaseState.SCHEDULED:
+        lease = clearings.move_lease(lease.id, LeaseState.RUNNING)
+    if new and body.final and lease.state is LeaseState.RUNNING:
+        lease = clearings.move_lease(lease.id, LeaseState.COMPLETED)
+    settled = False
+    if new and body.final:
+        settled = _settle_if_done(s, ledger, lease, fee, slot_hours, now)
+        lease = clearings.lease(lease.id)
+    return {
+        "id": body.id,
+        "lease_id": lease.id,
+        "interval_start": stored.interval_start,
+        "interval_end": stored.interval_end,
+        "gpu_seconds": stored.gpu_seconds,
+        "energy_wh": stored.energy_wh,
+        "recorded_at": stored.recorded_at,
+        "new": new,
+        "lease_state": str(lease.state),
+        "settled": settled or lease.state is LeaseState.SETTLED,
+    }
+
+
+def _settle_if_done(
+    s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
+) -> bool:
+    clearings = Clearings(s)
+    siblings = clearings.leases(clearing_id=lease.clearing_id, order_id=lease.allocation.order_id)
+    if any(x.state not in (LeaseState.COMPLETED, LeaseState.FAILED) for x in siblings):
+        return False
+    totals = Meters(s).totals([x.id for x in siblings])
+    metered = {x.allocation: totals.get(x.id, (0, 0))[0] for x in siblings}
+    providers = {x.allocation.pool_id: x.provider_id for x in siblings if x.provider_id}
+    hold = lease.hold_transfer_id
+    if hold is not None:
+        transfers = billing.settle_lease(
+            hold,
+            [x.allocation for x in siblings],
+            metered,
+            providers,
+            fee,
+            slot_hours=slot_hours,
+        )
+        results = ledger.create_transfers_in(s, transfers, now)
+        bad = [r for r in results if r not in (CreateResult.OK, CreateResult.EXISTS)]
+        if bad:
+            raise Conflict(
+                f"settling order {lease.allocation.order_id!r} failed: {bad[0]}",
+                field="lease",
+                fix="ask the operator to check the order's hold",
+            )
+    for x in siblings:
+        clearings.move_lease(x.id, LeaseState.SETTLED)
+    return True
+
+
+def lease_slot_hours(s: Session, clearing_id: str) -> int:
+    row = s.get(ClearingRow, clearing_id)
+    return 1 if row is None else row.slot_hours
+
+
+def site_provider(s: Session, site_id: str) -> str | None:
+    row = s.get(SiteRow, site_id)
+    return None if row is None else row.provider_id
+
+
+def pool_provider(s: Session, pool_id: str) -> tuple[bool, str | None]:
+    """Whether the pool exists, and the provider of its site."""
+    row = s.get(PoolRow, pool_id)
+    if row is None:
+        return False, None
+    return True, site_provider(s, row.site_id)
+
+
+def provider_ids(leases: Iterable[Lease]) -> list[str]:
+    return sorted({x.provider_id for x in leases if x.provider_id})

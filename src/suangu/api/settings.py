@@ -1,0 +1,29 @@
+"""Settings of an API process (Pydantic, validated once at start)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from suangu.core.types import TimeGrid
+
+
+class ApiSettings(BaseModel):
+    """What the API needs besides the database and the clock."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Unix seconds at which slot 0 of the market's time grid starts.
+    grid_epoch: int = Field(default=1_767_225_600, ge=0)  # 2026-01-01T00:00:00Z
+    slot_seconds: int = Field(default=3600, ge=3600)
+    #: Slots one clearing covers when the operator does not say.
+    horizon_slots: int = Field(default=24, ge=1, le=24 * 14)
+    #: The exchange fee until the operator sets one, basis points (300 = 3%).
+    default_fee_bp: int = Field(default=300, ge=0, le=10_000)
+    #: How long a clearing's hold on a buyer's money lasts (0 = until settled).
+    hold_timeout_s: int = Field(default=0, ge=0)
+    #: Page size when a list request gives no ``limit``.
+    page_size: int = Field(default=50, ge=1, le=500)
+
+    @property
+    def grid(self) -> TimeGrid:
+        return TimeGrid(self.grid_epoch, self.slot_seconds)
