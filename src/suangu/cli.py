@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,6 +26,7 @@ from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
 if TYPE_CHECKING:  # the solver stack loads on first use: --help and --version stay instant
+    from suangu.client import SuanguClient
     from suangu.sim.scenario import Scenario
     from suangu.sim.simulate import EnergySummary, SimulationReport
 
@@ -164,6 +165,14 @@ def serve_command(
             help="SQLAlchemy URL; default: the SQLite file suangu.db here.",
         ),
     ] = None,
+    clearing_loop: Annotated[
+        bool,
+        typer.Option(
+            "--clearing-loop/--no-clearing-loop",
+            help="Clear the market every slot and move leases on the clock (one leader "
+            "among the workers on PostgreSQL).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the exchange's HTTP API (OpenAPI at /docs) on the given database."""
     import os
@@ -186,6 +195,7 @@ def serve_command(
             )
         )
     os.environ["SUANGU_DATABASE_URL"] = url
+    os.environ["SUANGU_CLEARING_LOOP"] = "1" if clearing_loop else "0"
     uvicorn.run("suangu.api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
@@ -466,6 +476,428 @@ def report_energy_command(
     for note in report.notes:
         console.print(f"[dim]{escape(note)}[/]")
     console.print(f"chart: {path}")
+
+
+# -- client commands: talk to a running server (suangu serve) -------------------------------
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="SUANGU_URL", help="The Suangu server.", rich_help_panel="Server"),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="SUANGU_KEY",
+        help="Your API key (sg_...).",
+        show_default=False,
+        rich_help_panel="Server",
+    ),
+]
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def _client(ctx: typer.Context, url: str, key: str | None) -> SuanguClient:
+    """A client of ``url``; tests pass an httpx transport as ``obj={"transport": ...}``."""
+    from suangu.client import SuanguClient
+
+    transport = (ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None
+    try:
+        return SuanguClient(url, key, transport=transport)
+    except SuanguError as err:
+        _fail(err)
+
+
+@contextmanager
+def _calling(ctx: typer.Context, url: str, key: str | None) -> Iterator[SuanguClient]:
+    """A client whose errors print as one line with exit code 2."""
+    client = _client(ctx, url, key)
+    try:
+        yield client
+    except SuanguError as err:
+        _fail(err)
+    finally:
+        client.close()
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _fen(value: object) -> str:
+    return _yuan(int(value)) if isinstance(value, int) else "-"
+
+
+def _orders_table(items: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col, right in (
+        ("id", False),
+        ("kind", False),
+        ("GPUs", True),
+        ("GPU-h / slots", True),
+        ("window (slots)", False),
+        ("limit (yuan/GPU-h)", True),
+        ("status", False),
+    ):
+        table.add_column(col, justify="right" if right else "left")
+    for o in items:
+        size = o["gpu_hours"] if o["kind"] == "batch" else o["duration_slots"]
+        table.add_row(
+            escape(o["id"]),
+            o["kind"],
+            str(o["gpus"]),
+            str(size),
+            f"{o['release_slot']}-{o['deadline_slot']}",
+            _fen(o["limit_fen"]),
+            o["status"],
+        )
+    return table
+
+
+def _fields_table(obj: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for k, v in obj.items():
+        shown = ", ".join(map(str, v)) if isinstance(v, list) else ("-" if v is None else str(v))
+        table.add_row(k, escape(shown))
+    return table
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        _fail(
+            ValidationError(
+                f"cannot read it: {err.strerror or err}", field=str(path), fix="check the path"
+            )
+        )
+
+
+order_app = typer.Typer(help="Buyers' orders on a Suangu server.", no_args_is_help=True)
+offer_app = typer.Typer(help="Providers' offers on a Suangu server.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Accounts and statements on a Suangu server.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+app.add_typer(offer_app, name="offer")
+app.add_typer(ledger_app, name="ledger")
+
+
+@order_app.command("submit")
+def order_submit_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Job spec YAML: one order, or orders: [...].")],
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit the orders of a YAML job spec (all of them, or none)."""
+    raw = _read_file(file)
+    with _calling(ctx, url, key) as c:
+        got = c.post(
+            "/orders/yaml",
+            content=raw,
+            headers={"Content-Type": "application/yaml"},
+            rename=str(file),
+        )
+    if as_json:
+        _print_json(got)
+        return
+    Console().print(_orders_table(got["items"], f"Submitted from {escape(str(file))}"))
+
+
+@order_app.command("list")
+def order_list_command(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only orders in this state (open, cleared, ...)."),
+    ] = None,
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your orders (all orders for operators and auditors), oldest first."""
+    with _calling(ctx, url, key) as c:
+        items = c.all_pages("/orders", status=status)
+    if as_json:
+        _print_json(items)
+        return
+    Console().print(_orders_table(items, f"Orders ({len(items)})"))
+
+
+@order_app.command("show")
+def order_show_command(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One order with its leases."""
+    with _calling(ctx, url, key) as c:
+        got = c.get(f"/orders/{_path(order_id)}")
+        leases = c.all_pages("/leases", order_id=order_id)
+    if as_json:
+        _print_json({**got, "leases": leases})
+        return
+    console = Console()
+    console.print(_fields_table(got, f"Order {escape(order_id)}"))
+    if leases:
+        table = Table(title="Leases", title_justify="left")
+        for col in ("pool", "slot", "GPUs", "price (yuan/GPU-h)", "state"):
+            table.add_column(col)
+        for x in leases:
+            table.add_row(
+                escape(x["pool_id"]), str(x["slot"]), str(x["gpus"]), _fen(x["price_fen"]),
+                x["state"],
+            )  # fmt: skip
+        console.print(table)
+
+
+@order_app.command("cancel")
+def order_cancel_command(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The open order to cancel.")],
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel an open order (a cleared one can no longer be)."""
+    with _calling(ctx, url, key) as c:
+        got = c.post(f"/orders/{_path(order_id)}/cancel")
+    if as_json:
+        _print_json(got)
+        return
+    Console().print(_orders_table([got], f"Order {escape(order_id)} cancelled"))
+
+
+def _offers_table(items: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("id", "pool", "slots", "GPUs (max)", "reserve (yuan/GPU-h)", "status"):
+        table.add_column(col)
+    for o in items:
+        n = len(o["gpus"])
+        reserves = o["reserve_fen"]
+        low, high = min(reserves), max(reserves)
+        table.add_row(
+            escape(o["id"]),
+            escape(o["pool_id"]),
+            f"{o['start_slot']}-{o['start_slot'] + n}",
+            str(max(o["gpus"])),
+            _fen(low) if low == high else f"{_fen(low)}-{_fen(high)}",
+            o["status"],
+        )
+    return table
+
+
+@offer_app.command("list")
+def offer_list_command(
+    ctx: typer.Context,
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your offers (all offers for operators and auditors)."""
+    with _calling(ctx, url, key) as c:
+        items = c.all_pages("/offers")
+    if as_json:
+        _print_json(items)
+        return
+    Console().print(_offers_table(items, f"Offers ({len(items)})"))
+
+
+def _offer_bodies(file: Path, raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        _fail(
+            ValidationError(
+                f"is not valid YAML{where}",
+                field=str(file),
+                fix="check the indentation and the ':' after each key",
+            )
+        )
+    shape = "id:, pool_id:, start_slot:, gpus: [...], reserve_fen: [...], or offers: [...]"
+    offers: list[Any]
+    places: list[str]
+    if isinstance(data, dict) and "offers" in data:
+        offers = data["offers"]
+        if not isinstance(offers, list) or not offers:
+            _fail(ValidationError("must be a non-empty list", field=f"{file}: offers", fix=shape))
+        places = [f"{file}: offers[{i}]" for i in range(len(offers))]
+    elif isinstance(data, dict):
+        offers, places = [data], [str(file)]
+    else:
+        _fail(ValidationError("must be a YAML mapping", field=str(file), fix=shape))
+    for at, o in zip(places, offers, strict=True):
+        if not isinstance(o, dict):
+            _fail(ValidationError("must be a mapping", field=at, fix=shape))
+    return list(zip(places, offers, strict=True))
+
+
+@offer_app.command("submit")
+def offer_submit_command(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Offer YAML: id, pool_id, start_slot, gpus (per slot), reserve_fen (per "
+            "slot, fen per GPU-hour); or offers: with a list."
+        ),
+    ],
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Offer capacity of your pools, one offer after the other (resending one is harmless)."""
+    bodies = _offer_bodies(file, _read_file(file))
+    out = []
+    with _calling(ctx, url, key) as c:
+        for at, body in bodies:
+            out.append(c.post("/offers", json=body, rename=at))
+    if as_json:
+        _print_json(out)
+        return
+    Console().print(_offers_table(out, f"Offered from {escape(str(file))}"))
+
+
+@app.command("clear")
+def clear_command(
+    ctx: typer.Context,
+    slots: Annotated[
+        int | None, typer.Option("--slots", min=1, help="Slots to clear (default: the server's).")
+    ] = None,
+    first_slot: Annotated[
+        int | None, typer.Option("--first-slot", min=0, help="First slot (default: now).")
+    ] = None,
+    clearing_id: Annotated[str | None, typer.Option("--id", help="The clearing's id.")] = None,
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Operator: clear the market now and print the prices."""
+    body = {"id": clearing_id, "n_slots": slots, "first_slot": first_slot}
+    with _calling(ctx, url, key) as c:
+        summary = c.post("/clearings", json={k: v for k, v in body.items() if v is not None})
+        full = c.get(f"/clearings/{_path(summary['id'])}")
+    if as_json:
+        _print_json({**full, "excluded_orders": summary["excluded_orders"]})
+        return
+    console = Console()
+    end = summary["first_slot"] + summary["n_slots"]
+    console.print(
+        f"clearing [bold]{escape(summary['id'])}[/]: slots {summary['first_slot']}-{end}, "
+        f"{summary['status']} ({escape(summary['method'])}), {summary['n_allocations']} "
+        f"allocations, welfare {_yuan(summary['welfare_fen'])} yuan",
+        highlight=False,
+    )
+    if summary["excluded_orders"]:
+        console.print(
+            "left out (buyer could not fund the hold): "
+            + escape(", ".join(summary["excluded_orders"])),
+            highlight=False,
+        )
+    by_pool: dict[str, list[dict[str, Any]]] = {}
+    for p in full["prices"]:
+        by_pool.setdefault(p["pool_id"], []).append(p)
+    table = Table(title="Prices (yuan per GPU-hour)", title_justify="left")
+    for col, right in (("pool", False), ("slots", False), ("min", True), ("max", True)):
+        table.add_column(col, justify="right" if right else "left")
+    table.add_column("GPU-slots cleared", justify="right")
+    for pool, prices in sorted(by_pool.items()):
+        values = [p["price_fen"] for p in prices]
+        table.add_row(
+            escape(pool),
+            f"{min(p['slot'] for p in prices)}-{max(p['slot'] for p in prices) + 1}",
+            _yuan(min(values)),
+            _yuan(max(values)),
+            str(sum(p["cleared_gpus"] for p in prices)),
+        )
+    console.print(table)
+
+
+@ledger_app.command("balance")
+def ledger_balance_command(
+    ctx: typer.Context,
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your accounts' balances (every account for operators and auditors)."""
+    with _calling(ctx, url, key) as c:
+        items = c.all_pages("/accounts")
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title="Accounts", title_justify="left")
+    table.add_column("account")
+    table.add_column("unit")
+    for col in ("balance", "held", "debits posted", "credits posted"):
+        table.add_column(col, justify="right")
+    for a in items:
+        money = a["ledger"] == "CNY"
+
+        def amount(v: int, money: bool = money) -> str:
+            return _yuan(v) if money else f"{v:,}"
+
+        table.add_row(
+            escape(a["id"]),
+            "yuan" if money else escape(a["ledger"]),
+            amount(a["balance"]),
+            amount(a["debits_pending"]),
+            amount(a["debits_posted"]),
+            amount(a["credits_posted"]),
+        )
+    Console().print(table)
+
+
+@ledger_app.command("statement")
+def ledger_statement_command(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="Account id, e.g. buyer:team-a:CNY.")],
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The transfers of one account, oldest first."""
+    with _calling(ctx, url, key) as c:
+        items = c.all_pages(f"/accounts/{_path(account_id)}/transfers")
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title=f"Statement of {escape(account_id)}", title_justify="left")
+    for col in ("time (UTC)", "id", "code", "in / out", "amount", "other account"):
+        table.add_column(col, justify="right" if col == "amount" else "left")
+    for t in items:
+        incoming = t["credit_account_id"] == account_id
+        other = t["debit_account_id"] if incoming else t["credit_account_id"]
+        amount = t["amount"]
+        table.add_row(
+            _utc(t["timestamp"]),
+            escape(t["id"]),
+            t["code"],
+            "in" if incoming else "out",
+            "-" if amount is None else _yuan(amount),
+            escape(other or "-"),
+        )
+    Console().print(table)
+
+
+def _utc(unix_seconds: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _path(part: str) -> str:
+    from urllib.parse import quote
+
+    return quote(part, safe="")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,26 +7,49 @@ Serve it with ``uvicorn --factory suangu.api.app:app_from_env`` (reads
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from suangu.api import errors
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
 from suangu.api.routes import ROUTERS
+from suangu.api.scheduler import ClearingLoop
 from suangu.api.settings import ApiSettings
 from suangu.core import billing
 from suangu.store.db import Database, open_database
 from suangu.store.ledger import SqlLedger
 
 PREFIX = "/api/v1"
+#: ``0`` turns the clearing loop of :func:`app_from_env` off (``suangu serve --no-clearing-loop``).
+CLEARING_LOOP_ENV = "SUANGU_CLEARING_LOOP"
 
 
 def create_app(db: Database, clock: Clock, settings: ApiSettings | None = None) -> FastAPI:
-    """The API over a migrated database, reading the time only from ``clock``."""
+    """The API over a migrated database, reading the time only from ``clock``.
+
+    ``app.state.clearing_loop`` is its :class:`ClearingLoop`; the app's lifespan starts it
+    when ``settings.clearing_loop`` is set (tests may call its ``tick()`` themselves).
+    """
     settings = settings or ApiSettings()
     ledger = SqlLedger(db, clamp_clock=True)
     ledger.create_accounts(billing.new_exchange_accounts(), clock.now())
+    loop = ClearingLoop(db, ledger, clock, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.clearing_loop:
+            loop.start()
+        try:
+            yield
+        finally:
+            loop.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Suangu exchange API",
         version="1",
         description="An open exchange for green GPU compute. Bearer API keys; errors are "
@@ -35,6 +58,7 @@ def create_app(db: Database, clock: Clock, settings: ApiSettings | None = None) 
         openapi_url="/openapi.json",
     )
     app.state.ctx = ApiContext(db, ledger, clock, settings)
+    app.state.clearing_loop = loop
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
@@ -42,4 +66,7 @@ def create_app(db: Database, clock: Clock, settings: ApiSettings | None = None) 
 
 
 def app_from_env() -> FastAPI:  # pragma: no cover - for uvicorn --factory
-    return create_app(open_database(), WallClock())
+    """The served app: ``SUANGU_DATABASE_URL``, the wall clock, the clearing loop on unless
+    ``SUANGU_CLEARING_LOOP=0``."""
+    loop_on = os.environ.get(CLEARING_LOOP_ENV, "1").strip().lower() not in ("0", "false", "no")
+    return create_app(open_database(), WallClock(), ApiSettings(clearing_loop=loop_on))

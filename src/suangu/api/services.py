@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError as PydanticValidationError
@@ -20,18 +20,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suangu.api import schemas
-from suangu.api.errors import MalformedBody
+from suangu.api.errors import IdempotencyConflict, MalformedBody
+from suangu.api.settings import ApiSettings
 from suangu.core import billing
 from suangu.core.clearing import clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
 from suangu.core.types import ClearingResult, Market, Offer, Order, TimeGrid
 from suangu.sim.scenario import OrderSpec, OrderStreamSpec
+from suangu.store.db import Database
 from suangu.store.errors import Conflict, InvalidState
 from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
     ClearingRow,
     ExchangeSettingRow,
+    LeaseRow,
     LeaseState,
     LedgerAccountRow,
     OfferFillRow,
@@ -55,6 +58,7 @@ from suangu.store.repositories import (
     Orders,
 )
 
+R = TypeVar("R")
 FEE_SETTING = "fee_bp"
 #: Most orders one YAML body may hold.
 MAX_YAML_ORDERS = 1000
@@ -528,6 +532,55 @@ def save_clearing(
     )
 
 
+#: Tries of a clearing that collides with a concurrent one before giving up (409).
+CLEARING_ATTEMPTS = 3
+
+
+def clearing_round(
+    db: Database,
+    ledger: SqlLedger,
+    settings: ApiSettings,
+    now: int,
+    clearing_id: str,
+    first: int,
+    n_slots: int,
+    save: Callable[[PreparedClearing], R],
+) -> R:
+    """One clearing round: expire stale orders, clear ``[first, first + n_slots)``, save.
+
+    The one implementation behind ``POST /clearings`` and the clearing loop. ``save`` stores
+    the prepared clearing in one transaction (the route records its idempotency key there;
+    the loop calls :func:`save_clearing` through ``db.transaction``). A clearing that collides
+    with a concurrent one (:class:`Conflict`: capacity or orders sold meanwhile) is cleared
+    again from what is left, up to :data:`CLEARING_ATTEMPTS` times. A clearing id that exists
+    is a :class:`Conflict` naming ``body.id``.
+    """
+    current = max(0, settings.grid.slot_at(now))
+    with db.session_scope() as s:
+        Orders(s).expire(current)
+    with db.session_scope(write=False) as s:
+        if s.get(ClearingRow, clearing_id) is not None:
+            raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
+        buyers = sorted({o.buyer_id for o in Orders(s).open_orders(first, first + n_slots)})
+    ensure_accounts(ledger, billing.new_exchange_accounts(), now)
+    ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
+    for attempt in range(CLEARING_ATTEMPTS):
+        with db.session_scope(write=False) as s:
+            prepared = prepare_clearing(
+                s, ledger, settings.grid, clearing_id, first, n_slots, settings.hold_timeout_s
+            )
+        try:
+            return save(prepared)
+        except IdempotencyConflict:
+            raise
+        except Conflict:
+            # Another clearing sold some of the same capacity or orders meanwhile: clear
+            # again from what is left.
+            if attempt == CLEARING_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _check_capacity(s: Session, result: ClearingResult) -> None:
     """Refuse a clearing that would sell more of an offer than it has: another clearing may
     have sold some meanwhile (the offers' rows are locked, in id order, then counted)."""
@@ -667,6 +720,48 @@ def _settle_if_done(
     for x in siblings:
         clearings.move_lease(x.id, LeaseState.SETTLED)
     return True
+
+
+def settle_if_done(
+    s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
+) -> bool:
+    """Settle the lease's order on the ledger when all its leases are completed or failed."""
+    return _settle_if_done(s, ledger, lease, fee, slot_hours, now)
+
+
+def fail_lease(
+    s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
+) -> Lease:
+    """Mark a scheduled or running lease failed (the provider could not run it), and settle
+    its order if that was its last open lease: metered use so far is paid, the rest of the
+    hold released."""
+    clearings = Clearings(s)
+    if lease.state is not LeaseState.FAILED:
+        if lease.state not in (LeaseState.SCHEDULED, LeaseState.RUNNING):
+            raise InvalidState(
+                f"lease {lease.id!r} is {lease.state}: only a scheduled or running lease can fail",
+                field="path.lease_id",
+                fix="a completed lease is settled from its readings",
+            )
+        lease = clearings.move_lease(lease.id, LeaseState.FAILED)
+        _settle_if_done(s, ledger, lease, fee, slot_hours, now)
+    return clearings.lease(lease.id)
+
+
+def leases_due(s: Session, grid: TimeGrid, grace_s: int, now: int) -> list[tuple[str, LeaseState]]:
+    """Leases the clock moves on: scheduled ones whose slot has started (-> running), and
+    running ones whose slot ended more than ``grace_s`` ago (-> completed)."""
+    current = grid.slot_at(now)
+    ended = grid.slot_at(now - grace_s) - 1  # the last slot that ended grace_s ago or more
+    q = (
+        select(LeaseRow.id, LeaseRow.state)
+        .where(
+            ((LeaseRow.state == str(LeaseState.SCHEDULED)) & (LeaseRow.slot <= current))
+            | ((LeaseRow.state == str(LeaseState.RUNNING)) & (LeaseRow.slot <= ended))
+        )
+        .order_by(LeaseRow.slot, LeaseRow.id)
+    )
+    return [(i, LeaseState(st)) for i, st in s.execute(q)]
 
 
 def lease_slot_hours(s: Session, clearing_id: str) -> int:

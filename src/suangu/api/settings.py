@@ -23,7 +23,20 @@ class ApiSettings(BaseModel):
     hold_timeout_s: int = Field(default=0, ge=0)
     #: Page size when a list request gives no ``limit``.
     page_size: int = Field(default=50, ge=1, le=500)
+    #: Run the clearing loop (:mod:`suangu.api.scheduler`) in this process's lifespan.
+    clearing_loop: bool = False
+    #: Seconds between two clearings of the loop (default: one slot); boundaries are counted
+    #: from ``grid_epoch``.
+    clearing_interval_s: int | None = Field(default=None, ge=60)
+    #: How long after a lease's slot ends the loop waits for its final reading before
+    #: completing it from the readings it has.
+    lease_grace_s: int = Field(default=900, ge=0)
 
     @property
     def grid(self) -> TimeGrid:
         return TimeGrid(self.grid_epoch, self.slot_seconds)
+
+    @property
+    def interval_s(self) -> int:
+        """Seconds between two clearings of the loop."""
+        return self.clearing_interval_s or self.slot_seconds

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from suangu.core.types import Offer
+from suangu.core.types import Allocation, ClearingResult, ClearingStatus, Offer
 from suangu.store.db import Database
 from suangu.store.models import Role
-from suangu.store.repositories import Capacity, Members, Orders
+from suangu.store.repositories import Capacity, Clearings, Members, Orders
 
 from .conftest import API, NOW_SLOT, Api, order
 
@@ -73,6 +73,18 @@ class Target:
     def lease(self) -> str:
         r = self.api.call("GET", f"/leases?order_id=ord-{self.buyer}", "op")
         return str(r.json()["items"][0]["id"])
+
+    def fresh_lease(self) -> str:
+        """A scheduled lease of its own (unheld) on the provider's pool, to fail."""
+        oid = self.fresh_order()
+        cid = fresh("clr")
+        a = Allocation(oid, self.buyer, self.pool, NOW_SLOT, 1, 0)
+        result = ClearingResult(ClearingStatus.OPTIMAL, "test", (a,), (), (), 0)
+        with self.db.session_scope() as s:
+            leases = Clearings(s).save(
+                cid, self.api.clock.now(), NOW_SLOT, 1, result, providers={self.pool: self.provider}
+            )
+        return leases[0].id
 
     def account(self) -> str:
         if self.role is PROV:
@@ -227,6 +239,9 @@ RULES: dict[tuple[str, str], Rule] = {
                 "gpu_seconds": 1,
             }
         },
+    ),
+    ("POST", "/leases/{lease_id}/fail"): Rule(
+        200, {PROV: OWN}, lambda t: {"lease_id": t.fresh_lease()}
     ),
     ("GET", "/accounts"): Rule(200, SIGNED_IN),
     ("GET", "/accounts/{account_id}"): Rule(

@@ -13,25 +13,23 @@ from sqlalchemy.orm import Session
 from suangu.api import pagination, schemas
 from suangu.api.auth import Operator, Reader
 from suangu.api.context import ApiContext
-from suangu.api.errors import IdempotencyConflict
 from suangu.api.idempotency import fingerprint, replayed, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
+from suangu.api.scheduler import leadership
 from suangu.api.services import (
     PreparedClearing,
-    ensure_accounts,
+    clearing_round,
     new_clearing_id,
-    prepare_clearing,
     save_clearing,
 )
-from suangu.core import billing
 from suangu.core.errors import ValidationError
-from suangu.store.errors import Conflict, NotFound
+from suangu.store.errors import NotFound, RetryExhausted
 from suangu.store.models import ClearingRow, LeaseRow
-from suangu.store.repositories import ClearingRecord, Clearings, Orders
+from suangu.store.repositories import ClearingRecord, Clearings
 
 router = APIRouter(tags=["clearings"])
-#: Tries of a clearing that collides with a concurrent one before answering 409.
-CLEARING_ATTEMPTS = 3
+#: How long ``POST /clearings`` waits for a running clearing (the loop's or another's).
+CLEARING_LOCK_WAIT_S = 60.0
 
 
 def _summary(row: ClearingRow, n_allocations: int, excluded: list[str]) -> dict[str, Any]:
@@ -115,35 +113,24 @@ def run_clearing(
         )
     n_slots = spec.n_slots or ctx.settings.horizon_slots
     clearing_id = spec.id or new_clearing_id(now)
-    with ctx.db.session_scope() as s:
-        Orders(s).expire(current)
-    with ctx.db.session_scope(write=False) as s:
-        if s.get(ClearingRow, clearing_id) is not None:
-            raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
-        buyers = sorted({o.buyer_id for o in Orders(s).open_orders(first, first + n_slots)})
-    ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
-    ensure_accounts(ctx.ledger, [billing.new_buyer_account(b) for b in buyers], now)
-    for attempt in range(CLEARING_ATTEMPTS):
-        with ctx.db.session_scope(write=False) as s:
-            prepared = prepare_clearing(
-                s,
-                ctx.ledger,
-                ctx.settings.grid,
-                clearing_id,
-                first,
-                n_slots,
-                ctx.settings.hold_timeout_s,
+    # One clearing at a time, with the clearing loops of every worker too: wait for the lock.
+    with leadership(ctx.db, wait_s=CLEARING_LOCK_WAIT_S) as got:
+        if not got:
+            raise RetryExhausted(
+                f"another clearing has been running for over {CLEARING_LOCK_WAIT_S:g} s",
+                field="clearings",
+                fix="retry later",
             )
-        try:
-            return run_write(ctx, who, key, digest, partial(_save, ctx, prepared, now))
-        except IdempotencyConflict:
-            raise
-        except Conflict:
-            # Another clearing sold some of the same capacity or orders meanwhile: clear
-            # again from what is left.
-            if attempt == CLEARING_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+        return clearing_round(
+            ctx.db,
+            ctx.ledger,
+            ctx.settings,
+            now,
+            clearing_id,
+            first,
+            n_slots,
+            lambda prepared: run_write(ctx, who, key, digest, partial(_save, ctx, prepared, now)),
+        )
 
 
 def _save(

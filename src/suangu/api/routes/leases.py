@@ -2,7 +2,7 @@
 
 A buyer sees its leases, a provider the leases on its pools, operators and auditors all.
 Providers post meter readings for their leases; the final reading of every lease of an
-order settles it on the ledger.
+order settles it on the ledger. A provider that cannot run a lease marks it failed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.services import (
     ensure_accounts,
+    fail_lease,
     fee_bp,
     lease_out,
     lease_slot_hours,
@@ -139,3 +140,31 @@ def post_reading(
         return (201 if out["new"] else 200), out
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
+
+
+@router.post("/leases/{lease_id}/fail", response_model=schemas.LeaseOut)
+def fail(
+    lease_id: str, request: Request, who: Provider, ctx: Ctx, key: IdemKey = None
+) -> JSONResponse:
+    """The provider could not run (all of) a scheduled or running lease: it fails. When it
+    was its order's last open lease the order is settled: the metered use so far is paid,
+    the rest of the hold released. Failing a failed lease again changes nothing; a completed
+    or settled lease is a 409."""
+    now = ctx.now()
+    with ctx.db.session_scope(write=False) as s:
+        lease = _lease(s, who, lease_id)
+        siblings = Clearings(s).leases(
+            clearing_id=lease.clearing_id, order_id=lease.allocation.order_id
+        )
+    ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
+    ensure_accounts(
+        ctx.ledger, [billing.new_provider_account(p) for p in provider_ids(siblings)], now
+    )
+
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        current = _lease(s, who, lease_id)
+        fee = fee_bp(s, ctx.settings.default_fee_bp)
+        hours = lease_slot_hours(s, current.clearing_id)
+        return 200, lease_out(fail_lease(s, ctx.ledger, current, fee, hours, now))
+
+    return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)
