@@ -271,23 +271,7 @@ def _spec_to_order(spec: OrderSpec, buyer_id: str, grid: TimeGrid, current: int,
         "buyer_id": "buyer",
     }
     try:
-        order = Order(
-            id=spec.id,
-            buyer_id=buyer_id,
-            kind=spec.kind,
-            gpus=spec.gpus,
-            release_slot=release,
-            deadline_slot=deadline,
-            limit_fen=spec.limit,
-            gpu_hours=spec.gpu_hours or 0,
-            duration_slots=spec.duration or 0,
-            gpu_classes=frozenset(spec.gpu_classes),
-            regions=frozenset(spec.regions),
-            provinces=frozenset(spec.provinces),
-            home=spec.home,
-            max_latency_ms=spec.max_latency_ms,
-            min_green_share=spec.min_green_share,
-        )
+        order = spec.to_order(buyer_id, release, deadline)
     except ValidationError as err:
         name = err.field or ""
         head = name.split(".")[0].split("[")[0]

@@ -340,6 +340,26 @@ class OrderSpec(_Spec):
     max_latency_ms: float | None = Field(default=None, gt=0, le=10_000)
     min_green_share: float = Field(default=0.0, ge=0, le=1)
 
+    def to_order(self, buyer_id: str, release_slot: int, deadline_slot: int) -> Order:
+        """The core order of this spec once its times are slots (core rules validate it)."""
+        return Order(
+            id=self.id,
+            buyer_id=buyer_id,
+            kind=self.kind,
+            gpus=self.gpus,
+            release_slot=release_slot,
+            deadline_slot=deadline_slot,
+            limit_fen=self.limit,
+            gpu_hours=self.gpu_hours or 0,
+            duration_slots=self.duration or 0,
+            gpu_classes=frozenset(self.gpu_classes),
+            regions=frozenset(self.regions),
+            provinces=frozenset(self.provinces),
+            home=self.home,
+            max_latency_ms=self.max_latency_ms,
+            min_green_share=self.min_green_share,
+        )
+
 
 class OrderStreamSpec(_Spec):
     orders: list[OrderSpec]
@@ -1221,23 +1241,7 @@ class _OrderContext:
                 "is missing: batch orders need gpu_hours of work", line, where, "gpu_hours"
             )
         try:
-            order = Order(
-                id=spec.id,
-                buyer_id=spec.buyer,
-                kind=kind,
-                gpus=spec.gpus,
-                release_slot=release,
-                deadline_slot=deadline,
-                limit_fen=spec.limit,
-                gpu_hours=spec.gpu_hours or 0,
-                duration_slots=spec.duration or 0,
-                gpu_classes=frozenset(spec.gpu_classes),
-                regions=frozenset(spec.regions),
-                provinces=frozenset(spec.provinces),
-                home=spec.home,
-                max_latency_ms=spec.max_latency_ms,
-                min_green_share=spec.min_green_share,
-            )
+            order = spec.to_order(spec.buyer, release, deadline)
         except ValidationError as err:
             raise _core_error(err, self.file, line, where) from None
         return StreamOrder(order, submit, line)
