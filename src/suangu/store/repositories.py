@@ -507,6 +507,11 @@ class Orders:
         _require_member(self.s, order.buyer_id, "buyer_id", Role.BUYER)
         existing = self.s.get(OrderRow, order.id)
         if existing is not None:
+            if existing.buyer_id != order.buyer_id:
+                # Another buyer's id: say "taken" without saying whose (sealed bids).
+                raise Conflict(
+                    f"order id {order.id!r} is taken", field="id", fix="choose another id"
+                )
             old = _to_order(existing)
             _same_or_conflict(old.order, order, "order", order.id)
             return old
