@@ -79,7 +79,6 @@ class _Cleared:
     potential: IntArray  # price per pool-slot (fen / GPU-hour)
     placements: IntArray  # indices of chosen placements
     optimal: bool
-    message: str = ""
     price_s: float = 0.0
     bound: float = np.inf  # upper bound on the welfare (objective units) when not exact
     mip_gap: float = 0.0  # relative gap the gang placements were proven within
@@ -114,7 +113,7 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
     status = ClearingStatus.OPTIMAL if proven else ClearingStatus.FEASIBLE
     rejected_ids = tuple(sorted(model.gangs[g].id for g in rejected))
     t2 = time.perf_counter()
-    result = _result(model, cleared, status, cleared.message, timings, rejected_ids, method)
+    result = _result(model, cleared, status, "", timings, rejected_ids, method)
     result.timings["assemble_s"] = time.perf_counter() - t2  # type: ignore[index]
     return dataclasses.replace(result, gap=gap)
 
@@ -303,9 +302,6 @@ def _fill_green(model: ClearingModel, fixed: IntArray, cleared: _Cleared) -> Int
     )
     shed = np.bincount(ps, weights=cleared.flow[:nb] - fixed, minlength=model.n_pool_slots)
     free = model.offered - np.round(sold - shed).astype(np.int64)
-    work = np.zeros(len(model.orders), np.int64)
-    w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
-    work[model.arc_order[w_arcs]] = model.cap[w_arcs]
     used = np.bincount(model.arc_order[:nb], weights=fixed, minlength=len(model.orders))
     os_used = np.bincount(model.tail[:nb], weights=fixed, minlength=model.n_nodes)
     out = fixed.copy()
@@ -318,7 +314,7 @@ def _fill_green(model: ClearingModel, fixed: IntArray, cleared: _Cleared) -> Int
                 break
             a = int(arcs[k])
             while (
-                used[i] < work[i]
+                used[i] < model.work[i]
                 and os_used[model.tail[a]] < model.cap[a]
                 and free[ps[a]] > 0
                 and share + float(coef[k]) >= -1e-9
@@ -424,15 +420,16 @@ def _repair_green(model: ClearingModel, bid: FloatArray, use: IntArray) -> IntAr
     if not ups:
         return x
     ps = model.head[:nb] - model.ps_base
-    work = np.zeros(len(model.orders), np.int64)
-    w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
-    work[model.arc_order[w_arcs]] = model.cap[w_arcs]
     order_used = np.bincount(model.arc_order[:nb], weights=x, minlength=len(model.orders))
     os_used = np.bincount(model.tail[:nb], weights=x, minlength=model.n_nodes)
     ps_used = np.bincount(ps, weights=x, minlength=model.n_pool_slots) + use
     for a in ups:
         i, o, n = model.arc_order[a], model.tail[a], ps[a]
-        if order_used[i] >= work[i] or os_used[o] >= model.cap[a] or ps_used[n] >= model.offered[n]:
+        if (
+            order_used[i] >= model.work[i]
+            or os_used[o] >= model.cap[a]
+            or ps_used[n] >= model.offered[n]
+        ):
             continue
         _, arcs, coef = model.green_rows[row_of[a]]
         if float(coef @ x[arcs]) + float(coef[int(np.searchsorted(arcs, a))]) < -1e-9:

@@ -19,7 +19,6 @@ import scipy.sparse as sp
 from suangu.core.clearing.model import (
     ARC_BID,
     ARC_SUPPLY,
-    ARC_WORK,
     ClearingModel,
     FloatArray,
     IntArray,
@@ -54,7 +53,6 @@ class LpSolution:
     supply: FloatArray  # GPU-slots per SUPPLY arc
     placement: FloatArray  # 0/1 per gang placement (rounded)
     placement_value: FloatArray  # the solver's values, fractional in an LP relaxation
-    green_dual: FloatArray  # >= 0 per green row: value of one unit of green-row slack
     bid_reduced: FloatArray  # reduced profit of every BID column (LP only; 0 for a MIP)
     objective: float
     optimal: bool
@@ -74,7 +72,6 @@ class LpArrays:
     n_bid: int
     n_supply: int
     n_placement: int
-    green_row0: int
 
 
 def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
@@ -101,12 +98,9 @@ def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
     # Work rows: sum of an order's bid arcs <= its work.
     bid_order = model.arc_order[bid_idx]
     orders_used, order_row = np.unique(bid_order, return_inverse=True)
-    work = np.zeros(len(model.orders), np.int64)
-    w_arcs = np.nonzero(model.kind == ARC_WORK)[0]
-    work[model.arc_order[w_arcs]] = model.cap[w_arcs]
     add(r + order_row, np.arange(nb), np.ones(nb))
     lower.append(np.full(orders_used.size, -np.inf))
-    upper.append(work[orders_used].astype(np.float64))
+    upper.append(model.work[orders_used].astype(np.float64))
     r += orders_used.size
 
     # Order-slot rows: bid arcs from one order-slot node <= the order's GPUs per slot.
@@ -144,7 +138,6 @@ def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
     r += all_ps.size
 
     # Green rows: sum (green - min) * x >= 0 over the order's bid arcs.
-    green_row0 = r
     for _, arcs, coef in model.green_rows:
         add(np.full(arcs.size, r), arcs, coef)
         lower.append(np.zeros(1))
@@ -180,7 +173,6 @@ def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
         n_bid=nb,
         n_supply=ns,
         n_placement=npl,
-        green_row0=green_row0,
     )
 
 
@@ -269,7 +261,6 @@ def solve_lp(
             supply=np.zeros(ns),
             placement=np.zeros(npl),
             placement_value=np.zeros(npl),
-            green_dual=np.zeros(len(model.green_rows)),
             bid_reduced=zeros,
             objective=0.0,
             optimal=True,
@@ -282,23 +273,17 @@ def solve_lp(
     x = np.zeros(nb + ns + npl)
     x[keep] = np.asarray(solution.col_value)
     info = h.getInfo()
-    n_green = len(model.green_rows)
-    green_dual = np.zeros(n_green)
     reduced = np.zeros(nb)
     if not is_mip and solution.dual_valid:
-        y = np.asarray(solution.row_dual)
         # HiGHS: reduced cost = cost - A^T y; for a maximisation a column at 0 with a
         # positive reduced cost would improve the objective.
-        reduced = a.cost[:nb] - a.matrix[:, :nb].T @ y
-        if n_green:
-            green_dual = np.abs(y[a.green_row0 : a.green_row0 + n_green])
+        reduced = a.cost[:nb] - a.matrix[:, :nb].T @ np.asarray(solution.row_dual)
     gap = float(info.mip_gap) if is_mip else 0.0
     return LpSolution(
         bid=x[:nb],
         supply=x[nb : nb + ns],
         placement=np.round(x[nb + ns :]),
         placement_value=x[nb + ns :],
-        green_dual=green_dual,
         bid_reduced=reduced,
         objective=float(info.objective_function_value),
         optimal=status in ok,

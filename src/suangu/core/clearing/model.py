@@ -81,6 +81,7 @@ class ClearingModel:
     green: FloatArray  # green share per pool-slot node (index: node - ps_base)
     min_reserve: IntArray  # cheapest offered reserve per pool-slot, NO_SUPPLY if none
     offered: IntArray  # GPUs offered per pool-slot
+    work: IntArray  # most GPU-slots each divisible order can take
     green_rows: tuple[tuple[int, IntArray, FloatArray], ...]  # (order, BID arcs, coefficients)
     placements: GangPlacements
     total_supply: int
@@ -285,6 +286,7 @@ def build_model(market: Market) -> ClearingModel:
         green=green,
         min_reserve=min_reserve,
         offered=offered,
+        work=work,
         green_rows=tuple(green_rows),
         placements=placements,
         total_supply=total_supply,
