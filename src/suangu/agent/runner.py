@@ -1,0 +1,291 @@
+"""The provider agent: runs the provider's leases on its cluster, meters them, reports.
+
+Every ``tick`` (a few seconds apart in production, driven by an injected clock in tests):
+
+1. It lists the provider's scheduled and running leases (``GET /leases``; a provider's key
+   sees only its own). A lease is one slot of one order on one pool.
+2. Leases of one order and pool in consecutive slots form a **run**: one job for the whole
+   block, started when the first slot starts, with the block's end as its time limit. A
+   lease that arrives later (a later clearing extended the order) starts a new run when its
+   slot comes, if the job is no longer running.
+3. While a job runs, the agent sends a reading every ``reading_interval_s`` for the lease of
+   the current slot, and a final reading when the slot ends (or the job ends): GPU-seconds =
+   the lease's GPUs x the time the job ran inside the interval, energy = what the meter
+   measured since the previous reading. A lease whose job ended early gets a final reading of
+   what it used (nothing, for the slots after the end): the buyer pays metered use only and
+   the rest of its hold is released.
+4. A job that could not start (no free GPUs, sbatch refused it) fails its leases
+   (``POST /leases/{id}/fail``); so does a lease whose slot passed with no run (the agent was
+   down): the exchange then settles what was metered and releases the rest.
+
+Readings carry ids unique to this agent process, so a retry after a network error is
+recognised by the exchange and never counted twice. A restarted agent does not know its
+predecessor's jobs: leases whose slot is still open get a new job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from suangu.agent.executors import Executor, Job, JobState
+from suangu.agent.meters import Meter, wh
+from suangu.client import ClientError
+
+log = logging.getLogger("suangu.agent")
+
+
+class Api(Protocol):
+    def get(self, path: str, **params: Any) -> Any: ...
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> Any: ...
+
+    def all_pages(self, path: str, **params: Any) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class LeaseView:
+    id: str
+    order_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    start: int  # Unix seconds
+    end: int
+
+
+@dataclass
+class Run:
+    id: str
+    order_id: str
+    pool_id: str
+    leases: list[LeaseView]
+    job: Job | None = None
+    meter_token: object = None
+    read_to: float = 0.0  # everything before this instant has been reported
+    energy_mj: float = 0.0  # meter reading at read_to
+    finished: set[str] = field(default_factory=set)  # lease ids with a final reading
+
+    @property
+    def end(self) -> int:
+        return self.leases[-1].end
+
+    def open_leases(self) -> list[LeaseView]:
+        return [x for x in self.leases if x.id not in self.finished]
+
+
+@dataclass
+class TickSummary:
+    started: int = 0
+    readings: int = 0
+    finals: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ProviderAgent:
+    """See the module docs. ``clock()`` returns Unix seconds."""
+
+    def __init__(
+        self,
+        api: Api,
+        executor: Executor,
+        meter: Meter,
+        clock: Callable[[], float],
+        *,
+        reading_interval_s: int = 300,
+        pools: set[str] | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.api = api
+        self.executor = executor
+        self.meter = meter
+        self.clock = clock
+        self.reading_interval_s = reading_interval_s
+        self.pools = pools
+        self.instance = instance or secrets.token_hex(4)
+        self.runs: dict[str, Run] = {}
+        self._seq = 0
+        self._grid: tuple[int, int] | None = None
+
+    # -- the exchange ------------------------------------------------------------------------
+
+    def grid(self) -> tuple[int, int]:
+        if self._grid is None:
+            g = self.api.get("/market/grid")
+            self._grid = (int(g["epoch"]), int(g["slot_seconds"]))
+        return self._grid
+
+    def open_leases(self) -> list[LeaseView]:
+        epoch, step = self.grid()
+        out = []
+        for state in ("scheduled", "running"):
+            for x in self.api.all_pages("/leases", state=state):
+                if self.pools is not None and x["pool_id"] not in self.pools:
+                    continue
+                start = epoch + int(x["slot"]) * step
+                out.append(
+                    LeaseView(
+                        x["id"],
+                        x["order_id"],
+                        x["pool_id"],
+                        int(x["slot"]),
+                        int(x["gpus"]),
+                        start,
+                        start + step,
+                    )
+                )
+        out.sort(key=lambda v: (v.order_id, v.pool_id, v.slot, v.id))
+        return out
+
+    def _reading_id(self) -> str:
+        self._seq += 1
+        return f"a{self.instance}-{self._seq}"
+
+    def _post_reading(
+        self, lease: LeaseView, start: float, end: float, gpu_s: int, energy_wh: int, final: bool
+    ) -> None:
+        body = {
+            "id": self._reading_id(),
+            "interval_start": int(start),
+            "interval_end": max(int(end), int(start) + 1),
+            "gpu_seconds": gpu_s,
+            "energy_wh": energy_wh,
+            "final": final,
+        }
+        self.api.post(f"/leases/{lease.id}/readings", json=body)
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def tick(self) -> TickSummary:
+        now = self.clock()
+        summary = TickSummary()
+        try:
+            leases = self.open_leases()
+        except ClientError as err:
+            summary.errors.append(str(err))
+            return summary
+        known = {x.id for x in leases}
+        in_runs = {x.id for r in self.runs.values() for x in r.leases}
+        self._extend_or_start(now, [x for x in leases if x.id not in in_runs], summary)
+        for run in list(self.runs.values()):
+            try:
+                self._advance(run, now, known, summary)
+            except ClientError as err:
+                summary.errors.append(f"run {run.id}: {err}")
+            if not run.open_leases() and (
+                run.job is None or run.job.state not in (JobState.RUNNING, JobState.PENDING)
+            ):
+                del self.runs[run.id]
+        return summary
+
+    def _extend_or_start(self, now: float, new: list[LeaseView], summary: TickSummary) -> None:
+        blocks: list[list[LeaseView]] = []
+        for x in new:
+            if (
+                blocks
+                and (blocks[-1][-1].order_id, blocks[-1][-1].pool_id)
+                == (
+                    x.order_id,
+                    x.pool_id,
+                )
+                and blocks[-1][-1].slot + 1 == x.slot
+            ):
+                blocks[-1].append(x)
+            else:
+                blocks.append([x])
+        for block in blocks:
+            first = block[0]
+            if now < first.start:
+                continue  # not yet: its run starts with its first slot
+            live = [x for x in block if x.end > now]
+            for gone in [x for x in block if x.end <= now]:
+                self._fail(gone, "slot passed with no run on this agent", summary)
+            if not live:
+                continue
+            run_id = f"{first.order_id}.{first.pool_id}.{live[0].slot}"
+            run = Run(run_id, first.order_id, first.pool_id, live, read_to=now)
+            seconds = int(run.end - now)
+            values = {
+                "run_id": run_id,
+                "order_id": run.order_id,
+                "lease_id": live[0].id,
+                "gpus": str(live[0].gpus),
+                "seconds": str(seconds),
+            }
+            gpus = max(x.gpus for x in live)
+            job = self.executor.submit(run_id, gpus, seconds, values)
+            run.job = job
+            self.runs[run_id] = run
+            if job.state is JobState.FAILED:
+                log.warning("run %s could not start: %s", run_id, job.detail)
+                for x in live:
+                    self._fail(x, job.detail, summary)
+                    run.finished.add(x.id)
+                continue
+            run.meter_token = self.meter.start(job.devices, gpus, now)
+            summary.started += 1
+            log.info("run %s started (%s GPUs, %s s): job %s", run_id, gpus, seconds, job.native_id)
+
+    def _fail(self, lease: LeaseView, why: str, summary: TickSummary) -> None:
+        try:
+            self.api.post(f"/leases/{lease.id}/fail")
+            summary.failed += 1
+            log.warning("lease %s failed: %s", lease.id, why)
+        except ClientError as err:
+            summary.errors.append(f"lease {lease.id}: {err}")
+
+    def _advance(self, run: Run, now: float, known: set[str], summary: TickSummary) -> None:
+        job = run.job
+        if job is None:
+            return
+        # Leases the exchange already closed (e.g. completed after its grace period) are done.
+        for x in run.open_leases():
+            if x.id not in known:
+                run.finished.add(x.id)
+        job = self.executor.poll(job, now)
+        ended = job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+        if job.state is JobState.RUNNING and now >= run.end:
+            self.executor.cancel(job)  # past its last slot: the time limit is the contract
+            ended = True
+            job.ended = float(run.end)
+        upto = min(now, float(run.end))
+        use_from = job.started
+        use_to = job.ended if ended and job.ended is not None else upto
+        due = [x for x in run.open_leases() if x.start <= upto]
+        if not due:
+            return
+        finals = [x for x in due if x.end <= upto or ended]
+        if not finals and upto - run.read_to < self.reading_interval_s:
+            return
+        energy_now = self.meter.energy_mj(run.meter_token, min(now, use_to or now))
+        if ended and job.energy_j is not None:
+            energy_now = max(energy_now, job.energy_j * 1000.0)
+        energy = max(0.0, energy_now - run.energy_mj)
+        pieces: list[tuple[LeaseView, float, float, int, bool]] = []
+        for x in due:
+            lo, hi = max(run.read_to, float(x.start)), min(upto, float(x.end))
+            used = 0.0
+            if use_from is not None and use_to is not None:
+                used = max(0.0, min(hi, use_to) - max(lo, use_from))
+            final = x.end <= upto or ended
+            pieces.append((x, lo, max(hi, lo), round(used * x.gpus), final))
+        total_gpu_s = sum(p[3] for p in pieces)
+        for x, lo, hi, gpu_s, final in pieces:
+            share = gpu_s / total_gpu_s if total_gpu_s else 0.0
+            self._post_reading(x, lo, hi, gpu_s, wh(energy * share), final)
+            summary.readings += 1
+            if final:
+                run.finished.add(x.id)
+                summary.finals += 1
+        run.read_to = upto
+        run.energy_mj = energy_now
+
+    def stop(self) -> None:
+        """Cancel every job this agent started (the exchange then settles what was metered)."""
+        for run in self.runs.values():
+            if run.job is not None:
+                self.executor.cancel(run.job)
