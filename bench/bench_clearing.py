@@ -42,6 +42,9 @@ SIZES: dict[str, dict[str, Any]] = {
     "week": {"n_orders": 10_000, "n_pools": 30, "n_slots": 168},
     # Not in the default list: the gang MIP is slow (see bench/README.md).
     "gang": {"n_orders": 1_000, "n_pools": 10, "n_slots": 24, "gang_share": 0.1},
+    # The goal market with links between every pair of regions, input data at a home region
+    # and work in reference GPU-hours (speeds from FP16 TFLOPS): see with_network().
+    "network": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24, "network": True},
 }
 DEFAULT_SIZES = "small,goal,green,week"
 REFERENCE_TIME_LIMIT_S = 3600.0
@@ -68,7 +71,47 @@ def _cache_path(size: str, seed: int) -> Path:
         f"seed{seed}",
         f"gen{GENERATOR_VERSION}",
     ]
+    if spec.get("network"):
+        parts.append(f"net{NETWORK_VERSION}")
     return CACHE / f"clearing-ref-{'-'.join(parts)}.json"
+
+
+#: Bumped whenever with_network() changes what it draws (invalidates cached references).
+NETWORK_VERSION = 1
+
+
+def with_network(market: Any, seed: int) -> Any:
+    """The market with a network (deterministic per seed): a link between every ordered pair
+    of regions (latency 5-40 ms, 10-100 Gbit/s, 0-3 fen per GB); every order gets a home
+    region; 70% of orders hold input data (log-uniform 10-2,000 GB); half of the orders
+    count work in reference GPU-hours of an A800 (speeds from FP16 TFLOPS)."""
+    import dataclasses
+
+    import numpy as np
+
+    from suangu.core.types import Link
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 5, NETWORK_VERSION]))
+    regions = sorted({s.region for s in market.sites})
+    links = tuple(
+        Link(
+            a,
+            b,
+            float(rng.uniform(5, 40)),
+            float(rng.choice([10.0, 25.0, 100.0])),
+            int(rng.integers(0, 4)),
+        )
+        for a in regions
+        for b in regions
+        if a != b
+    )
+    orders = []
+    for order in market.orders:
+        home = str(regions[int(rng.integers(len(regions)))])
+        data = int(np.exp(rng.uniform(np.log(10), np.log(2000)))) if rng.random() < 0.7 else 0
+        ref = "A800" if rng.random() < 0.5 else None
+        orders.append(dataclasses.replace(order, home=home, data_gb=data, reference_class=ref))
+    return dataclasses.replace(market, orders=tuple(orders), links=links)
 
 
 def _reference(
@@ -96,12 +139,12 @@ def _reference(
     import highspy
 
     ref = {
-        "welfare_fen": sol.objective * market.grid.slot_hours,
+        "welfare_fen": sol.objective * market.grid.slot_hours / model.scale,
         "optimal": bool(sol.optimal),
         "seconds": took,
         "bid_columns": int((model.kind == ARC_BID).sum()),
         "placements": len(model.placements),
-        "green_rows": len(model.green_rows),
+        "side_rows": len(model.side),
         "highs": highspy.Highs().version(),  # type: ignore[no-untyped-call]
         "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -122,9 +165,12 @@ def run_one(
     from suangu.core.clearing.greedy import greedy_clear
     from suangu.sim.generator import GENERATOR_VERSION, generate_market, market_stats
 
-    spec = SIZES[size]
+    spec = dict(SIZES[size])
+    network = spec.pop("network", False)
     t0 = time.perf_counter()
     market = generate_market(seed=seed, **spec)
+    if network:
+        market = with_network(market, seed)
     gen_s = time.perf_counter() - t0
     stats = market_stats(market)
     rss_before = _rss_mib()

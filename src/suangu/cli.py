@@ -145,9 +145,118 @@ def simulate_command(
     as_json: JsonOption = False,
     shortfall: ShortfallOption = 0.0,
     seed: SeedOption = 0,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="Who places the work: suangu (the clearing), fifo-home, cheapest-now or "
+            "carbon-shift (greedy baselines at listed prices).",
+        ),
+    ] = "suangu",
 ) -> None:
     """Replay ORDERS against SCENARIO hour by hour: clear, hold, meter, settle, report."""
-    _run(scenario, orders, hours, as_json, shortfall, seed)
+    if policy.strip().lower() == "suangu":
+        _run(scenario, orders, hours, as_json, shortfall, seed)
+        return
+    from suangu.sim.scenario import load_orders, load_scenario
+    from suangu.sim.simulate import simulate
+
+    try:
+        sc = load_scenario(scenario, hours=hours)
+        stream = load_orders(orders, sc)
+        with _progress(not as_json, f"{policy}: {sc.name}") as progress:
+            report = simulate(
+                sc, stream, progress=progress, shortfall=shortfall, seed=seed, policy=policy
+            )
+    except SuanguError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_report(report, sc)
+        Console().print(
+            f"Placed by [bold]{report.policy}[/]: a greedy baseline, first come first served, "
+            "at the providers' listed prices (docs/scheduling.md). Welfare (value - listed "
+            f"reserves - transfer cost): {_yuan(report.net_welfare_fen)} yuan; fill rate "
+            f"{report.fill_rate:.1%}; firm deadlines missed {report.firm_missed} of "
+            f"{report.firm_orders}."
+        )
+    if not report.ledger_balanced:
+        raise typer.Exit(1)
+
+
+@app.command("bench")
+def bench_command(
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(help="Scenario YAML (default: the packaged ten-hub scenario)."),
+    ] = None,
+    orders: Annotated[
+        Path | None,
+        typer.Option("--orders", help="Order stream (.csv/.yaml) instead of the trace."),
+    ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option("--trace", help="Alibaba GPU trace pod list (default: the packaged sample)."),
+    ] = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=366, help="Days of trace-derived orders.")
+    ] = 7,
+    load: Annotated[
+        float,
+        typer.Option("--load", min=0.01, max=10.0, help="Trace work / home regions' capacity."),
+    ] = 0.9,
+    hours: HoursOption = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the trace-derived orders.")] = 0,
+    policies: Annotated[
+        list[str] | None,
+        typer.Option("--policy", help="Run only these policies (repeat the option)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for bench.csv and bench.png.")] = Path(
+        "bench-results"
+    ),
+) -> None:
+    """Run every scheduling policy on a scenario and trace; print one table, save CSV + PNG."""
+    from suangu.sim.bench import bench_inputs, bench_table, run_bench, write_chart, write_csv
+
+    try:
+        sc, stream, chosen = bench_inputs(
+            scenario,
+            orders,
+            trace,
+            days=days,
+            load=load,
+            hours=hours,
+            seed=seed,
+            policies=policies,
+        )
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("[bold blue]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("hours"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            tasks = {p.value: bar.add_task(p.value, total=sc.hours) for p in chosen}
+
+            def update(name: str, done: int, total: int) -> None:
+                bar.update(tasks[name], completed=done, total=total)
+
+            result = run_bench(sc, stream, policies=chosen, progress=update)
+    except SuanguError as err:
+        _fail(err)
+    table_console = Console()
+    if not table_console.is_terminal:  # piped or captured: the whole table, unwrapped
+        table_console = Console(width=max(table_console.width, 160))
+    table_console.print(bench_table(result))
+    csv_path = write_csv(result, out / "bench.csv")
+    png_path = write_chart(result, out / "bench.png")
+    Console().print(f"wrote {csv_path} and {png_path}")
+    if not all(r.ledger_balanced for r in result.rows):
+        raise typer.Exit(1)
 
 
 @app.command("serve")

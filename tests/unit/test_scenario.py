@@ -330,7 +330,7 @@ GOOD = "a,b1,batch,2,8,,0,,10,9.5,,,,,,"
         ("a,b1,batch,2,8,,0,,10,9.5,A900,,,,,", "gpu_classes", "unknown GPU class 'A900'"),
         ("a,b1,batch,2,8,,0,,10,9.5,,mars,,,,", "regions", "unknown region 'mars'"),
         ("a,b1,batch,2,8,,0,,10,9.5,,,Tibet,,,", "provinces", "unknown province"),
-        ("a,b1,batch,2,8,,0,,10,9.5,,,,lhasa,5,", "home", "unknown place 'lhasa'"),
+        ("a,b1,batch,2,8,,0,,10,9.5,,,,lhasa,5,", "home", "unknown home 'lhasa'"),
         ("a,b1,batch,2,8,,0,,10,9.5,,,,,5,", "home", "max_latency_ms"),
         ("a,b1,batch,2,,,0,,10,9.5,,,,,,", "gpu_hours", "batch orders need gpu_hours"),
         ("a,b1,gang,2,,,0,,10,9.5,,,,,,", "duration", "gang orders need a duration"),
@@ -486,3 +486,154 @@ def test_report_is_json_ready(tmp_path: Path) -> None:
     }
     assert data["energy"] is None  # no energy block: the file's green shares, no energy model
     assert dataclasses.is_dataclass(run(tmp_path, GOOD))
+
+
+# --- links, data, speeds and the ten-hub scenario ----------------------------------------------
+
+LINKS = """\
+links:
+  - {from: jjj, to: gansu, latency_ms: 7.4, bandwidth_gbps: 10, price_per_gb: 0.09}
+  - {from: gansu, to: jjj, latency_ms: 7.4, bandwidth_gbps: 10, price_per_gb: 0.09}
+"""
+
+
+def test_links_load_as_core_links(tmp_path: Path) -> None:
+    sc = load_scenario(mini(tmp_path, MINI + LINKS))
+    assert [(lk.from_region, lk.to_region) for lk in sc.links] == [
+        ("jjj", "gansu"),
+        ("gansu", "jjj"),
+    ]
+    assert sc.links[0].price_fen_per_gb == 9
+    assert sc.links[0].bandwidth_gbps == 10
+    assert sc.regions == ("gansu", "jjj")
+    assert load_scenario(mini(tmp_path)).links == ()
+
+
+@pytest.mark.parametrize(
+    ("link", "field", "message"),
+    [
+        (
+            "{from: jjj, to: tibet, latency_ms: 1, bandwidth_gbps: 1, price_per_gb: 0.1}",
+            "links[2].to",
+            "unknown region 'tibet'",
+        ),
+        (
+            "{from: jjj, to: gansu, latency_ms: 1, bandwidth_gbps: 1, price_per_gb: 0.1}",
+            "links[2]",
+            "duplicate link jjj -> gansu",
+        ),
+        (
+            "{from: jjj, to: jjj, latency_ms: 1, bandwidth_gbps: 1, price_per_gb: 0.1}",
+            "links[2].to",
+            "must differ from from_region",
+        ),
+        (
+            "{from: jjj, to: gansu, latency_ms: 1, bandwidth_gbps: 0, price_per_gb: 0.1}",
+            "links[2].bandwidth_gbps",
+            "greater than 0",
+        ),
+        (
+            "{from: jjj, to: gansu, latency_ms: 1, bandwidth_gbps: 1, price_per_gb: 0.105}",
+            "links[2].price_per_gb",
+            "more than 2 decimals",
+        ),
+        (
+            "{from: jjj, to: gansu, latency_ms: 1, bandwidth_gbps: 1}",
+            "links[2].price_per_gb",
+            "is missing",
+        ),
+    ],
+)
+def test_link_errors_name_line_and_field(
+    tmp_path: Path, link: str, field: str, message: str
+) -> None:
+    text = MINI + LINKS + f"  - {link}\n"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(mini(tmp_path, text))
+    err = info.value
+    assert err.field == field
+    assert message in err.message
+    assert err.line == text.count("\n")  # the last line: the bad link
+    assert err.fix
+
+
+def test_order_fields_for_data_and_speed(tmp_path: Path) -> None:
+    sc = load_scenario(mini(tmp_path, MINI + LINKS))
+    header = ORDERS_HEADER.rstrip("\n") + ",data_gb,reference_class,speed,firm\n"
+    path = write(
+        tmp_path,
+        "o.csv",
+        header
+        + "a,b1,batch,2,8,,0,,10,9.5,,,,jjj,,,500,A800,H100=2.5,true\n"
+        + "b,b1,batch,2,8,,0,,10,9.5,,,,beijing,5,,,,,\n",
+    )
+    stream = load_orders(path, sc)
+    a, b = (s.order for s in stream.orders)
+    assert (a.home, a.data_gb, a.reference_class) == ("jjj", 500, "A800-SXM-80GB")
+    assert dict(a.speed) == {"H100-SXM-80GB": 2.5}
+    assert (b.home, b.data_gb, b.reference_class, dict(b.speed)) == ("beijing", 0, None, {})
+    assert stream.firm == frozenset({"a"})
+
+
+@pytest.mark.parametrize(
+    ("cells", "field", "message"),
+    [
+        ("jjj,,,500,B200,,", "reference_class", "unknown GPU class 'B200'"),
+        ("jjj,,,500,A800,H100=fast,", "speed", "valid number"),
+        ("jjj,,,500,A800,H100,", "speed", "class=factor"),
+        ("jjj,,,500,A800,H100=0,", "speed", "greater than or equal"),
+        ("beijing,,,500,,,", "home", "is a place, not a region"),
+        (",,,500,,,", "home", "is needed, as a region"),
+        ("jjj,,,-1,,,", "data_gb", "greater than or equal to 0"),
+        ("jjj,,,,,,maybe", "firm", "valid boolean"),
+    ],
+)
+def test_order_field_errors(tmp_path: Path, cells: str, field: str, message: str) -> None:
+    sc = load_scenario(mini(tmp_path, MINI + LINKS))
+    header = ORDERS_HEADER.rstrip("\n") + ",data_gb,reference_class,speed,firm\n"
+    path = write(tmp_path, "o.csv", header + f"a,b1,batch,2,8,,0,,10,9.5,,,,{cells}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_orders(path, sc)
+    assert info.value.line == 2
+    assert info.value.field is not None and info.value.field.startswith(field)
+    assert message in info.value.message
+
+
+def test_hub_scenario_is_the_ten_hub_sites() -> None:
+    from suangu.sim.trace import load_hub_scenario
+
+    sc = load_hub_scenario()
+    assert len(sc.sites) == 10 and sc.hours == 168 and sc.energy is not None
+    assert len(sc.regions) == 8
+    assert {s.id for s in sc.sites} >= {"horinger", "qingyang", "zhongwei", "guian", "shaoguan"}
+    classes: dict[str, set[str]] = {p.site_id: set() for p in sc.pools}
+    for p in sc.pools:
+        classes[p.site_id].add(p.gpu_class)
+    assert all(len(c) >= 2 for c in classes.values())  # several GPU classes per site
+    # every ordered pair of hubs has a link; CAICT: at most 20 ms, average 9.7 ms
+    assert {lk.key for lk in sc.links} == {(a, b) for a in sc.regions for b in sc.regions if a != b}
+    latencies = [lk.latency_ms for lk in sc.links]
+    assert max(latencies) <= 20
+    assert sum(latencies) / len(latencies) == pytest.approx(9.7, abs=0.1)
+    assert all(0 < lk.price_fen_per_gb <= 30 for lk in sc.links)
+    assert load_hub_scenario(hours=12).hours == 12
+
+
+def test_simulation_counts_work_in_reference_gpu_hours(tmp_path: Path) -> None:
+    """A GPU-hour of H100 does 989.4 / 312 = 3.17 A800-hours of work: 6 A800-hours take one
+    H100 GPU-slot, and the 2.83 left is less than a GPU-slot does: the order is filled."""
+    sc = load_scenario(mini(tmp_path, MINI + LINKS))
+    header = ORDERS_HEADER.rstrip("\n") + ",data_gb,reference_class,speed,firm\n"
+    path = write(tmp_path, "o.csv", header + "a,b1,batch,2,6,,0,,4,9.50,H100,,,jjj,,,,A800,,true\n")
+    stream = load_orders(path, sc)
+    for policy in ("fifo-home", "suangu"):
+        report = simulate(sc, stream, policy=policy)
+        assert report.gpu_hours_traded == 1, policy
+        assert report.work_done_h == pytest.approx(989.4 / 312)
+        assert report.work_asked_h == 6
+        assert report.orders_filled == 1 and report.firm_orders == 1
+        assert report.firm_missed == 0
+        assert report.value_fen == round(950 * 989.4 / 312)
+        assert report.ledger_balanced
+    with pytest.raises(ValidationError, match="unknown policy"):
+        simulate(sc, stream, policy="lifo")

@@ -6,7 +6,18 @@ import pytest
 
 from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.gpus import CATALOGUE, gpu_class
-from suangu.core.types import Market, Offer, Order, OrderKind, Pool, Site, TimeGrid
+from suangu.core.types import (
+    Link,
+    Market,
+    Offer,
+    Order,
+    OrderKind,
+    Pool,
+    Site,
+    TimeGrid,
+    speed_of,
+    transfer_slots,
+)
 
 SITE = Site("hor", "Horinger", "Inner Mongolia", "west")
 
@@ -58,6 +69,14 @@ def test_unknown_gpu_class_lists_the_known_ones() -> None:
         ({"duration_slots": 2}, "duration_slots"),
         ({"kind": "gang", "duration_slots": 9}, "duration_slots"),
         ({"id": " "}, "id"),
+        ({"data_gb": -1, "home": "beijing"}, "data_gb"),
+        ({"data_gb": 1.5, "home": "beijing"}, "data_gb"),
+        ({"data_gb": 10}, "home"),
+        ({"reference_class": "V100"}, "reference_class"),
+        ({"speed": {"V100": 1.0}}, "speed.V100"),
+        ({"speed": {"H100": 0.0}}, "speed.H100"),
+        ({"speed": {"H100": float("nan")}}, "speed.H100"),
+        ({"speed": {"H100": True}}, "speed.H100"),
     ],
 )
 def test_bad_orders_name_the_field(kw: dict[str, object], field: str) -> None:
@@ -116,3 +135,71 @@ def test_market_checks_references_and_green_shapes() -> None:
     with pytest.raises(ValidationError) as err:
         Market(TimeGrid(), 0, 2, (SITE,), (pool,), (), (order(), order()))
     assert err.value.field == "orders[1].id"
+
+
+def test_new_order_fields_default_to_todays_behaviour() -> None:
+    o = order()
+    assert o.data_gb == 0 and o.reference_class is None and dict(o.speed) == {}
+    assert speed_of(o, "H100") == 1.0 and speed_of(o, "H20") == 1.0
+    assert hash(o) == hash(order())  # speed is not part of the hash, orders stay hashable
+
+
+def test_speed_defaults_from_fp16_tflops_and_overrides_win() -> None:
+    o = order(reference_class="A100", speed={"h20": 0.25})
+    assert o.reference_class == "A100-SXM-80GB"
+    assert dict(o.speed) == {"H20-96GB": 0.25}
+    assert speed_of(o, "A800") == pytest.approx(1.0)  # same silicon, same TFLOPS
+    assert speed_of(o, "H100") == pytest.approx(989.4 / 312.0)
+    assert speed_of(o, "H20") == 0.25  # the override, not 148 / 312
+    assert speed_of(o, "L40S") == pytest.approx(362.05 / 312.0)
+    # Without a reference class an override still applies; other classes count 1.
+    assert speed_of(order(speed={"H20": 0.5}), "H20") == 0.5
+    assert speed_of(order(speed={"H20": 0.5}), "H100") == 1.0
+
+
+def test_link_validation_names_the_field() -> None:
+    link = Link("beijing", "horinger", 12.5, 100.0, 3)
+    assert link.key == ("beijing", "horinger")
+    assert link.gb_per_slot(3600) == pytest.approx(45_000.0)
+    for kw, field in (
+        ({"to_region": "beijing"}, "to_region"),
+        ({"from_region": ""}, "from_region"),
+        ({"latency_ms": -1.0}, "latency_ms"),
+        ({"latency_ms": float("inf")}, "latency_ms"),
+        ({"bandwidth_gbps": 0.0}, "bandwidth_gbps"),
+        ({"bandwidth_gbps": float("nan")}, "bandwidth_gbps"),
+        ({"price_fen_per_gb": -1}, "price_fen_per_gb"),
+        ({"price_fen_per_gb": 2.5}, "price_fen_per_gb"),
+    ):
+        args: dict[str, object] = dict(
+            from_region="beijing",
+            to_region="horinger",
+            latency_ms=12.5,
+            bandwidth_gbps=100.0,
+            price_fen_per_gb=3,
+        )
+        args.update(kw)
+        with pytest.raises(ValidationError) as err:
+            Link(**args)  # type: ignore[arg-type]
+        assert err.value.field == field and err.value.fix
+
+
+def test_transfer_slots_rounds_up_whole_slots() -> None:
+    link = Link("beijing", "horinger", 12.5, 10.0, 3)  # 10 Gbit/s = 4,500 GB per hour
+    assert transfer_slots(order(), link, 3600) == 0  # no data
+    assert transfer_slots(order(data_gb=10, home="beijing"), None, 3600) == 0  # stays home
+    assert transfer_slots(order(data_gb=4500, home="beijing"), link, 3600) == 1  # exactly 1 h
+    assert transfer_slots(order(data_gb=4501, home="beijing"), link, 3600) == 2
+    assert transfer_slots(order(data_gb=1, home="beijing"), link, 3600) == 1
+    assert transfer_slots(order(data_gb=9000, home="beijing"), link, 7200) == 1
+
+
+def test_market_links_are_unique_pairs() -> None:
+    pool = Pool("p", "hor", "H100")
+    a = Link("beijing", "west", 10.0, 100.0, 3)
+    m = Market(TimeGrid(), 0, 2, (SITE,), (pool,), (), (), links=[a])  # type: ignore[arg-type]
+    assert m.links == (a,) and m.link("beijing", "west") is a and m.link("west", "beijing") is None
+    assert Market(TimeGrid(), 0, 2, (SITE,), (pool,), (), ()).links == ()
+    with pytest.raises(ValidationError) as err:
+        Market(TimeGrid(), 0, 2, (SITE,), (pool,), (), (), links=(a, a))
+    assert err.value.field == "links[1]"

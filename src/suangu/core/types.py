@@ -22,6 +22,12 @@ SECONDS_PER_HOUR = 3600
 MAX_PRICE_FEN = 10_000_000
 #: Upper bound on GPUs in one order or offer slot.
 MAX_GPUS = 1_000_000
+#: Upper bound on an order's input data, GB (100 PB): catches unit mistakes.
+MAX_DATA_GB = 100_000_000
+#: Upper bound on a link's transfer price, fen per GB (1,000 yuan).
+MAX_TRANSFER_PRICE_FEN = 100_000
+#: Bounds on a class speed factor relative to the reference class.
+MIN_SPEED, MAX_SPEED = 0.01, 100.0
 
 
 class OrderKind(StrEnum):
@@ -246,6 +252,9 @@ class Order:
     home: str | None = None
     max_latency_ms: float | None = None
     min_green_share: float = 0.0
+    data_gb: int = 0
+    reference_class: str | None = None
+    speed: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -304,6 +313,40 @@ class Order:
                 "name the place latency is measured from, e.g. beijing",
             )
         _check_share(self.min_green_share, "min_green_share")
+        _check_int(self.data_gb, "data_gb", 0, MAX_DATA_GB, "input data in whole GB, 0 for none")
+        _require(
+            self.data_gb == 0 or bool(self.home),
+            "home",
+            "is needed when data_gb is set",
+            "name the region (hub) where the input data lives, e.g. beijing",
+        )
+        if self.reference_class is not None:
+            try:
+                ref = gpu_class(self.reference_class).name
+            except UnknownReferenceError as err:
+                raise UnknownReferenceError(
+                    err.message, field="reference_class", fix=err.fix
+                ) from None
+            object.__setattr__(self, "reference_class", ref)
+        speeds: dict[str, float] = {}
+        for name, value in self.speed.items():
+            try:
+                key = gpu_class(name).name
+            except UnknownReferenceError as err:
+                raise UnknownReferenceError(
+                    err.message, field=f"speed.{name}", fix=err.fix
+                ) from None
+            _require(
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and MIN_SPEED <= value <= MAX_SPEED,
+                f"speed.{name}",
+                f"must be a number between {MIN_SPEED} and {MAX_SPEED:g}, got {value!r}",
+                "give the class's speed relative to the reference class, e.g. 0.5",
+            )
+            speeds[key] = float(value)
+        object.__setattr__(self, "speed", MappingProxyType(speeds))
 
     @property
     def window(self) -> int:
@@ -317,6 +360,95 @@ class Order:
             full = self.gpus * self.window
             return full if self.gpu_hours == 0 else min(full, self.gpu_hours // slot_hours)
         return self.gpu_hours // slot_hours
+
+
+def speed_of(
+    order: Order, gpu_class_name: str, catalogue: Mapping[str, GpuClass] = CATALOGUE
+) -> float:
+    """Reference GPU-hours of ``order``'s work that one GPU-hour of ``gpu_class_name`` does.
+
+    An override in ``order.speed`` wins; otherwise 1.0 when the order has no reference class
+    (every class counts alike), else the ratio of FP16 dense TFLOPS of the class to the
+    reference class's, from ``catalogue``.
+    """
+    name = gpu_class(gpu_class_name, catalogue).name
+    if name in order.speed:
+        return order.speed[name]
+    if order.reference_class is None:
+        return 1.0
+    ref = gpu_class(order.reference_class, catalogue)
+    return catalogue[name].fp16_dense_tflops / ref.fp16_dense_tflops
+
+
+def transfer_slots(order: Order, link: Link | None, slot_seconds: int) -> int:
+    """Whole slots the start of ``order`` waits for its input data to cross ``link``.
+
+    ``ceil(data_gb * 8 / bandwidth_gbps / slot_seconds)``; 0 when the order has no data or
+    runs in its home region (``link`` None).
+    """
+    if link is None or order.data_gb == 0:
+        return 0
+    seconds = order.data_gb * 8 / link.bandwidth_gbps
+    return math.ceil(seconds / slot_seconds - 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A one-way network path for input data between two regions (hubs).
+
+    ``bandwidth_gbps`` is what the exchange may use on it during a clearing (its capacity in
+    this market); ``price_fen_per_gb`` is the carrier's transfer price; ``latency_ms`` the
+    one-way latency from ``from_region`` to ``to_region``.
+    """
+
+    from_region: str
+    to_region: str
+    latency_ms: float
+    bandwidth_gbps: float
+    price_fen_per_gb: int
+
+    def __post_init__(self) -> None:
+        _check_id(self.from_region, "from_region")
+        _check_id(self.to_region, "to_region")
+        _require(
+            self.from_region != self.to_region,
+            "to_region",
+            f"must differ from from_region ({self.to_region!r})",
+            "a link joins two different regions; data in its own region moves for free",
+        )
+        _require(
+            isinstance(self.latency_ms, int | float)
+            and not isinstance(self.latency_ms, bool)
+            and math.isfinite(self.latency_ms)
+            and self.latency_ms >= 0,
+            "latency_ms",
+            f"must be a non-negative number of milliseconds, got {self.latency_ms!r}",
+            "give the one-way latency in ms",
+        )
+        _require(
+            isinstance(self.bandwidth_gbps, int | float)
+            and not isinstance(self.bandwidth_gbps, bool)
+            and math.isfinite(self.bandwidth_gbps)
+            and 0 < self.bandwidth_gbps <= 1e6,
+            "bandwidth_gbps",
+            f"must be a positive number of Gbit/s up to 1e6, got {self.bandwidth_gbps!r}",
+            "give the bandwidth the exchange may use, e.g. 100",
+        )
+        _check_int(
+            self.price_fen_per_gb,
+            "price_fen_per_gb",
+            0,
+            MAX_TRANSFER_PRICE_FEN,
+            "fen per GB moved (1 yuan = 100 fen)",
+        )
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.from_region, self.to_region)
+
+    def gb_per_slot(self, slot_seconds: int) -> float:
+        """GB the link carries in one slot at its full bandwidth."""
+        return self.bandwidth_gbps * slot_seconds / 8
 
 
 def _canonical_classes(names: Iterable[str]) -> frozenset[str]:
@@ -348,12 +480,28 @@ class Market:
     catalogue: Mapping[str, GpuClass] = field(
         default_factory=lambda: CATALOGUE, hash=False, repr=False
     )
+    links: tuple[Link, ...] = ()
 
     def __post_init__(self) -> None:
         _check_int(self.first_slot, "first_slot", 0, 2**31, "slots count from the grid epoch")
         _check_int(self.n_slots, "n_slots", 1, 24 * 366, "the horizon in slots, e.g. 24")
-        for name in ("sites", "pools", "offers", "orders"):
+        for name in ("sites", "pools", "offers", "orders", "links"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        seen_links: set[tuple[str, str]] = set()
+        for i, link in enumerate(self.links):
+            _require(
+                isinstance(link, Link),
+                f"links[{i}]",
+                f"must be a Link, got {type(link).__name__}",
+                "build links with suangu.core.types.Link",
+            )
+            _require(
+                link.key not in seen_links,
+                f"links[{i}]",
+                f"duplicate link {link.from_region} -> {link.to_region}",
+                "give each (from_region, to_region) pair once",
+            )
+            seen_links.add(link.key)
         _unique(self.sites, "sites")
         _unique(self.pools, "pools")
         _unique(self.offers, "offers")
@@ -397,6 +545,13 @@ class Market:
     @property
     def end_slot(self) -> int:
         return self.first_slot + self.n_slots
+
+    def link(self, from_region: str, to_region: str) -> Link | None:
+        """The link ``from_region -> to_region``, or None."""
+        for link in self.links:
+            if link.from_region == from_region and link.to_region == to_region:
+                return link
+        return None
 
     def site(self, site_id: str) -> Site:
         for s in self.sites:
@@ -459,6 +614,46 @@ class PoolPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkPrice:
+    """A link's congestion price in a clearing and the data it carries over the horizon.
+
+    ``congestion_fen_per_gb`` is the dual of the link's bandwidth row (0 when the link is
+    not congested), charged to the orders moving data over it on top of the carrier's
+    ``transfer_fen_per_gb``."""
+
+    from_region: str
+    to_region: str
+    congestion_fen_per_gb: int
+    transfer_fen_per_gb: int
+    gb: float  # moved over the horizon
+    capacity_gb: float  # bandwidth x horizon
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Input data an order moves over a link, and what the buyer is charged for it.
+
+    ``gb`` is the order's data times the share of its work done at the far end; the buyer
+    pays ``carrier_fen`` (``gb x transfer price``, passed to the carrier) and
+    ``congestion_fen`` (``gb x congestion price``, the exchange's congestion rent), each
+    rounded down to whole fen."""
+
+    order_id: str
+    buyer_id: str
+    from_region: str
+    to_region: str
+    gb: float
+    transfer_fen_per_gb: int
+    congestion_fen_per_gb: int
+    carrier_fen: int
+    congestion_fen: int
+
+    @property
+    def amount_fen(self) -> int:
+        return self.carrier_fen + self.congestion_fen
+
+
+@dataclass(frozen=True, slots=True)
 class ClearingResult:
     status: ClearingStatus
     method: str
@@ -472,6 +667,14 @@ class ClearingResult:
     slot_hours: int = 1
     #: Proven bound on how far welfare may be below the optimum, relative (0: exact).
     gap: float = 0.0
+    #: One row per market link: congestion price and GB moved.
+    link_prices: tuple[LinkPrice, ...] = ()
+    #: Data moved per order and link, with the fen charged for it.
+    transfers: tuple[Transfer, ...] = ()
 
     def allocated_gpu_slots(self, order_id: str) -> int:
         return sum(a.gpus for a in self.allocations if a.order_id == order_id)
+
+    def transfer_fen(self, order_id: str) -> int:
+        """What ``order_id`` is charged for moving its data (carrier + congestion)."""
+        return sum(t.amount_fen for t in self.transfers if t.order_id == order_id)

@@ -28,6 +28,10 @@ Scenario (YAML)
       seed: 0                       # default 0: seed of the modelled weather
       carbon_price_yuan_per_t: 0    # default 0: added to every reserve (hooks.apply_carbon_price)
       home_grid: Beijing            # optional: buyers' home grid, for "avoided vs home grid"
+    links:                          # optional: one-way hub-to-hub links for input data
+      - {from: beijing_tianjin_hebei, to: inner_mongolia,   # region ids of the sites
+         latency_ms: 2.3, bandwidth_gbps: 10,               # what the exchange may use
+         price_per_gb: 0.06}                                # yuan per GB moved (<= 2 decimals)
 
 With ``energy.model`` true, each site uses the packaged energy-data site named by its
 ``energy_site`` (default: its own id; the ids are the keys of ``suangu/data/energy/sites.yaml``),
@@ -61,9 +65,22 @@ limit              yes       most the buyer pays, yuan per GPU-hour, at most 2 d
 gpu_classes        no        accepted GPU classes, ``;``-separated (default any)
 regions            no        allowed regions (data residency), ``;``-separated (default any)
 provinces          no        allowed provinces, ``;``-separated (default any)
-home               no        place latency is measured from (a key of the sites' latency_ms)
-max_latency_ms     no        one-way latency bound to ``home`` (needs ``home``)
+home               no        the buyer's home: a region id (hub: where its data and users are)
+                             or a place named in the sites' ``latency_ms``
+max_latency_ms     no        one-way latency bound to ``home`` (needs ``home``): a site's own
+                             ``latency_ms[home]``, else 0 in the home region, else the latency
+                             of the link home -> site region; no entry and no link: ineligible
 min_green_share    no        minimum green share 0..1 of the GPU-hours it gets (default 0)
+data_gb            no        input data, whole GB, held at ``home`` (then a region id); running
+                             away from home moves it over a link: delay and transfer price
+reference_class    no        GPU class that ``gpu_hours`` and ``limit`` count in: a GPU-hour of
+                             class c does speed(c) reference GPU-hours of work and is worth
+                             ``limit x speed(c)`` (default none: every class counts alike)
+speed              no        per-class speed overrides, ``;``-separated ``class=factor`` pairs,
+                             e.g. ``H100=3;L40S=1.1`` (default: FP16 TFLOPS ratio to the
+                             reference class)
+firm               no        ``true``: the deadline is firm (a miss counts against a policy in
+                             ``suangu bench``); default ``false``
 =================  ========  ===============================================================
 
 Errors: every problem raises :class:`~suangu.sim.errors.ScenarioError` naming the file, the
@@ -95,9 +112,14 @@ from pydantic import ValidationError as PydanticValidationError
 from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.gpus import ALIASES
 from suangu.core.types import (
+    MAX_DATA_GB,
     MAX_GPUS,
     MAX_PRICE_FEN,
+    MAX_SPEED,
+    MAX_TRANSFER_PRICE_FEN,
+    MIN_SPEED,
     SECONDS_PER_HOUR,
+    Link,
     Offer,
     Order,
     OrderKind,
@@ -254,10 +276,45 @@ def _blank_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _speeds(value: Any) -> Any:
+    """``H100=3;L40S=1.2`` (CSV) or a mapping (YAML) -> a dict of class -> speed factor."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        out: dict[str, Any] = {}
+        for part in value.split(";"):
+            if not part.strip():
+                continue
+            name, eq, number = part.partition("=")
+            if not eq or not name.strip() or not number.strip():
+                raise ValueError(f"must be ';'-separated class=factor pairs, got {value!r}")
+            out[name.strip()] = number.strip()
+        return out
+    return value
+
+
+def _transfer_fen(value: Any) -> int:
+    """Yuan per GB (at most 2 decimals) -> integer fen per GB."""
+    d = _decimal(value, "a price in yuan per GB, e.g. 0.12")
+    fen = d * 100
+    if fen != fen.to_integral_value():
+        raise ValueError(f"has more than 2 decimals: {value!r} yuan is not a whole number of fen")
+    if not 0 <= fen <= MAX_TRANSFER_PRICE_FEN:
+        raise ValueError(
+            f"must be between 0 and {MAX_TRANSFER_PRICE_FEN // 100:,} yuan per GB, got {value!r}"
+        )
+    return int(fen)
+
+
 GpusField = Annotated[IntProfile, PlainValidator(_int_profile)]
 ReserveField = Annotated[IntProfile, PlainValidator(_fen_profile)]
 ShareField = Annotated[ShareProfile, PlainValidator(_share_profile)]
 WhenField = Annotated[When, PlainValidator(_when)]
+TransferField = Annotated[int, PlainValidator(_transfer_fen)]
+SpeedField = Annotated[
+    dict[str, Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)]],
+    BeforeValidator(_speeds),
+]
 LimitField = Annotated[int, PlainValidator(_fen_limit)]
 StartField = Annotated[datetime, PlainValidator(_start)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
@@ -308,6 +365,14 @@ class EnergySpec(_Spec):
     home_grid: Id | None = None
 
 
+class LinkSpec(_Spec):
+    from_: Id = Field(alias="from")
+    to: Id
+    latency_ms: float = Field(ge=0, le=10_000, allow_inf_nan=False)
+    bandwidth_gbps: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    price_per_gb: TransferField
+
+
 class ScenarioSpec(_Spec):
     name: Id
     start: StartField
@@ -320,6 +385,7 @@ class ScenarioSpec(_Spec):
     pools: list[PoolSpec] = Field(min_length=1)
     offers: list[OfferSpec] = Field(min_length=1)
     energy: EnergySpec | None = None
+    links: list[LinkSpec] = Field(default_factory=list)
 
 
 class OrderSpec(_Spec):
@@ -339,6 +405,9 @@ class OrderSpec(_Spec):
     home: Annotated[str | None, BeforeValidator(_blank_none)] = None
     max_latency_ms: float | None = Field(default=None, gt=0, le=10_000)
     min_green_share: float = Field(default=0.0, ge=0, le=1)
+    data_gb: int = Field(default=0, ge=0, le=MAX_DATA_GB)
+    reference_class: Annotated[str | None, BeforeValidator(_blank_none)] = None
+    speed: SpeedField = Field(default_factory=dict)
 
     def to_order(self, buyer_id: str, release_slot: int, deadline_slot: int) -> Order:
         """The core order of this spec once its times are slots (core rules validate it)."""
@@ -358,15 +427,32 @@ class OrderSpec(_Spec):
             home=self.home,
             max_latency_ms=self.max_latency_ms,
             min_green_share=self.min_green_share,
+            data_gb=self.data_gb,
+            reference_class=self.reference_class,
+            speed=dict(self.speed),
         )
 
 
+class StreamOrderSpec(OrderSpec):
+    """An order of a stream file: an order spec and whether its deadline is firm."""
+
+    firm: bool = False
+
+
 class OrderStreamSpec(_Spec):
+    """A YAML list of order specs (the API's job specs)."""
+
     orders: list[OrderSpec]
 
 
+class StreamFileSpec(_Spec):
+    """An order-stream YAML file: order specs with ``firm``."""
+
+    orders: list[StreamOrderSpec]
+
+
 #: CSV columns of an order stream, in the documented order.
-ORDER_COLUMNS: tuple[str, ...] = tuple(OrderSpec.model_fields)
+ORDER_COLUMNS: tuple[str, ...] = tuple(StreamOrderSpec.model_fields)
 _REQUIRED_COLUMNS = ("id", "buyer", "kind", "gpus", "deadline", "limit")
 
 #: How to fix a value, by field name (the last part of its path).
@@ -414,10 +500,26 @@ _FIX: Mapping[str, str] = {
     "home": "a place named in the sites' latency_ms, e.g. beijing",
     "max_latency_ms": "a positive one-way latency bound in ms; needs home",
     "min_green_share": "a share 0..1, e.g. 0.6",
+    "firm": "true if the deadline is firm, else false (or empty)",
     "sites": "list the data centres under sites:",
     "pools": "list the GPU pools under pools:",
     "offers": "list the offers under offers:",
     "orders": "list the orders under orders:",
+    "links": "list hub-to-hub links under links:, e.g. {from: beijing_tianjin_hebei, "
+    "to: inner_mongolia, latency_ms: 2.3, bandwidth_gbps: 10, price_per_gb: 0.06}",
+    "data_gb": "input data in whole GB held at home (a region id), e.g. 500; 0 for none",
+    "reference_class": "the GPU class work and limit are counted in, e.g. A800",
+    "speed": "';'-separated class=factor pairs, e.g. H100=3;L40S=1.1 (relative to the "
+    "reference class)",
+}
+
+#: Fixes of the fields of a link (``links[i].from`` is not an offer's ``from``).
+_LINK_FIX: Mapping[str, str] = {
+    "from": "the region (hub) id the data leaves, e.g. beijing_tianjin_hebei",
+    "to": "the region (hub) id the data goes to, e.g. inner_mongolia",
+    "latency_ms": "one-way latency in ms, e.g. 9.7",
+    "bandwidth_gbps": "Gbit/s the exchange may use on the link, e.g. 10",
+    "price_per_gb": "yuan per GB moved with at most 2 decimals, e.g. 0.12",
 }
 
 #: Fixes that differ for order streams.
@@ -476,6 +578,13 @@ class Scenario:
     green_profiles: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     #: the energy model's settings; None: no energy model (green shares from the file)
     energy: EnergyConfig | None = None
+    #: one-way hub-to-hub links for buyers' input data (``links:``)
+    links: tuple[Link, ...] = ()
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions (hubs) of the sites, in the order they first appear."""
+        return tuple(dict.fromkeys(s.region for s in self.sites))
 
     @property
     def slot_hours(self) -> int:
@@ -512,6 +621,8 @@ class StreamOrder:
 class OrderStream:
     source: str
     orders: tuple[StreamOrder, ...]
+    #: ids of the orders whose deadline is firm (a miss counts against a policy)
+    firm: frozenset[str] = frozenset()
 
 
 # --- reading files -------------------------------------------------------------------------
@@ -654,6 +765,8 @@ def _fields_of(model: type[BaseModel]) -> list[str]:
 
 
 def _fix_for(loc: Loc, overrides: Mapping[str, str] | None = None) -> str | None:
+    if loc and loc[0] == "links" and isinstance(loc[-1], str) and loc[-1] in _LINK_FIX:
+        return _LINK_FIX[loc[-1]]
     for part in reversed(loc):
         if isinstance(part, str):
             if overrides and part in overrides:
@@ -886,7 +999,51 @@ def _convert_scenario(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -
         providers=MappingProxyType(providers),
         green_profiles=MappingProxyType(green),
         energy=_energy_config(spec, file, lines),
+        links=_links(spec, {s.region for s in sites}, file, lines),
     )
+
+
+def _links(
+    spec: ScenarioSpec, regions: set[str], file: str, lines: Mapping[Loc, int]
+) -> tuple[Link, ...]:
+    """The ``links:`` of the scenario as core links; their regions must be the sites' regions."""
+    out: list[Link] = []
+    seen: dict[tuple[str, str], int | None] = {}
+    known = ", ".join(sorted(regions))
+    for i, ls in enumerate(spec.links):
+        where = f"links[{i}]"
+        for name, region in (("from", ls.from_), ("to", ls.to)):
+            if region not in regions:
+                raise ScenarioError(
+                    f"unknown region {region!r}: no site is in it",
+                    file=file,
+                    line=_line_of(lines, ("links", i, name)),
+                    field=f"{where}.{name}",
+                    fix=f"use a region of the sites: {known}",
+                )
+        key = (ls.from_, ls.to)
+        line = _line_of(lines, ("links", i))
+        if key in seen:
+            raise ScenarioError(
+                f"duplicate link {ls.from_} -> {ls.to} (first on line {seen[key]})",
+                file=file,
+                line=line,
+                field=where,
+                fix="give each (from, to) pair once; list the way back as its own link",
+            )
+        seen[key] = line
+        try:
+            out.append(Link(ls.from_, ls.to, ls.latency_ms, ls.bandwidth_gbps, ls.price_per_gb))
+        except ValidationError as err:
+            renamed = {"from_region": "from", "to_region": "to", "price_fen_per_gb": "price_per_gb"}
+            raise ScenarioError(
+                err.message,
+                file=file,
+                line=line,
+                field=f"{where}.{renamed.get(err.field or '', err.field or '')}",
+                fix=err.fix,
+            ) from None
+    return tuple(out)
 
 
 def _energy_config(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -> EnergyConfig | None:
@@ -1013,6 +1170,63 @@ def _slot(when: When, grid: TimeGrid, file: str, line: int | None, where: str) -
 # --- order streams ---------------------------------------------------------------------------
 
 
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _number(value: float) -> str:
+    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def order_row(stream_order: StreamOrder, *, firm: bool = False) -> dict[str, str]:
+    """One order as a row of the CSV order format (times as hour offsets, prices in yuan)."""
+    o = stream_order.order
+    gang = o.kind is OrderKind.GANG
+    return {
+        "id": o.id,
+        "buyer": o.buyer_id,
+        "kind": o.kind.value,
+        "gpus": str(o.gpus),
+        "gpu_hours": ""
+        if gang or (o.kind is OrderKind.SERVICE and not o.gpu_hours)
+        else str(o.gpu_hours),
+        "duration": str(o.duration_slots) if gang else "",
+        "submit": str(stream_order.submit_slot),
+        "release": str(o.release_slot),
+        "deadline": str(o.deadline_slot),
+        "limit": _yuan(o.limit_fen),
+        "gpu_classes": ";".join(sorted(o.gpu_classes)),
+        "regions": ";".join(sorted(o.regions)),
+        "provinces": ";".join(sorted(o.provinces)),
+        "home": o.home or "",
+        "max_latency_ms": "" if o.max_latency_ms is None else _number(o.max_latency_ms),
+        "min_green_share": _number(o.min_green_share) if o.min_green_share else "",
+        "data_gb": str(o.data_gb) if o.data_gb else "",
+        "reference_class": o.reference_class or "",
+        "speed": ";".join(f"{k}={_number(v)}" for k, v in sorted(o.speed.items())),
+        "firm": "true" if firm else "",
+    }
+
+
+def write_orders(stream: OrderStream, path: str | Path, scenario: Scenario) -> Path:
+    """Write ``stream`` as a CSV order file that :func:`load_orders` reads back unchanged.
+
+    Times are written as slot offsets, so the scenario's slots must be one hour long."""
+    if scenario.slot_hours != 1:
+        raise ValidationError(
+            f"needs one-hour slots to write times as hour offsets, got {scenario.slot_hours} h",
+            field="slot_seconds",
+            fix="write orders for a scenario with slot_seconds: 3600",
+        )
+    p = Path(path)
+    with p.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(ORDER_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for so in stream.orders:
+            writer.writerow(order_row(so, firm=so.order.id in stream.firm))
+    return p
+
+
 def load_orders(path: str | Path, scenario: Scenario) -> OrderStream:
     """Read and validate an order stream (``.csv``, ``.yaml`` or ``.yml``) for ``scenario``."""
     p = Path(path)
@@ -1030,6 +1244,7 @@ def load_orders(path: str | Path, scenario: Scenario) -> OrderStream:
         )
     context = _OrderContext(scenario, file)
     orders: list[StreamOrder] = []
+    firm: set[str] = set()
     seen: dict[str, int | None] = {}
     for spec, where, line in items:
         if spec.id in seen:
@@ -1042,14 +1257,16 @@ def load_orders(path: str | Path, scenario: Scenario) -> OrderStream:
             )
         seen[spec.id] = line
         orders.append(context.convert(spec, where, line))
-    return OrderStream(file, tuple(orders))
+        if spec.firm:
+            firm.add(spec.id)
+    return OrderStream(file, tuple(orders), frozenset(firm))
 
 
-def _csv_orders(path: Path) -> list[tuple[OrderSpec, str, int | None]]:
+def _csv_orders(path: Path) -> list[tuple[StreamOrderSpec, str, int | None]]:
     file = str(path)
     text = _read_text(path)
     reader = csv.reader(text.splitlines(keepends=True))
-    out: list[tuple[OrderSpec, str, int | None]] = []
+    out: list[tuple[StreamOrderSpec, str, int | None]] = []
     try:
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
@@ -1100,11 +1317,11 @@ def _csv_orders(path: Path) -> list[tuple[OrderSpec, str, int | None]]:
                 )
             values = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip()}
             try:
-                spec = OrderSpec.model_validate(values)
+                spec = StreamOrderSpec.model_validate(values)
             except PydanticValidationError as err:
                 raise _pydantic_error(
                     err,
-                    OrderSpec,
+                    StreamOrderSpec,
                     file,
                     _at_line(line),
                     display=lambda loc: str(loc[0]) if loc else "",
@@ -1121,7 +1338,7 @@ def _csv_orders(path: Path) -> list[tuple[OrderSpec, str, int | None]]:
     return out
 
 
-def _yaml_orders(path: Path) -> list[tuple[OrderSpec, str, int | None]]:
+def _yaml_orders(path: Path) -> list[tuple[StreamOrderSpec, str, int | None]]:
     file = str(path)
     data, lines = _yaml_document(path)
     if not isinstance(data, dict):
@@ -1132,10 +1349,10 @@ def _yaml_orders(path: Path) -> list[tuple[OrderSpec, str, int | None]]:
             fix="write orders: then one '- id: ...' item per order",
         )
     try:
-        spec = OrderStreamSpec.model_validate(data)
+        spec = StreamFileSpec.model_validate(data)
     except PydanticValidationError as err:
         raise _pydantic_error(
-            err, OrderStreamSpec, file, lambda loc: _line_of(lines, loc), fixes=_ORDER_FIX
+            err, StreamFileSpec, file, lambda loc: _line_of(lines, loc), fixes=_ORDER_FIX
         ) from None
     return [(o, f"orders[{i}]", _line_of(lines, ("orders", i))) for i, o in enumerate(spec.orders)]
 
@@ -1189,13 +1406,25 @@ class _OrderContext:
             )
         self._check_names(spec.regions, self.regions, line, where, "regions")
         self._check_names(spec.provinces, self.provinces, line, where, "provinces")
-        if spec.home is not None and spec.home not in self.places:
+        if spec.home is not None and spec.home not in self.places | self.regions:
             raise self._err(
-                f"unknown place {spec.home!r}: no site gives a latency to it",
+                f"unknown home {spec.home!r}: neither a region of the sites nor a place they"
+                " give a latency to",
                 line,
                 where,
                 "home",
-                f"use one of {', '.join(sorted(self.places)) or '(none: add latency_ms)'}",
+                f"use a region ({', '.join(sorted(self.regions))}) or a place"
+                f" ({', '.join(sorted(self.places)) or 'none: add latency_ms'})",
+            )
+        if spec.data_gb and spec.home not in self.regions:
+            raise self._err(
+                "is needed, as a region, when data_gb is set: the data is held at home"
+                if spec.home is None
+                else f"{spec.home!r} is a place, not a region: data_gb needs a region home",
+                line,
+                where,
+                "home",
+                f"name the region holding the data: one of {', '.join(sorted(self.regions))}",
             )
         kind = spec.kind
         if kind is OrderKind.GANG:

@@ -50,6 +50,7 @@ of funds.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import defaultdict
@@ -76,6 +77,7 @@ from suangu.core.ledger import (
     Transfer,
     TransferCode,
 )
+from suangu.core.network import pool_terms
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import (
     Allocation,
@@ -84,8 +86,10 @@ from suangu.core.types import (
     Offer,
     Order,
     OrderKind,
+    speed_of,
 )
 from suangu.sim.errors import SimulationError
+from suangu.sim.policies import Policy, parse_policy, place
 from suangu.sim.scenario import EnergyConfig, OrderStream, Scenario, StreamOrder
 
 #: The longest market the core accepts, in slots (``Market.n_slots``).
@@ -256,6 +260,36 @@ class SimulationReport:
     #: energy and carbon of the metered leases; None without the scenario's energy model
     energy: EnergySummary | None = None
     energy_model_s: float = 0.0  # simulating the site-years (and the energy imports)
+    policy: str = Policy.SUANGU.value
+    #: welfare the same way for every policy: buyers' value (limit x speed x GPU-hours) -
+    #: providers' listed reserves of the GPU-slots sold - transfer cost of data moved, fen
+    value_fen: int = 0
+    listed_reserve_fen: int = 0
+    transfer_fen: int = 0
+    transfer_gb: float = 0.0
+    paid_fen: int = 0  # price x GPU-hours of every allocation, as placed (before metering)
+    transfer_charged_fen: int = 0  # charged to buyers for data moved (carrier + congestion)
+    work_asked_h: float = 0.0  # reference GPU-hours of the orders submitted within the span
+    work_done_h: float = 0.0  # reference GPU-hours allocated to them
+    waits_h: tuple[float, ...] = ()  # per order that ran: first slot - submit slot, hours
+    firm_orders: int = 0  # firm orders whose deadline falls within the span
+    firm_missed: int = 0  # of those, not filled by their deadline
+
+    @property
+    def net_welfare_fen(self) -> int:
+        return self.value_fen - self.listed_reserve_fen - self.transfer_fen
+
+    @property
+    def fill_rate(self) -> float:
+        return self.work_done_h / self.work_asked_h if self.work_asked_h else 0.0
+
+    @property
+    def wait_mean_h(self) -> float:
+        return sum(self.waits_h) / len(self.waits_h) if self.waits_h else 0.0
+
+    @property
+    def wait_p95_h(self) -> float:
+        return _p95(self.waits_h)
 
     @property
     def avg_price_fen(self) -> float:
@@ -268,6 +302,15 @@ class SimulationReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; everything that depends on the machine is under ``timings``."""
         data = asdict(self)
+        waits = data.pop("waits_h")
+        data["wait_mean_h"] = round(self.wait_mean_h, 3)
+        data["wait_p95_h"] = round(self.wait_p95_h, 3)
+        data["orders_waited"] = len(waits)
+        data["net_welfare_fen"] = self.net_welfare_fen
+        data["fill_rate"] = round(self.fill_rate, 4)
+        data["transfer_gb"] = round(self.transfer_gb, 1)
+        data["work_asked_h"] = round(self.work_asked_h, 1)
+        data["work_done_h"] = round(self.work_done_h, 1)
         keys = ("clear_mean_s", "clear_max_s", "solve_mean_s", "solve_max_s", "wall_s")
         timings = {k: data.pop(k) for k in (*keys, "energy_model_s")}
         data["energy"] = None if self.energy is None else self.energy.to_dict()
@@ -288,6 +331,23 @@ class _OrderState:
     allocated: int = 0  # GPU-slots allocated so far
     last_slot: int = -1  # last slot it holds
     closed: bool = False
+    done: float = 0.0  # reference GPU-hours of work allocated so far (speed x GPU-hours)
+    first_slot: int = -1  # first slot it holds
+    min_step: float = 1.0  # the least work one GPU-slot does for it (slowest eligible class)
+    max_step: float = 1.0  # the most work one GPU-slot does for it (fastest eligible class)
+
+    @property
+    def work_left(self) -> float:
+        return self.order.gpu_hours - self.done
+
+    @property
+    def filled(self) -> bool:
+        """Batch work: less is left than one GPU-slot of the fastest class it may use does
+        (whole GPU-slots cannot do less: the rest is the rounding of the hourly grid; without
+        speeds, exactly the old rule ``allocated >= full``). Others: every GPU-slot given."""
+        if self.order.kind is OrderKind.BATCH:
+            return self.done > 0 and self.work_left < self.max_step - 1e-9
+        return self.allocated >= self.full > 0
 
     @property
     def order(self) -> Order:
@@ -303,8 +363,15 @@ class _Hold:
 
 
 def _max_spend(order: Order, slot_hours: int) -> int:
-    """The most an order can cost at its limit, fen."""
+    """The most an order can cost at its limit, fen (with speeds: its limit per reference
+    GPU-hour times its work, as no GPU-hour costs more than ``limit x speed``)."""
+    if order.kind is OrderKind.BATCH and (order.reference_class or order.speed):
+        return order.limit_fen * order.gpu_hours
     return order.limit_fen * order.max_gpu_slots(slot_hours) * slot_hours
+
+
+def _p95(values: Sequence[float]) -> float:
+    return float(np.percentile(np.array(values), 95)) if values else 0.0
 
 
 class _Simulation:
@@ -315,8 +382,11 @@ class _Simulation:
         shortfall: float,
         seed: int,
         progress: Progress | None,
+        policy: Policy = Policy.SUANGU,
     ) -> None:
         self.sc = scenario
+        self.policy = policy
+        self.firm = stream.firm
         self.grid = scenario.grid
         self.hours = scenario.slot_hours
         self.progress = progress
@@ -344,6 +414,17 @@ class _Simulation:
         self.deposits = 0
         self.by_id = {st.order.id: st for st in self.states}
         self.pools = {p.id: p for p in scenario.pools}
+        self.site_by_id = {s.id: s for s in scenario.sites}
+        self.links = {link.key: link for link in scenario.links}
+        self.listed = {o.id: o for o in scenario.offers}
+        self.value = 0.0  # buyers' value of the allocations: limit x speed x GPU-hours
+        self.reserve_cost = 0  # listed reserves of the GPU-slots sold
+        self.transfer = 0.0  # fen of data moved away from home
+        self.transfer_gb = 0.0
+        self.paid = 0  # price x GPU-hours of the allocations (as placed)
+        self.transfer_charged = 0  # fen buyers are charged for data moved (carrier + rent)
+        for st in self.states:
+            st.min_step, st.max_step = self._steps(st.order)
         self.energy: EnergyConfig | None = scenario.energy
         self.site_years: dict[str, SiteYear] = {}
         self.records: list[LeaseEnergy] = []
@@ -381,7 +462,7 @@ class _Simulation:
                 bare, self.site_years
             ).green_share.items():
                 green[pool_id] += shares
-            if self.energy.carbon_price_yuan_per_t > 0:
+            if self.energy.carbon_price_yuan_per_t > 0 or self.policy is Policy.CARBON_SHIFT:
                 for pool_id, grams in hooks.carbon_for_market(bare, self.site_years).items():
                     carbon[pool_id] += grams
         self.span_green = dict(green)
@@ -467,12 +548,23 @@ class _Simulation:
             if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
                 out.append(replace(order, release_slot=release))
                 continue
-            left = order.gpu_hours - st.allocated * self.hours
-            if left < self.hours:
+            left = math.floor(st.work_left + 1e-9)
+            if st.work_left < st.min_step - 1e-9 or left < 1:
                 st.closed = True
                 continue
             out.append(replace(order, release_slot=release, gpu_hours=left))
         return out
+
+    def _steps(self, order: Order) -> tuple[float, float]:
+        """The least and most work one GPU-slot does for ``order``: slot hours x the speed of
+        its slowest and fastest class in the scenario."""
+        if not (order.reference_class or order.speed):
+            return float(self.hours), float(self.hours)
+        classes = {p.gpu_class for p in self.sc.pools}
+        if order.gpu_classes:
+            classes &= order.gpu_classes
+        speeds = [speed_of(order, c) for c in classes] or [1.0]
+        return min(speeds) * self.hours, max(speeds) * self.hours
 
     def _open_offers(self, h: int, end: int) -> list[Offer]:
         out = []
@@ -503,16 +595,24 @@ class _Simulation:
             offers=tuple(self._open_offers(h, h + n)),
             orders=tuple(orders),
             green_share=self.sc.green_share(h, n),
+            links=self.sc.links,
         )
+        carbon: dict[str, list[float]] | None = None
         if self.energy is not None:  # the hooks' values over the span, sliced to the horizon
             modelled = {p: tuple(v[h : h + n]) for p, v in self.span_green.items()}
             market = replace(market, green_share=modelled)
-            price = self.energy.carbon_price_yuan_per_t
-            if price > 0 and market.offers:
+            if self.span_carbon:
                 carbon = {p: v[h : h + n] for p, v in self.span_carbon.items()}
-                market = hooks.apply_carbon_price(market, carbon, price)
+        listed = market
+        uniform = self.policy is Policy.SUANGU
         t = time.perf_counter()
-        result = clear(market)
+        if uniform:
+            price = self.energy.carbon_price_yuan_per_t if self.energy is not None else 0.0
+            if price > 0 and market.offers and carbon is not None:
+                market = hooks.apply_carbon_price(market, carbon, price)
+            result = clear(market)
+        else:
+            result = place(market, self.policy, carbon=carbon)
         self.clear_times.append(time.perf_counter() - t)
         self.solve_times.append(float(result.timings.get("solve_s", 0.0)))
         self.clearings += 1
@@ -521,7 +621,9 @@ class _Simulation:
             self.failed += 1
             return
         settlement = settle(result)
-        problems = check_clearing(market, result) + check_settlement(market, result, settlement)
+        problems = check_clearing(market, result, uniform_prices=uniform) + check_settlement(
+            market, result, settlement
+        )
         if problems:
             raise SimulationError(
                 f"the clearing at slot {h} broke {len(problems)} rule(s): "
@@ -531,14 +633,30 @@ class _Simulation:
         self.welfare += result.welfare_fen
         self.rent += settlement.congestion_rent_fen
         self.rejected += len(result.rejected_gangs)
+        self.transfer_charged += sum(t.amount_fen for t in result.transfers)
         for f in result.fills:
             self.sold[(f.offer_id, f.slot)] += f.gpus
+            offer = self.listed[f.offer_id]
+            self.reserve_cost += offer.reserve_fen[f.slot - offer.start_slot] * f.gpus * self.hours
         states = self.by_id
         green = market.green_share
+        open_orders = {o.id: o for o in listed.orders}
         for a in result.allocations:
             st = states[a.order_id]
             st.allocated += a.gpus
             st.last_slot = max(st.last_slot, a.slot)
+            st.first_slot = a.slot if st.first_slot < 0 else min(st.first_slot, a.slot)
+            pool = self.pools[a.pool_id]
+            speed = speed_of(st.order, pool.gpu_class)
+            st.done += speed * a.gpus * self.hours
+            self.value += st.order.limit_fen * speed * a.gpus * self.hours
+            self.paid += a.price_fen * a.gpus * self.hours
+            terms = pool_terms(
+                listed, open_orders[a.order_id], pool, self.site_by_id[pool.site_id], self.links
+            )
+            if terms is not None and terms.link is not None:
+                self.transfer += terms.transfer_fen_per_gpu_slot * a.gpus
+                self.transfer_gb += terms.gb_per_gpu_slot * a.gpus
             vol = self.site_volume[self.site_of[a.pool_id]]
             vol[0] += a.gpus * self.hours
             vol[1] += a.price_fen * a.gpus * self.hours
@@ -689,13 +807,23 @@ class _Simulation:
             k.value: {"total": 0, "filled": 0, "partial": 0, "unfilled": 0} for k in OrderKind
         }
         filled = partial = unfilled = after = 0
+        asked = done = 0.0
+        waits: list[float] = []
+        firm = missed = 0
         for st in self.states:
             if st.stream.submit_slot >= span:
                 after += 1
                 continue
+            asked += _asked(st.order, self.hours)
+            done += st.done if st.order.kind is OrderKind.BATCH else st.allocated * self.hours
+            if st.first_slot >= 0:
+                waits.append(float((st.first_slot - st.stream.submit_slot) * self.hours))
+            if st.order.id in self.firm and st.order.deadline_slot <= span:
+                firm += 1
+                missed += not st.filled
             row = kinds[st.order.kind.value]
             row["total"] += 1
-            if st.allocated >= st.full > 0:
+            if st.filled:
                 filled += 1
                 row["filled"] += 1
             elif st.allocated > 0:
@@ -746,6 +874,18 @@ class _Simulation:
             methods=dict(sorted(self.methods.items())),
             energy=self._energy_summary(),
             energy_model_s=self.energy_model_s,
+            policy=self.policy.value,
+            value_fen=round(self.value),
+            listed_reserve_fen=self.reserve_cost,
+            transfer_fen=round(self.transfer),
+            transfer_gb=self.transfer_gb,
+            paid_fen=self.paid,
+            transfer_charged_fen=self.transfer_charged,
+            work_asked_h=asked,
+            work_done_h=done,
+            waits_h=tuple(waits),
+            firm_orders=firm,
+            firm_missed=missed,
         )
 
     def _energy_summary(self) -> EnergySummary | None:
@@ -851,6 +991,13 @@ class _Simulation:
         return held - posted
 
 
+def _asked(order: Order, slot_hours: int) -> float:
+    """Work an order asks for: reference GPU-hours (batch), GPU-hours (gang, service)."""
+    if order.kind is OrderKind.BATCH:
+        return float(order.gpu_hours)
+    return float(order.max_gpu_slots(slot_hours) * slot_hours)
+
+
 def _years_of(sy: SiteYear) -> range:
     """The calendar years a (possibly joined) site-year covers."""
     last = int(np.count_nonzero((sy.month[1:] == 1) & (sy.month[:-1] == 12)))
@@ -864,18 +1011,28 @@ def simulate(
     progress: Progress | None = None,
     shortfall: float = 0.0,
     seed: int = 0,
+    policy: Policy | str = Policy.SUANGU,
 ) -> SimulationReport:
     """Run ``orders`` through ``scenario`` slot by slot; see the module docs.
 
     ``shortfall`` is the probability that a lease meters less than full use in a slot (then
     between 50% and 100% of it, drawn from a generator seeded with ``seed``): the unused part
-    of the hold is released. Deterministic for the same inputs.
+    of the hold is released. ``policy`` places the work at each clearing (see
+    :mod:`suangu.sim.policies`; default ``suangu``, the clearing engine). Deterministic for the
+    same inputs.
     """
     if not 0.0 <= shortfall <= 1.0:
         raise ValidationError(
             f"must be between 0 and 1, got {shortfall}", field="shortfall", fix="e.g. 0.1"
         )
-    return _Simulation(scenario, orders, shortfall, seed, progress).run()
+    if not isinstance(policy, Policy):
+        try:
+            policy = parse_policy(policy)
+        except ValueError as err:
+            raise ValidationError(
+                str(err), field="policy", fix="fifo-home, cheapest-now, carbon-shift or suangu"
+            ) from None
+    return _Simulation(scenario, orders, shortfall, seed, progress, policy).run()
 
 
 __all__ = ["AvoidedRow", "EnergySummary", "SimulationReport", "SiteVolume", "simulate"]

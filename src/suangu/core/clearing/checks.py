@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from suangu.core.types import ClearingResult, Market, OrderKind
+from suangu.core.network import latency_ms, links_by_key, pool_terms, work_hours
+from suangu.core.types import ClearingResult, Market, Order, OrderKind, speed_of
+
+#: Tolerance of float quantities (GB, reference GPU-hours).
+EPS = 1e-6
+
+
+def _plain(order: Order) -> bool:
+    return order.data_gb == 0 and order.reference_class is None and not order.speed
 
 
 def check_clearing(
@@ -33,6 +41,11 @@ def check_clearing(
     per_order: dict[str, int] = defaultdict(int)
     green_num: dict[str, float] = defaultdict(float)
     gang_cells: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    links = links_by_key(market)
+    ref_work: dict[str, float] = defaultdict(float)  # reference GPU-hours done
+    value: dict[str, float] = defaultdict(float)  # limit x speed x GPU-hours
+    bill: dict[str, int] = defaultdict(int)  # fen paid for GPU-slots
+    moved: dict[tuple[str, str, str], float] = defaultdict(float)  # (order, from, to) -> GB
 
     for a in result.allocations:
         order = orders.get(a.order_id)
@@ -56,13 +69,33 @@ def check_clearing(
         if order.provinces and site.province not in order.provinces:
             problems.append(f"{where}: province {site.province} not allowed")
         if order.max_latency_ms is not None:
-            latency = site.latency_ms.get(order.home or "")
+            latency = latency_ms(site, order.home or "", links)
             if latency is None or latency > order.max_latency_ms:
                 problems.append(f"{where}: latency {latency} above {order.max_latency_ms} ms")
+        terms = pool_terms(market, order, pool, site, links)
+        if (
+            order.data_gb > 0
+            and order.home != site.region
+            and (order.home, site.region) not in links
+        ):
+            problems.append(f"{where}: no link {order.home} -> {site.region} for its data")
+        # The data leaves home when the clearing decides (its first slot) or at release.
+        arrival = max(order.release_slot, market.first_slot)
+        if terms is not None and a.slot < arrival + terms.delay_slots:
+            problems.append(
+                f"{where}: starts before its data arrives (slot {arrival + terms.delay_slots})"
+            )
+        speed = speed_of(order, pool.gpu_class, market.catalogue)
+        ref_work[a.order_id] += speed * a.gpus * hours
+        value[a.order_id] += order.limit_fen * speed * a.gpus * hours
+        bill[a.order_id] += a.price_fen * a.gpus * hours
+        if terms is not None and terms.link is not None:
+            moved[(a.order_id, order.home or "", site.region)] += terms.gb_per_gpu_slot * a.gpus
         if (
             order.kind is not OrderKind.GANG
             and a.price_fen > order.limit_fen
             and not (order.min_green_share > 0)
+            and _plain(order)
         ):
             problems.append(f"{where}: price {a.price_fen} above limit {order.limit_fen}")
         used[(a.pool_id, a.slot)] += a.gpus
@@ -82,23 +115,73 @@ def check_clearing(
             problems.append(f"order {order_id} slot {slot}: {gpus} GPUs > {orders[order_id].gpus}")
     for order_id, gpu_slots in per_order.items():
         order = orders[order_id]
-        if gpu_slots > order.max_gpu_slots(hours):
+        if _plain(order) and gpu_slots > order.max_gpu_slots(hours):
             problems.append(f"order {order_id}: {gpu_slots} GPU-slots above its work")
+        full_service = order.kind is OrderKind.SERVICE and order.gpu_hours == 0
+        counted = order.kind is not OrderKind.GANG and not full_service
+        if counted and ref_work[order_id] > work_hours(order, hours) + EPS:
+            problems.append(
+                f"order {order_id}: {ref_work[order_id]:.3f} reference GPU-hours above"
+                f" its work {work_hours(order, hours):g}"
+            )
         if green_num[order_id] < -1e-9:
             problems.append(f"order {order_id}: green share below {order.min_green_share}")
+        charged = bill[order_id] + result.transfer_fen(order_id)
+        if order.kind is not OrderKind.GANG and charged > value[order_id] + EPS:
+            problems.append(
+                f"order {order_id}: pays {charged} fen with transfers, above its value"
+                f" {value[order_id]:.0f}"
+            )
     for order_id, cells in gang_cells.items():
         order = orders[order_id]
         pools_used = {p for p, _ in cells}
         slots = sorted(s for _, s in cells)
+        pool = pools[next(iter(pools_used))]
+        terms = pool_terms(market, order, pool, sites[pool.site_id], links)
+        duration = order.duration_slots if terms is None else terms.duration_slots
         if (
             len(pools_used) != 1
-            or len(slots) != order.duration_slots
-            or slots != list(range(slots[0], slots[0] + order.duration_slots))
-            or per_order[order_id] != order.gpus * order.duration_slots
+            or len(slots) != duration
+            or slots != list(range(slots[0], slots[0] + duration))
+            or per_order[order_id] != order.gpus * duration
         ):
             problems.append(
-                f"gang {order_id}: not {order.gpus} GPUs x {order.duration_slots}"
-                " contiguous slots in one pool"
+                f"gang {order_id}: not {order.gpus} GPUs x {duration} contiguous slots in one pool"
+            )
+            continue
+        if terms is not None and terms.link is not None:
+            key = (order_id, order.home or "", sites[pool.site_id].region)
+            moved[key] = float(order.data_gb)
+        worth = order.limit_fen * order.gpus * order.duration_slots * hours
+        if bill[order_id] + result.transfer_fen(order_id) > worth:
+            problems.append(f"gang {order_id}: pays above its value {worth} fen with transfers")
+
+    # Data moved: the transfer records match the allocations, and no link carries more
+    # than its bandwidth over the horizon.
+    recorded: dict[tuple[str, str, str], float] = defaultdict(float)
+    for t in result.transfers:
+        recorded[(t.order_id, t.from_region, t.to_region)] += t.gb
+        if t.carrier_fen > t.gb * t.transfer_fen_per_gb + EPS or t.carrier_fen < 0:
+            problems.append(f"transfer of {t.order_id}: carrier charge {t.carrier_fen} fen wrong")
+        if t.congestion_fen > t.gb * t.congestion_fen_per_gb + EPS or t.congestion_fen < 0:
+            problems.append(f"transfer of {t.order_id}: congestion charge wrong")
+    for key in set(moved) | set(recorded):
+        if abs(moved[key] - recorded[key]) > EPS * max(1.0, moved[key]):
+            problems.append(
+                f"order {key[0]}: moves {moved[key]:.3f} GB {key[1]} -> {key[2]}, transfer"
+                f" records say {recorded[key]:.3f}"
+            )
+    per_link: dict[tuple[str, str], float] = defaultdict(float)
+    for (_, frm, to), gb in moved.items():
+        per_link[(frm, to)] += gb
+    for (frm, to), gb in per_link.items():
+        link = links.get((frm, to))
+        if link is None:
+            continue  # reported per allocation above
+        capacity = link.gb_per_slot(market.grid.slot_seconds) * market.n_slots
+        if gb > capacity * (1 + EPS) + EPS:
+            problems.append(
+                f"link {frm} -> {to}: {gb:.3f} GB moved, bandwidth allows {capacity:.3f}"
             )
 
     reserves: dict[tuple[str, int], int] = {}

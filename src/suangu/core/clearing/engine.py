@@ -7,14 +7,18 @@
   its limit is rejected and the market re-cleared (paradoxical rejection, as in EUPHEMIA): no
   order is ever paradoxically accepted, so every order is individually rational and money
   balances exactly (everyone trades at the same pool-slot prices).
-* Green-share minimums: side rows. Up to ``ClearingOptions.exact_green_columns`` bid columns
-  the LP with those rows is solved exactly (HiGHS, column generation around the network
-  optimum); larger markets price the rows into arc values by Lagrangian relaxation over
-  network solves, with a certified upper bound. Green orders' GPU-slots are rounded to whole
-  GPUs that keep every row, fixed, and the rest of the market is cleared as a network and
-  priced as above; a green order that would pay above its limit on average gives up its
-  dearest GPU-slots, and one with work left takes unsold capacity priced below its limit
-  where its green share holds. ``ClearingResult.gap`` bounds the distance to the optimum.
+* Side rows (green-share minimums, the work of orders whose classes differ in speed, link
+  bandwidth; see :mod:`suangu.core.clearing.model`): the network is solved first, and when
+  every row holds there its optimum is the answer (congestion prices 0). Otherwise, up to
+  ``ClearingOptions.exact_green_columns`` bid columns the LP with those rows is solved
+  exactly (HiGHS, column generation around the network optimum; link prices are the duals
+  of the link rows); larger markets price the rows into arc values by Lagrangian relaxation
+  over network solves, with a certified upper bound (link prices: the multipliers). The
+  held orders' GPU-slots (orders in a row) are rounded to whole GPUs that keep every row,
+  fixed, and the rest of the market is cleared as a network and priced as above; a held
+  order that would pay above its value on average (congestion included) gives up its
+  dearest GPU-slots, and one with work left takes unsold capacity priced below its value
+  where every row holds. ``ClearingResult.gap`` bounds the distance to the optimum.
 
 Prices: the *lowest* prices that support the allocation (smallest dual solution, i.e. minus
 the shortest-path distance from the sink in the residual network); a pool-slot where nothing
@@ -29,6 +33,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from suangu.core.clearing.lp import LpSolution, build_lp, solve_lp
 from suangu.core.clearing.model import (
@@ -36,6 +42,8 @@ from suangu.core.clearing.model import (
     ARC_SUPPLY,
     ARC_WORK,
     NO_SUPPLY,
+    ROW_GREEN,
+    ROW_LINK,
     SINK,
     SOURCE,
     ClearingModel,
@@ -49,9 +57,11 @@ from suangu.core.types import (
     Allocation,
     ClearingResult,
     ClearingStatus,
+    LinkPrice,
     Market,
     OfferFill,
     PoolPrice,
+    Transfer,
 )
 
 #: Flow below this is zero when reading an LP solution.
@@ -63,7 +73,8 @@ class ClearingOptions:
     time_limit_s: float = 60.0
     #: Gang placements stop at this relative gap (reported in ``ClearingResult.gap``).
     mip_rel_gap: float = 1e-4
-    #: Markets with at most this many bid columns solve green minimums as an exact LP.
+    #: Markets with at most this many bid columns solve side rows (green minimums, work of
+    #: mixed-speed orders, link bandwidth) as an exact LP; larger ones by Lagrangian pricing.
     exact_green_columns: int = 50_000
     #: Larger ones stop the Lagrangian search at this relative gap to its bound ...
     green_gap: float = 5e-4
@@ -82,6 +93,8 @@ class _Cleared:
     price_s: float = 0.0
     bound: float = np.inf  # upper bound on the welfare (objective units) when not exact
     mip_gap: float = 0.0  # relative gap the gang placements were proven within
+    #: Congestion price per link (objective units per GB), 0 where the link is not congested.
+    link_price: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
 
 def clear(market: Market, options: ClearingOptions | None = None) -> ClearingResult:
@@ -98,11 +111,14 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
     rejected: list[int] = []
     method = "network"
     try:
-        if len(model.placements) == 0 and not model.green_rows:
+        cleared, base = None, None
+        if len(model.placements) == 0:
             cleared = _clear_network(model, np.zeros(0, np.int64))
-        else:
+            if len(model.side) and _rows_broken(model, cleared.flow, cleared.placements):
+                cleared, base = None, cleared  # a side row breaks: solve with the rows
+        if cleared is None:
             method = "mip" if len(model.placements) else "lp"
-            cleared = _clear_with_gangs(model, options, rejected)
+            cleared = _clear_with_gangs(model, options, rejected, base)
     except SolverError as err:
         timings["solve_s"] = time.perf_counter() - t1
         return _result(model, None, ClearingStatus.FAILED, str(err), timings, (), method)
@@ -119,10 +135,30 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
 
 
 def _objective(model: ClearingModel, flow: IntArray, chosen: IntArray) -> float:
-    """Welfare per slot-hour of a flow plus the chosen gang placements."""
-    pl = model.placements
-    gangs = float((pl.value[chosen] * pl.gpus[chosen] * pl.duration[chosen]).sum())
+    """Welfare per slot-hour (times ``model.scale``) of a flow plus the chosen placements."""
+    gangs = float(model.placements.value[chosen].sum())
     return float(-model.cost @ flow) + gangs if flow.size else gangs
+
+
+def _row_rhs(model: ClearingModel, chosen: IntArray) -> FloatArray:
+    """Right-hand sides of the side rows left to BID arcs by the chosen placements."""
+    side = model.side
+    if not len(side):
+        return side.rhs
+    z = np.zeros(len(model.placements))
+    z[chosen] = 1.0
+    return np.asarray(side.rhs - side.pl_matrix @ z, np.float64)
+
+
+def _rows_broken(model: ClearingModel, flow: IntArray, chosen: IntArray) -> bool:
+    """Whether ``flow`` with the chosen placements breaks a side row."""
+    nb = model.side.matrix.shape[1]
+    activity = model.side.matrix @ flow[:nb].astype(np.float64)
+    return bool((activity > _row_rhs(model, chosen) + ROW_EPS).any())
+
+
+#: Tolerance of side rows (their coefficients are fractions: shares, speeds, GB).
+ROW_EPS = 1e-9
 
 
 def _gap(model: ClearingModel, cleared: _Cleared) -> float:
@@ -157,7 +193,7 @@ def _clear_network(
     cap = model.cap
     if fixed_bids is not None:
         held = np.unique(model.arc_order[: fixed_bids.size][fixed_bids > 0])
-        held = np.union1d(held, _green_orders(model))
+        held = np.union1d(held, model.held)
         cap = model.cap.copy()
         cap[(model.kind == ARC_WORK) & np.isin(model.arc_order, held)] = 0
         ps = model.head[: fixed_bids.size] - model.ps_base
@@ -176,10 +212,6 @@ def _clear_network(
     return _Cleared(flow, prices, chosen, optimal=True, price_s=time.perf_counter() - t0)
 
 
-def _green_orders(model: ClearingModel) -> IntArray:
-    return np.asarray([i for i, _, _ in model.green_rows], np.int64)
-
-
 def _prices(model: ClearingModel, flow: IntArray, cap: IntArray, fixed_use: IntArray) -> IntArray:
     """Lowest supporting prices per pool-slot; the cheapest reserve where nothing trades."""
     r_tail, r_head, r_cost = residual_arcs(model.tail, model.head, cap, model.cost, flow)
@@ -193,7 +225,9 @@ def _prices(model: ClearingModel, flow: IntArray, cap: IntArray, fixed_use: IntA
     traded = (sold > 0) | (fixed_use > 0)
     if (traded & (pot <= -INF // 2)).any():
         raise SolverError("a traded pool-slot could not be priced", fix="report this market")
-    prices = np.where(traded, pot, model.min_reserve)
+    prices = np.where(
+        traded, pot, model.min_reserve * (model.min_reserve < NO_SUPPLY) * model.scale
+    )
     return np.where(model.min_reserve >= NO_SUPPLY, 0, prices).astype(np.int64)
 
 
@@ -201,14 +235,18 @@ def _prices(model: ClearingModel, flow: IntArray, cap: IntArray, fixed_use: IntA
 
 
 def _clear_with_gangs(
-    model: ClearingModel, options: ClearingOptions, rejected: list[int]
+    model: ClearingModel,
+    options: ClearingOptions,
+    rejected: list[int],
+    base: _Cleared | None = None,
 ) -> _Cleared:
-    """MIP for the placements and LP for green minimums, then the network on the rest at fixed
-    placements and green allocations, priced.
+    """MIP for the placements and LP for side rows, then the network on the rest at fixed
+    placements and held orders' allocations, priced.
 
     At those prices, a gang that would pay above its limit is rejected and the market
-    cleared again; a green order that would pay above its limit on average gives up its
-    dearest GPU-slots (keeping its green share) until it does not."""
+    cleared again; a held order (one in a side row) that would pay above its value on
+    average gives up its dearest GPU-slots (keeping every side row) until it does not.
+    ``base`` is the network optimum when the caller already has it (a market without gangs)."""
     pl = model.placements
     deadline = time.perf_counter() + options.time_limit_s
     optimal = True
@@ -219,13 +257,12 @@ def _clear_with_gangs(
             optimal &= placed_optimally
         else:
             chosen, mip_gap = np.zeros(0, np.int64), 0.0
-        if model.green_rows:
-            fixed, green_optimal, bound = _green_bids(model, chosen, deadline, options)
-            optimal &= green_optimal
-            cleared = _settle_green(model, chosen, fixed)
+        cleared = base if base is not None and not len(pl) else _clear_network(model, chosen)
+        if len(model.side) and _rows_broken(model, cleared.flow, chosen):
+            fixed, side_optimal, bound, mu = _side_bids(model, chosen, cleared, deadline, options)
+            optimal &= side_optimal
+            cleared = _settle_held(model, chosen, fixed, mu)
             cleared.bound = bound
-        else:
-            cleared = _clear_network(model, chosen)
         losers = _gangs_above_limit(model, cleared)
         if not losers:
             cleared.optimal = optimal
@@ -253,13 +290,19 @@ def _place_gangs(
     # A first incumbent: the relaxation's placements, most decided first, where they fit.
     fixed = np.zeros(len(pl))
     left = model.offered.copy()
+    room = model.side.rhs.copy()
+    pl_cols = model.side.pl_matrix.tocsc()
     placed: set[int] = set()
     for j in np.argsort(-z, kind="stable"):
         nodes = pl.pool[j] * model.n_slots + pl.start[j] + np.arange(pl.duration[j])
         if z[j] <= 1e-9 or int(pl.order[j]) in placed or (left[nodes] < pl.gpus[j]).any():
             continue
+        col = pl_cols[:, [int(j)]].toarray().ravel()
+        if len(model.side) and bool((col > room + ROW_EPS).any()):
+            continue
         fixed[j] = 1.0
         left[nodes] -= pl.gpus[j]
+        room -= col
         placed.add(int(pl.order[j]))
     start = solve_lp(model, fixed_placements=fixed, integer=False, time_limit_s=time_limit_s)
     sol = solve_lp(
@@ -272,27 +315,98 @@ def _place_gangs(
     return np.nonzero(sol.placement > 0.5)[0], sol.optimal, sol.mip_gap
 
 
-def _settle_green(model: ClearingModel, chosen: IntArray, fixed: IntArray) -> _Cleared:
-    """Clear the rest of the market around the green orders' fixed bids, then adjust them
-    to the prices: green orders that would pay above their limit on average shed their
+def _held_arcs(model: ClearingModel) -> npt.NDArray[np.bool_]:
+    """BID arcs of the orders held out of the network when side rows bind."""
+    nb = model.side.matrix.shape[1]
+    return np.isin(model.arc_order[:nb], model.held)
+
+
+def _link_cost(model: ClearingModel, mu: FloatArray) -> FloatArray:
+    """Congestion charge per BID arc and GPU-slot (objective units) at link prices ``mu``."""
+    nb = model.side.matrix.shape[1]
+    link = model.arc_link[:nb]
+    if not mu.size or not bool((mu > 0).any()):
+        return np.zeros(nb)
+    return np.where(link >= 0, mu[np.maximum(link, 0)], 0.0) * model.arc_gb[:nb]
+
+
+def _settle_held(
+    model: ClearingModel, chosen: IntArray, fixed: IntArray, mu: FloatArray
+) -> _Cleared:
+    """Clear the rest of the market around the held orders' fixed bids, then adjust them
+    to the prices: held orders that would pay above their value on average shed their
     dearest GPU-slots, and (once) those with work left take unsold capacity priced below
-    their limit; repeat until no green order is above its limit."""
+    their value where every side row holds; repeat until no held order is above its value.
+    A link whose row ends up slack by more than one unit of its largest coefficient is not
+    congested: its price is 0."""
     cleared = _clear_network(model, chosen, fixed)
+    cleared.link_price = mu
     for round_ in range(int(fixed.sum()) + 2):
-        over = _green_above_limit(model, cleared)
-        adjusted = _shed_to_limit(model, fixed, cleared.potential, over) if over else fixed
+        over = _held_above_limit(model, cleared)
+        adjusted = _shed_to_limit(model, fixed, cleared, over, chosen) if over else fixed
         if round_ == 0:
-            adjusted = _fill_green(model, adjusted, cleared)
+            adjusted = _fill_held(model, adjusted, cleared, chosen)
         if np.array_equal(adjusted, fixed):
-            return cleared
+            break
         fixed = adjusted
         cleared = _clear_network(model, chosen, fixed)
+        cleared.link_price = mu
+    side = model.side
+    if mu.size and bool((mu > 0).any()):
+        nb = side.matrix.shape[1]
+        slack = _row_rhs(model, chosen) - side.matrix @ cleared.flow[:nb].astype(np.float64)
+        mu = mu.copy()
+        for r in np.nonzero(side.kind == ROW_LINK)[0]:
+            row = side.matrix.getrow(int(r))
+            widest = float(row.data.max()) if row.nnz else 0.0
+            if slack[r] > widest + ROW_EPS:
+                mu[side.link[r]] = 0.0
+        cleared.link_price = mu
     return cleared
 
 
-def _fill_green(model: ClearingModel, fixed: IntArray, cleared: _Cleared) -> IntArray:
-    """Green orders with work left take unsold capacity priced below their limit, where
-    their green share still holds: at the clearing prices they would want exactly that.
+def _column(csc: sp.csc_matrix, a: int) -> tuple[IntArray, FloatArray]:
+    """Side rows of BID arc ``a`` and its coefficients there (no scipy indexing: fast)."""
+    lo, hi = int(csc.indptr[a]), int(csc.indptr[a + 1])
+    return csc.indices[lo:hi], csc.data[lo:hi]
+
+
+def _fix_rows(model: ClearingModel, x: IntArray, rhs: FloatArray, csc: sp.csc_matrix) -> None:
+    """Shed whole units of ``x`` (GPU-slots per BID arc) until every side row holds: in the
+    first broken row, one live arc gives up as many units as the row needs (in a green row
+    the brownest; in a work or link row the one with the least value per unit of work or
+    GB, e.g. work away from home that pays for its data), and so on. Every step lowers the
+    total, so this ends."""
+    side = model.side
+    act = side.matrix @ x.astype(np.float64)
+    while True:
+        broken = np.nonzero(act > rhs + ROW_EPS)[0]
+        if not broken.size:
+            return
+        r = int(broken[0])
+        lo, hi = side.matrix.indptr[r], side.matrix.indptr[r + 1]
+        arcs, coef = side.matrix.indices[lo:hi], side.matrix.data[lo:hi]
+        live = (x[arcs] > 0) & (coef > 0)
+        if not live.any():  # cannot happen for a row a placement-free fill could break
+            raise SolverError("a side row could not be repaired", fix="report this market")
+        if side.kind[r] == ROW_GREEN:
+            k = int(np.argmax(np.where(live, coef, -np.inf)))
+        else:  # the least value per unit of the row (work, GB) goes first
+            per = -model.cost[arcs].astype(np.float64) / np.where(live, coef, 1.0)
+            k = int(np.argmin(np.where(live, per, np.inf)))
+        a = int(arcs[k])
+        need = int(np.ceil((act[r] - rhs[r]) / coef[k] - ROW_EPS))
+        n = max(1, min(int(x[a]), need))
+        x[a] -= n
+        rows, vals = _column(csc, a)
+        act[rows] -= n * vals
+
+
+def _fill_held(
+    model: ClearingModel, fixed: IntArray, cleared: _Cleared, chosen: IntArray
+) -> IntArray:
+    """Held orders with work left take unsold capacity priced below their value, where
+    every side row still holds: at the clearing prices they would want exactly that.
     ``fixed`` may hold fewer GPU-slots than ``cleared`` (units just shed): those are free."""
     nb = fixed.size
     ps = model.head[:nb] - model.ps_base
@@ -305,72 +419,104 @@ def _fill_green(model: ClearingModel, fixed: IntArray, cleared: _Cleared) -> Int
     used = np.bincount(model.arc_order[:nb], weights=fixed, minlength=len(model.orders))
     os_used = np.bincount(model.tail[:nb], weights=fixed, minlength=model.n_nodes)
     out = fixed.copy()
-    for i, arcs, coef in model.green_rows:
-        xa = out[arcs]
-        gain = -model.cost[arcs] - cleared.potential[ps[arcs]]
-        share = float(coef @ xa)
-        for k in np.argsort(-gain, kind="stable"):
-            if gain[k] <= 0:
-                break
-            a = int(arcs[k])
-            while (
-                used[i] < model.work[i]
-                and os_used[model.tail[a]] < model.cap[a]
-                and free[ps[a]] > 0
-                and share + float(coef[k]) >= -1e-9
-            ):
-                xa[k] += 1
-                share += float(coef[k])
-                used[i] += 1
-                os_used[model.tail[a]] += 1
-                free[ps[a]] -= 1
-        out[arcs] = xa
+    csc = model.side.matrix.tocsc()
+    rhs = _row_rhs(model, chosen)
+    act = model.side.matrix @ out.astype(np.float64)
+    gain_all = -model.cost[:nb] - cleared.potential[ps] - _link_cost(model, cleared.link_price)
+    bid_order = model.arc_order[:nb]
+    # Candidates: held orders' arcs that gain at the prices, in free pool-slots; by order,
+    # then best gain first.
+    cand = np.nonzero(_held_arcs(model) & (gain_all > 0) & (free[ps] > 0))[0]
+    cand = cand[np.lexsort((-gain_all[cand], bid_order[cand]))]
+    for a in cand.tolist():
+        i = int(bid_order[a])
+        if used[i] >= model.work[i]:
+            continue
+        n = min(
+            int(model.work[i] - used[i]),
+            int(model.cap[a] - os_used[model.tail[a]]),
+            int(free[ps[a]]),
+        )
+        if n <= 0:
+            continue
+        rows, vals = _column(csc, a)
+        pos = vals > 0
+        if pos.any():
+            r = rows[pos]
+            room = np.floor((rhs[r] - act[r]) / vals[pos] + ROW_EPS)
+            n = min(n, int(max(room.min(), 0)))
+        if n <= 0:
+            continue
+        out[a] += n
+        act[rows] += n * vals
+        used[i] += n
+        os_used[model.tail[a]] += n
+        free[ps[a]] -= n
     return out
 
 
+def _arcs_of(model: ClearingModel, i: int) -> IntArray:
+    """BID arcs of divisible order ``i`` (BID arcs are sorted by order)."""
+    nb = model.side.matrix.shape[1]
+    bid_order = model.arc_order[:nb]
+    a0 = int(np.searchsorted(bid_order, i, side="left"))
+    a1 = int(np.searchsorted(bid_order, i, side="right"))
+    return np.arange(a0, a1, dtype=np.int64)
+
+
 def _gangs_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:
-    """Accepted gangs whose bill at the clearing prices exceeds their limit, worst first."""
+    """Accepted gangs whose bill at the clearing prices (GPU-slots plus congestion on their
+    data link) exceeds their value, worst first."""
     pl = model.placements
+    mu = cleared.link_price
     worst: list[tuple[float, str, int]] = []
     for j in cleared.placements:
         nodes = pl.pool[j] * model.n_slots + pl.start[j] + np.arange(pl.duration[j])
-        bill = int(cleared.potential[nodes].sum())
-        limit = int(pl.value[j] * pl.duration[j])
-        if bill > limit:
+        bill = float(int(cleared.potential[nodes].sum()) * int(pl.gpus[j]))
+        if pl.link[j] >= 0 and mu.size:
+            bill += float(mu[pl.link[j]]) * float(pl.gb[j])
+        value = float(pl.value[j])
+        if bill > value + 1e-6:
             g = int(pl.order[j])
-            worst.append((-(bill - limit) / limit, model.gangs[g].id, g))
+            worst.append((-(bill - value) / max(value, 1.0), model.gangs[g].id, g))
     return [g for _, _, g in sorted(worst)]
 
 
-def _green_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:
-    """Rows of green orders whose average price is above their limit."""
-    over = []
-    for row, (_, arcs, _) in enumerate(model.green_rows):
-        x = cleared.flow[arcs]
-        bill = int((cleared.potential[model.head[arcs] - model.ps_base] * x).sum())
-        if bill > int((-model.cost[arcs] * x).sum()):
-            over.append(row)
-    return over
+def _held_above_limit(model: ClearingModel, cleared: _Cleared) -> list[int]:
+    """Held orders whose bill (prices plus congestion) is above their value on average."""
+    nb = model.side.matrix.shape[1]
+    ps = model.head[:nb] - model.ps_base
+    charge = cleared.potential[ps] + _link_cost(model, cleared.link_price)
+    x = cleared.flow[:nb].astype(np.float64)
+    n = len(model.orders)
+    bill = np.bincount(model.arc_order[:nb], weights=charge * x, minlength=n)
+    worth = np.bincount(model.arc_order[:nb], weights=-model.cost[:nb] * x, minlength=n)
+    over = model.held[bill[model.held] > worth[model.held] + 1e-6]
+    return [int(i) for i in over]
 
 
 def _shed_to_limit(
-    model: ClearingModel, fixed: IntArray, prices: IntArray, rows: list[int]
+    model: ClearingModel,
+    fixed: IntArray,
+    cleared: _Cleared,
+    orders: list[int],
+    chosen: IntArray,
 ) -> IntArray:
-    """Drop the dearest GPU-slots of the given green orders until each pays at most its
-    limit on average, shedding brown units as needed to keep its green share."""
+    """Drop the dearest GPU-slots of the given held orders until each pays at most its
+    value on average, shedding more as needed to keep every side row."""
     fixed = fixed.copy()
-    for row in rows:
-        _, arcs, coef = model.green_rows[row]
-        price = prices[model.head[arcs] - model.ps_base]
-        limit = -model.cost[arcs]
-        xa = fixed[arcs]
-        while int((price * xa).sum()) > int((limit * xa).sum()):
-            live = np.nonzero(xa > 0)[0]
-            xa[live[np.argmax(price[live] - limit[live])]] -= 1
-            while float(coef @ xa) < -1e-9:
-                live = np.nonzero(xa > 0)[0]
-                xa[live[np.argmin(coef[live])]] -= 1
-        fixed[arcs] = xa
+    nb = fixed.size
+    ps = model.head[:nb] - model.ps_base
+    charge = cleared.potential[ps] + _link_cost(model, cleared.link_price)
+    value = -model.cost[:nb].astype(np.float64)
+    csc = model.side.matrix.tocsc()
+    rhs = _row_rhs(model, chosen)
+    for i in orders:
+        arcs = _arcs_of(model, i)
+        while float(charge[arcs] @ fixed[arcs]) > float(value[arcs] @ fixed[arcs]) + 1e-6:
+            live = arcs[fixed[arcs] > 0]
+            fixed[live[np.argmax(charge[live] - value[live])]] -= 1
+            _fix_rows(model, fixed, rhs, csc)
     return fixed
 
 
@@ -378,51 +524,58 @@ def _shed_to_limit(
 ENTER_EPS = 1e-6
 
 
-def _green_bids(
+def _side_bids(
     model: ClearingModel,
     chosen: IntArray,
+    base: _Cleared,
     deadline: float,
     options: ClearingOptions,
-) -> tuple[IntArray, bool, float]:
-    """Whole GPU-slots per BID arc for the orders with a green minimum (0 elsewhere), and an
-    upper bound on the welfare (objective units) of any clearing with those placements.
+) -> tuple[IntArray, bool, float, FloatArray]:
+    """Whole GPU-slots per BID arc for the held orders (0 elsewhere), whether they are the
+    LP optimum's, an upper bound on the welfare (objective units) of any clearing with
+    those placements, and the congestion price of every link (objective units per GB).
 
-    Small markets solve the LP with green rows exactly; large ones price the green rows by
-    Lagrangian relaxation around the network (see :func:`_green_lagrangian`)."""
+    Small markets solve the LP with side rows exactly (link prices: the duals of the link
+    rows); large ones price the rows by Lagrangian relaxation around the network (link
+    prices: the multipliers), see :func:`_side_lagrangian`."""
     use = _placement_use(model, chosen)
+    mu = np.zeros(len(model.market.links))
+    side = model.side
     if int((model.kind == ARC_BID).sum()) <= options.exact_green_columns:
         fixed = np.zeros(len(model.placements))
         fixed[chosen] = 1.0
-        sol = _green_lp(model, chosen, fixed, deadline)
+        sol = _side_lp(model, base, fixed, deadline)
         bound = sol.objective if sol.optimal else np.inf
-        return _repair_green(model, sol.bid, use), sol.optimal, bound
-    bid, bound = _green_lagrangian(model, chosen, deadline, options)
-    return _repair_green(model, bid, use), True, bound
+        dual = np.maximum(sol.side_dual, 0.0)
+        links = side.kind == ROW_LINK
+        mu[side.link[links]] = dual[links]
+        return _repair_held(model, sol.bid, use, chosen), sol.optimal, bound, mu
+    bid, bound, eta = _side_lagrangian(model, chosen, deadline, options, base.flow)
+    links = side.kind == ROW_LINK
+    mu[side.link[links]] = eta[links]
+    return _repair_held(model, bid, use, chosen), True, bound, mu
 
 
-def _repair_green(model: ClearingModel, bid: FloatArray, use: IntArray) -> IntArray:
-    """Round green orders' bids to whole GPU-slots that keep every row: down, shed the
-    brownest units until each green minimum holds, then back up where rows allow."""
+def _repair_held(
+    model: ClearingModel, bid: FloatArray, use: IntArray, chosen: IntArray
+) -> IntArray:
+    """Round held orders' bids to whole GPU-slots that keep every row: down, shed units
+    until each side row holds (:func:`_fix_rows`), then back up where the rows allow."""
     nb = bid.size
-    x = np.zeros(nb, np.int64)
-    row_of = np.full(nb, -1, np.int64)
-    for row, (_, arcs, coef) in enumerate(model.green_rows):
-        row_of[arcs] = row
-        xa = np.floor(bid[arcs] + FLOW_EPS).astype(np.int64)
-        while float(coef @ xa) < -1e-9:
-            live = np.nonzero(xa > 0)[0]
-            xa[live[np.argmin(coef[live])]] -= 1
-        x[arcs] = xa
-    frac = bid - np.floor(bid + FLOW_EPS)
-    ups = [
-        int(a) for a in np.argsort(-frac, kind="stable") if frac[a] > FLOW_EPS and row_of[a] >= 0
-    ]
+    held = _held_arcs(model)
+    x = np.where(held, np.floor(bid + FLOW_EPS), 0).astype(np.int64)
+    rhs = _row_rhs(model, chosen)
+    csc = model.side.matrix.tocsc()
+    _fix_rows(model, x, rhs, csc)
+    frac = np.where(held, bid - np.floor(bid + FLOW_EPS), 0.0)
+    ups = [int(a) for a in np.argsort(-frac, kind="stable") if frac[a] > FLOW_EPS]
     if not ups:
         return x
     ps = model.head[:nb] - model.ps_base
     order_used = np.bincount(model.arc_order[:nb], weights=x, minlength=len(model.orders))
     os_used = np.bincount(model.tail[:nb], weights=x, minlength=model.n_nodes)
     ps_used = np.bincount(ps, weights=x, minlength=model.n_pool_slots) + use
+    act = model.side.matrix @ x.astype(np.float64)
     for a in ups:
         i, o, n = model.arc_order[a], model.tail[a], ps[a]
         if (
@@ -431,73 +584,87 @@ def _repair_green(model: ClearingModel, bid: FloatArray, use: IntArray) -> IntAr
             or ps_used[n] >= model.offered[n]
         ):
             continue
-        _, arcs, coef = model.green_rows[row_of[a]]
-        if float(coef @ x[arcs]) + float(coef[int(np.searchsorted(arcs, a))]) < -1e-9:
+        rows, vals = _column(csc, a)
+        if bool((act[rows] + vals > rhs[rows] + ROW_EPS).any()):
             continue
         x[a] += 1
+        act[rows] += vals
         order_used[i] += 1
         os_used[o] += 1
         ps_used[n] += 1
     return x
 
 
-#: Integer scale of arc costs in the Lagrangian network (1/16 fen resolution).
+#: Integer scale of arc costs in the Lagrangian network (1/16 of a cost unit).
 LAGRANGE_SCALE = 16
 
 
-def _green_lagrangian(
-    model: ClearingModel, chosen: IntArray, deadline: float, options: ClearingOptions
-) -> tuple[FloatArray, float]:
-    """Price the green rows into the arc values (v + eta * (green - min)) and solve the
+def _side_lagrangian(
+    model: ClearingModel,
+    chosen: IntArray,
+    deadline: float,
+    options: ClearingOptions,
+    base: IntArray | None = None,
+) -> tuple[FloatArray, float, FloatArray]:
+    """Price the side rows into the arc values (v - eta^T row coefficients) and solve the
     network; adjust eta by subgradient steps until the repaired clearing is within
     ``options.green_gap`` of the Lagrangian bound, or the iterations run out.
 
-    The first solve has eta = 0 (the market without green rows); orders whose row it breaks
-    start from eta = 30% of their limit, then Polyak steps follow. The returned bids are the
-    average of the iterates after the first (ergodic averaging, which converges to the LP
-    optimum where single iterates oscillate). Every Lagrangian value is an upper bound on
-    the LP optimum (weak duality over the network polytope, which is integral), so the
-    returned bound is certified."""
-    rows = list(model.green_rows)
-    nb = int((model.kind == ARC_BID).sum())
+    The first solve has eta = 0 (the market without side rows); rows it breaks start from
+    eta = 30% of the mean value of their arcs per unit of coefficient (a green row: per unit
+    of share), then Polyak steps follow. The returned bids are the average of the iterates
+    after the first (ergodic averaging, which converges to the LP optimum where single
+    iterates oscillate). Every Lagrangian value is an upper bound on the LP optimum (weak
+    duality over the network polytope, which is integral), so the returned bound is
+    certified. Also returns the final multipliers (a link row's: its congestion price).
+    ``base``, the network optimum at eta = 0 when the caller has it, saves the first solve."""
+    side = model.side
+    matrix = side.matrix
+    nb = matrix.shape[1]
+    rhs = _row_rhs(model, chosen)
     use = _placement_use(model, chosen)
     supply = np.zeros(model.n_nodes, np.int64)
     supply[SOURCE] = model.total_supply
     supply[SINK] = -model.total_supply - int(use.sum())
     supply[model.ps_base : model.ps_base + model.n_pool_slots] += use
-    value = -model.cost.astype(np.float64)  # + limit on bids, - reserve on supply
-    eta = np.zeros(len(rows))
+    value = -model.cost.astype(np.float64)  # + value on bids, - reserve on supply
+    eta = np.zeros(len(side))
     best_lower, upper = -np.inf, np.inf
     theta, stalls = 0.25, 0
     total, weight = np.zeros(nb), 0
     slack = float(model.total_supply + use.sum()) / LAGRANGE_SCALE  # rounding of costs
     fixed = _objective(model, np.zeros(0, np.int64), chosen)  # the gangs' welfare
+    held = _held_arcs(model)
     for it in range(options.green_iterations):
         adj = value.copy()
-        for k, (_, arcs, coef) in enumerate(rows):
-            adj[arcs] += eta[k] * coef
-        scaled = -np.round(adj * LAGRANGE_SCALE).astype(np.int64)
-        flow, _ = solve_min_cost_flow(
-            model.n_nodes, model.tail, model.head, model.cap, scaled, supply
-        )
-        lagrangian = float(adj @ flow) + slack + fixed
+        adj[:nb] -= matrix.T @ eta
+        if it == 0 and base is not None:
+            flow = base  # eta = 0: the network optimum itself
+        else:
+            scaled = -np.round(adj * LAGRANGE_SCALE).astype(np.int64)
+            flow, _ = solve_min_cost_flow(
+                model.n_nodes, model.tail, model.head, model.cap, scaled, supply
+            )
+        lagrangian = float(adj @ flow) + float(eta @ rhs) + slack + fixed
         if lagrangian < upper - 1e-9:
             upper, stalls = lagrangian, 0
         else:
             stalls += 1
             if stalls >= 2:
                 theta, stalls = theta / 2, 0
-        g = np.asarray([float(coef @ flow[arcs]) for _, arcs, coef in rows])
-        repaired = _repair_green(model, flow[:nb].astype(np.float64), use)
-        lower = _repaired_value(model, flow, repaired, rows, value) + fixed
+        g = rhs - matrix @ flow[:nb].astype(np.float64)
+        repaired = _repair_held(model, flow[:nb].astype(np.float64), use, chosen)
+        lower = _repaired_value(model, flow, repaired, held, value) + fixed
         best_lower = max(best_lower, lower)
         violated = np.minimum(g, 0.0)
         if it == 0:
-            if not violated.any():
-                return flow[:nb].astype(np.float64), upper  # green rows hold: optimal
-            for k, (_, arcs, _) in enumerate(rows):
-                if violated[k] < 0:
-                    eta[k] = 0.3 * float(value[arcs].mean())
+            if not (violated < -ROW_EPS).any():
+                return flow[:nb].astype(np.float64), upper, eta  # rows hold: optimal
+            for r in np.nonzero(violated < -ROW_EPS)[0]:
+                lo, hi = matrix.indptr[r], matrix.indptr[r + 1]
+                arcs, coef = matrix.indices[lo:hi], matrix.data[lo:hi]
+                per = 1.0 if side.kind[r] == ROW_GREEN else float(np.abs(coef).mean())
+                eta[r] = 0.3 * float(value[arcs].mean()) / max(per, 1e-12)
             continue
         total += flow[:nb]
         weight += 1
@@ -508,24 +675,22 @@ def _green_lagrangian(
         step = theta * (upper - best_lower) / norm
         eta = np.maximum(0.0, eta - step * np.where(eta > 0, g, violated))
     if weight == 0:
-        return flow[:nb].astype(np.float64), upper
-    return total / weight, upper
+        return flow[:nb].astype(np.float64), upper, eta
+    return total / weight, upper, eta
 
 
 def _repaired_value(
     model: ClearingModel,
     flow: IntArray,
     repaired: IntArray,
-    rows: list[tuple[int, IntArray, FloatArray]],
+    held: npt.NDArray[np.bool_],
     value: FloatArray,
 ) -> float:
-    """Welfare (objective units) of the Lagrangian flow after shedding green orders' units:
+    """Welfare (objective units) of the Lagrangian flow after shedding held orders' units:
     each shed unit loses its bid and frees its pool-slot's dearest sold supply."""
     nb = repaired.size
     total = float(value @ flow)
-    shed = np.zeros(nb, np.int64)
-    for _, arcs, _ in rows:
-        shed[arcs] = flow[arcs] - repaired[arcs]
+    shed = np.where(held, flow[:nb] - repaired, 0)
     total -= float(value[:nb] @ shed)
     ps = model.head[:nb] - model.ps_base
     freed = np.bincount(ps, weights=np.maximum(shed, 0), minlength=model.n_pool_slots)
@@ -535,23 +700,21 @@ def _repaired_value(
     return total + float(freed @ dearest)
 
 
-def _green_lp(
-    model: ClearingModel, chosen: IntArray, fixed: FloatArray, deadline: float
+def _side_lp(
+    model: ClearingModel, base: _Cleared, fixed: FloatArray, deadline: float
 ) -> LpSolution:
-    """The LP with green rows by column generation around the network optimum.
+    """The LP with side rows by column generation around the network optimum.
 
-    The network optimum without the green rows (exact, seconds) gives prices; the restricted
-    LP starts from the bid columns that carry flow or whose limit reaches the pool-slot price,
-    and left-out columns with a positive reduced profit enter until none is left, which
-    proves the restricted optimum optimal for the whole LP."""
+    The network optimum without the side rows (``base``, exact) gives prices; the
+    restricted LP starts from the bid columns that carry flow or whose value reaches the
+    pool-slot price, plus every column of the held orders, and left-out columns with a
+    positive reduced profit enter until none is left, which proves the restricted optimum
+    optimal for the whole LP."""
     arrays = build_lp(model, all_slot_rows=True)
     nb = arrays.n_bid
-    base = _clear_network(model, chosen)
-    limit = -model.cost[:nb]
+    value = -model.cost[:nb]
     ps = model.head[:nb] - model.ps_base
-    columns = (base.flow[:nb] > 0) | (limit >= base.potential[ps])
-    for _, arcs, _ in model.green_rows:
-        columns[arcs] = True
+    columns = (base.flow[:nb] > 0) | (value >= base.potential[ps]) | _held_arcs(model)
     while True:
         sol = solve_lp(
             model,
@@ -585,12 +748,19 @@ def _result(
     hours = market.grid.slot_hours
     first = market.first_slot
     n_ps = model.n_pool_slots
+    n_links = len(market.links)
     if cleared is None:
         prices = np.where(model.min_reserve >= NO_SUPPLY, 0, model.min_reserve)
         flow = np.zeros(model.n_arcs, np.int64)
         chosen = np.zeros(0, np.int64)
+        link_fen = np.zeros(n_links, np.int64)
     else:
-        prices, flow, chosen = cleared.potential, cleared.flow, cleared.placements
+        # The one place where the solver's numbers become fen: scaled potentials and
+        # congestion duals are rounded down, so that no buyer pays above its value.
+        prices = cleared.potential // model.scale
+        flow, chosen = cleared.flow, cleared.placements
+        mu = cleared.link_price if cleared.link_price.size else np.zeros(n_links)
+        link_fen = np.floor(np.maximum(mu, 0.0) * hours / model.scale + 1e-9).astype(np.int64)
 
     allocations: list[Allocation] = []
     bid_idx = np.nonzero((model.kind == ARC_BID) & (flow > 0))[0]
@@ -639,7 +809,7 @@ def _result(
                 first + k,
                 int(flow[a]),
                 int(prices[node]),
-                int(model.cost[a]),
+                int(model.cost[a]) // model.scale,
             )
         )
     fills.sort(key=lambda f: (f.offer_id, f.slot))
@@ -655,21 +825,79 @@ def _result(
         for node in np.nonzero(model.offered > 0)[0]
         for p, k in [divmod(int(node), model.n_slots)]
     ]
-    limits = {o.id: o.limit_fen for o in market.orders}
-    value = sum(limits[a.order_id] * a.gpus for a in allocations)
-    cost = sum(f.reserve_fen * f.gpus for f in fills)
+    # Welfare: the objective in whole fen (values net of carrier transfer costs).
+    bids = model.kind == ARC_BID
+    objective = int(-(model.cost[bids] @ flow[bids])) + int(model.placements.value[chosen].sum())
+    objective -= int(sum(f.reserve_fen * f.gpus for f in fills)) * model.scale
+    transfers, link_rows = _transfers(model, flow, chosen, link_fen)
     return ClearingResult(
         status=status,
         method=method,
         allocations=tuple(allocations),
         fills=tuple(fills),
         prices=tuple(price_rows),
-        welfare_fen=(value - cost) * hours,
+        welfare_fen=(objective * hours) // model.scale,
         timings=dict(timings),
         message=message,
         rejected_gangs=rejected,
         slot_hours=hours,
+        link_prices=link_rows,
+        transfers=transfers,
     )
+
+
+def _transfers(
+    model: ClearingModel, flow: IntArray, chosen: IntArray, link_fen: IntArray
+) -> tuple[tuple[Transfer, ...], tuple[LinkPrice, ...]]:
+    """Data each order moves over each link, and what it is charged: the carrier's price
+    and the link's congestion price per GB, each rounded down to whole fen per record."""
+    market = model.market
+    moved: dict[tuple[int, int], float] = {}  # (order row, link) -> GB; gangs after orders
+    nb = model.side.matrix.shape[1]
+    arcs = np.nonzero((flow[:nb] > 0) & (model.arc_link[:nb] >= 0))[0]
+    for a in arcs:
+        key = (int(model.arc_order[a]), int(model.arc_link[a]))
+        moved[key] = moved.get(key, 0.0) + float(flow[a]) * float(model.arc_gb[a])
+    pl = model.placements
+    n_div = len(model.orders)
+    for j in chosen:
+        if pl.link[j] >= 0:
+            key = (n_div + int(pl.order[j]), int(pl.link[j]))
+            moved[key] = moved.get(key, 0.0) + float(pl.gb[j])
+    records = []
+    per_link = np.zeros(len(market.links))
+    for (row, k), gb in moved.items():
+        order = model.orders[row] if row < n_div else model.gangs[row - n_div]
+        link = market.links[k]
+        carrier = int(np.floor(gb * link.price_fen_per_gb + 1e-9))
+        congestion = int(np.floor(gb * int(link_fen[k]) + 1e-9))
+        per_link[k] += gb
+        records.append(
+            Transfer(
+                order.id,
+                order.buyer_id,
+                link.from_region,
+                link.to_region,
+                gb,
+                link.price_fen_per_gb,
+                int(link_fen[k]),
+                carrier,
+                congestion,
+            )
+        )
+    records.sort(key=lambda t: (t.order_id, t.from_region, t.to_region))
+    links = tuple(
+        LinkPrice(
+            link.from_region,
+            link.to_region,
+            int(link_fen[k]),
+            link.price_fen_per_gb,
+            float(per_link[k]),
+            link.gb_per_slot(market.grid.slot_seconds) * market.n_slots,
+        )
+        for k, link in enumerate(market.links)
+    )
+    return tuple(records), links
 
 
 __all__ = ["ClearingOptions", "clear"]

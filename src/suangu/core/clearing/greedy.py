@@ -15,6 +15,12 @@ The rule, as a simple exchange or a first-come scheduler would run it:
 4. Green minimums are enforced cell by cell, which is stricter than the clearing's
    order-level average: an order with ``min_green_share`` only uses pool-slots whose green
    share is at least that minimum.
+5. Networks and speeds follow :mod:`suangu.core.network`: latency through links, a data
+   link to every region away from home, the transfer delay before the start, work in
+   reference GPU-hours (a GPU-slot on class ``c`` does ``speed(c) * slot_hours``) and a value
+   of ``limit * speed(c)`` per GPU-hour less the transfer cost. A link is used only while it
+   has room for the order's whole data (so no link ever carries more than its bandwidth);
+   the carrier's price is billed in ``ClearingResult.transfers``, with no congestion price.
 
 Pricing is pay-as-bid, so there is no uniform price:
 
@@ -39,23 +45,24 @@ second.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from suangu.core.network import PoolTerms, links_by_key, pool_terms
 from suangu.core.types import (
     Allocation,
     ClearingResult,
     ClearingStatus,
+    Link,
+    LinkPrice,
     Market,
     OfferFill,
     Order,
     OrderKind,
-    Pool,
     PoolPrice,
-    Site,
+    Transfer,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -128,39 +135,62 @@ def supply_table(market: Market) -> SupplyTable:
     return SupplyTable(t_res.reshape(cube), t_cap.reshape(cube), t_off.reshape(cube))
 
 
-def eligible_pools(order: Order, pools: tuple[Pool, ...], sites: Mapping[str, Site]) -> IntArray:
-    """Indices of the pools ``order`` may use: GPU class, regions, provinces and latency."""
-    out = []
-    for p, pool in enumerate(pools):
-        site = sites[pool.site_id]
-        if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
-            continue
-        if order.regions and site.region not in order.regions:
-            continue
-        if order.provinces and site.province not in order.provinces:
-            continue
-        if order.max_latency_ms is not None:
-            latency = site.latency_ms.get(order.home or "")
-            if latency is None or latency > order.max_latency_ms:
-                continue
-        out.append(p)
-    return np.asarray(out, dtype=np.int64)
+def eligible_pools(market: Market, order: Order) -> IntArray:
+    """Indices of the pools ``order`` may use: GPU class, residency, latency (through the
+    market's links) and a data link away from home (:func:`~suangu.core.network.pool_terms`)."""
+    sites = {s.id: s for s in market.sites}
+    links = links_by_key(market)
+    return np.asarray(
+        [
+            p
+            for p, pool in enumerate(market.pools)
+            if pool_terms(market, order, pool, sites[pool.site_id], links) is not None
+        ],
+        dtype=np.int64,
+    )
 
 
 class EligibilityCache:
     """:func:`eligible_pools` memoised on the order's filters (orders often share them)."""
 
     def __init__(self, market: Market) -> None:
+        self._market = market
         self._pools = market.pools
         self._sites = {s.id: s for s in market.sites}
+        self._links = links_by_key(market)
         self._cache: dict[tuple[object, ...], IntArray] = {}
+        self._terms: dict[str, list[PoolTerms]] = {}
 
     def __call__(self, order: Order) -> IntArray:
-        key = (order.gpu_classes, order.regions, order.provinces, order.home, order.max_latency_ms)
+        plain = order.data_gb == 0 and order.reference_class is None and not order.speed
+        key: tuple[object, ...] = (
+            order.gpu_classes,
+            order.regions,
+            order.provinces,
+            order.home,
+            order.max_latency_ms,
+        )
+        if not plain:
+            key = (*key, order.data_gb)
         found = self._cache.get(key)
         if found is None:
-            found = eligible_pools(order, self._pools, self._sites)
+            found = eligible_pools(self._market, order)
             self._cache[key] = found
+        return found
+
+    def terms(self, order: Order) -> list[PoolTerms]:
+        """Terms of ``order`` in each of its eligible pools, in the order of ``self(order)``."""
+        found = self._terms.get(order.id)
+        if found is None:
+            found = []
+            for p in self(order).tolist():
+                pool = self._pools[p]
+                terms = pool_terms(
+                    self._market, order, pool, self._sites[pool.site_id], self._links
+                )
+                assert terms is not None
+                found.append(terms)
+            self._terms[order.id] = found
         return found
 
 
@@ -209,6 +239,10 @@ def greedy_clear(market: Market) -> ClearingResult:
     queue = sorted(
         range(len(market.orders)), key=lambda i: (-market.orders[i].limit_fen, market.orders[i].id)
     )
+    link_index = {link.key: k for k, link in enumerate(market.links)}
+    link_room = np.asarray(
+        [link.gb_per_slot(market.grid.slot_seconds) * market.n_slots for link in market.links]
+    )
     for i in queue:
         order = market.orders[i]
         lo = max(order.release_slot, first) - first
@@ -218,13 +252,70 @@ def greedy_clear(market: Market) -> ClearingResult:
         pools = eligible(order)
         if pools.size == 0:
             continue
+        plain = order.data_gb == 0 and order.reference_class is None and not order.speed
+        if plain:
+            if order.kind is OrderKind.GANG:
+                _place_gang(i, order, pools, lo, hi, reserve, cap, green, book)
+            else:
+                _fill_divisible(i, order, pools, lo, hi, hours, reserve, cap, green, book)
+            continue
+        terms = eligible.terms(order)
+        room = [
+            t.link is None or link_room[link_index[t.link.key]] >= order.data_gb - 1e-9
+            for t in terms
+        ]
+        pools = pools[np.asarray(room, bool)]
+        terms = [t for t, ok in zip(terms, room, strict=True) if ok]
+        if not terms:
+            continue
+        n_before = len(book.gpus)
         if order.kind is OrderKind.GANG:
-            _place_gang(i, order, pools, lo, hi, reserve, cap, green, book)
+            # One pass per group of pools with the same duration and delay; cheapest wins.
+            groups: dict[tuple[int, int], list[int]] = {}
+            for k, t in enumerate(terms):
+                groups.setdefault((t.duration_slots, t.delay_slots), []).append(k)
+            best: _GangPick | None = None
+            for (d, delay), ks in sorted(groups.items()):
+                values = np.asarray([_gang_value(order, terms[k], hours) for k in ks])
+                pick = _best_gang(
+                    order.gpus,
+                    d,
+                    pools[ks],
+                    lo + delay,
+                    hi,
+                    reserve,
+                    cap,
+                    green,
+                    order.min_green_share,
+                    values,
+                )
+                if pick is not None and (best is None or pick.cost < best.cost):
+                    best = pick
+            if best is not None:
+                best.book(i, cap, book)
         else:
-            _fill_divisible(i, order, pools, lo, hi, hours, reserve, cap, green, book)
+            _fill_divisible(i, order, pools, lo, hi, hours, reserve, cap, green, book, terms=terms)
+        for k in range(n_before, len(book.gpus)):
+            for p, n in zip(book.pool[k].tolist(), book.gpus[k].tolist(), strict=True):
+                t = terms[int(np.searchsorted(pools, p))]
+                if t.link is not None:
+                    link_room[link_index[t.link.key]] -= n * t.gb_per_gpu_slot
     timings["solve_s"] = time.perf_counter() - t1
-    result = _result(market, table, offer_of, book, timings)
+    result = _result(market, table, offer_of, book, timings, eligible)
     return result
+
+
+def _gang_value(order: Order, terms: PoolTerms, hours: int) -> float:
+    """Value per GPU-hour of a gang in a pool: its work's worth less the transfer cost, over
+    the GPU-hours it books there."""
+    transfer = 0 if terms.link is None else order.data_gb * terms.link.price_fen_per_gb
+    worth = order.limit_fen * order.gpus * order.duration_slots * hours - transfer
+    return worth / (order.gpus * terms.duration_slots * hours)
+
+
+def _value(order: Order, terms: PoolTerms, hours: int) -> float:
+    """Value per GPU-hour of ``order`` in a pool: limit x speed less the transfer cost."""
+    return order.limit_fen * terms.speed - terms.transfer_fen_per_gpu_slot / hours
 
 
 def _fill_divisible(
@@ -238,13 +329,26 @@ def _fill_divisible(
     cap: IntArray,
     green: FloatArray,
     book: _Book,
+    terms: list[PoolTerms] | None = None,
 ) -> None:
     work = order.max_gpu_slots(hours)
+    if terms is None:
+        speed = np.ones(pools.size)
+        limit = np.full(pools.size, float(order.limit_fen))
+        delay = np.zeros(pools.size, np.int64)
+    else:
+        speed = np.asarray([t.speed for t in terms])
+        limit = np.asarray([_value(order, t, hours) for t in terms])
+        delay = np.asarray([t.delay_slots for t in terms], np.int64)
+    full_service = order.kind is OrderKind.SERVICE and order.gpu_hours == 0
+    if terms is not None and not full_service:
+        work = order.gpus * (hi - lo)  # bounded below by the reference work
     if work <= 0:
         return
     r = reserve[pools, lo:hi]  # (eligible pools, window, ranks)
     c = cap[pools, lo:hi]
-    ok = (c > 0) & (r < order.limit_fen)
+    ok = (c > 0) & (r < limit[:, None, None])
+    ok &= (np.arange(hi - lo)[None, :] >= delay[:, None])[:, :, None]
     if order.min_green_share > 0:
         ok &= (green[pools, lo:hi] >= order.min_green_share)[:, :, None]
     flat = np.flatnonzero(ok)
@@ -275,6 +379,12 @@ def _fill_divisible(
     # At most the order's work in total, cheapest first.
     done = np.cumsum(take) - take
     take = np.minimum(np.maximum(work - done, 0), take)
+    if terms is not None and not full_service:
+        # Work in reference GPU-hours: a GPU-slot on pool p does speed[p] * hours of it.
+        per = speed[pe[by_price]] * hours
+        done_ref = np.cumsum(take * per) - take * per
+        left = np.floor((float(order.gpu_hours) - done_ref) / per + 1e-9).astype(np.int64)
+        take = np.minimum(np.maximum(left, 0), take)
     sel = np.flatnonzero(take > 0)
     if sel.size == 0:
         return
@@ -298,35 +408,80 @@ def _place_gang(
     green: FloatArray,
     book: _Book,
 ) -> None:
-    g, d = order.gpus, order.duration_slots
-    if hi - lo < d:
-        return
+    values = np.full(pools.size, float(order.limit_fen))
+    pick = _best_gang(
+        order.gpus,
+        order.duration_slots,
+        pools,
+        lo,
+        hi,
+        reserve,
+        cap,
+        green,
+        order.min_green_share,
+        values,
+    )
+    if pick is not None:
+        pick.book(i, cap, book)
+
+
+@dataclass(frozen=True)
+class _GangPick:
+    cost: int
+    pool: IntArray
+    slot: IntArray
+    rank: IntArray
+    amount: IntArray
+
+    def book(self, i: int, cap: IntArray, book: _Book) -> None:
+        cap[self.pool, self.slot, self.rank] -= self.amount
+        book.add(i, self.pool, self.slot, self.rank, self.amount)
+
+
+def _best_gang(
+    g: int,
+    d: int,
+    pools: IntArray,
+    lo: int,
+    hi: int,
+    reserve: IntArray,
+    cap: IntArray,
+    green: FloatArray,
+    min_green: float,
+    values: FloatArray,
+) -> _GangPick | None:
+    """The cheapest placement of ``g`` GPUs for ``d`` contiguous slots in one of ``pools``
+    within ``[lo, hi)``, using cells whose reserve is below the pool's value per GPU-hour."""
+    if hi - lo < d or d <= 0:
+        return None
     r = reserve[pools, lo:hi]
-    usable = (cap[pools, lo:hi] > 0) & (r < order.limit_fen)
+    usable = (cap[pools, lo:hi] > 0) & (r < values[:, None, None])
     c = np.where(usable, cap[pools, lo:hi], 0)
     cum = np.cumsum(c, axis=2)
     take = np.clip(g - (cum - c), 0, c)  # cheapest offers of each pool-slot first
     cell_ok = cum[:, :, -1] >= g
-    if order.min_green_share > 0:
-        cell_ok &= green[pools, lo:hi] >= order.min_green_share
+    if min_green > 0:
+        cell_ok &= green[pools, lo:hi] >= min_green
     cell_cost = (take * np.where(usable, r, 0)).sum(axis=2)
     zero = np.zeros((len(pools), 1), np.int64)
     bad = np.concatenate([zero, np.cumsum(~cell_ok, axis=1)], axis=1)
     cost = np.concatenate([zero, np.cumsum(np.where(cell_ok, cell_cost, 0), axis=1)], axis=1)
     fits = (bad[:, d:] - bad[:, :-d]) == 0  # (pools, starts)
     if not fits.any():
-        return
+        return None
     total = np.where(fits, cost[:, d:] - cost[:, :-d], np.iinfo(np.int64).max)
     # Cheapest; ties: earlier start, then pool order (argmin of start-major order).
     best = int(np.argmin(total.T))
     start, pe = divmod(best, len(pools))
     cells = take[pe, start : start + d]  # (d, ranks)
     k, rank = np.nonzero(cells)
-    pool = np.full(k.size, pools[pe], np.int64)
-    slot = lo + start + k
-    amount = cells[k, rank]
-    cap[pool, slot, rank] -= amount
-    book.add(i, pool, slot, rank.astype(np.int64), amount)
+    return _GangPick(
+        int(total[pe, start]),
+        np.full(k.size, pools[pe], np.int64),
+        (lo + start + k).astype(np.int64),
+        rank.astype(np.int64),
+        cells[k, rank].astype(np.int64),
+    )
 
 
 def _result(
@@ -335,6 +490,7 @@ def _result(
     offer_of: IntArray,
     book: _Book,
     timings: dict[str, float],
+    eligible: EligibilityCache,
 ) -> ClearingResult:
     t0 = time.perf_counter()
     hours = market.grid.slot_hours
@@ -351,12 +507,55 @@ def _result(
     a_order, rest = np.divmod(a_keys, n_pools * n_slots)
     a_pool, a_slot = np.divmod(rest, n_slots)
     allocations = []
+    moved: dict[tuple[int, Link], float] = {}
     for oi, p, k, n in zip(
         a_order.tolist(), a_pool.tolist(), a_slot.tolist(), a_gpus.tolist(), strict=True
     ):
         o = orders[oi]
-        allocations.append(Allocation(o.id, o.buyer_id, pools[p].id, first + k, n, o.limit_fen))
+        price = o.limit_fen
+        if o.data_gb or o.reference_class is not None or o.speed:
+            eligible_pools_ = eligible(o)
+            t = eligible.terms(o)[int(np.searchsorted(eligible_pools_, p))]
+            gang = o.kind is OrderKind.GANG
+            price = int(np.floor((_gang_value if gang else _value)(o, t, hours) + 1e-9))
+            if t.link is not None:
+                gb = float(o.data_gb) if gang else n * t.gb_per_gpu_slot
+                moved[(oi, t.link)] = moved.get((oi, t.link), 0.0) + gb
+        allocations.append(Allocation(o.id, o.buyer_id, pools[p].id, first + k, n, price))
     allocations.sort(key=lambda a: (a.order_id, a.slot, a.pool_id))
+    transfers = []
+    per_link: dict[tuple[str, str], float] = {}
+    for (oi, link), gb in moved.items():
+        o = orders[oi]
+        if o.kind is OrderKind.GANG:
+            gb = float(o.data_gb)  # the whole data, once
+        per_link[link.key] = per_link.get(link.key, 0.0) + gb
+        carrier = int(np.floor(gb * link.price_fen_per_gb + 1e-9))
+        transfers.append(
+            Transfer(
+                o.id,
+                o.buyer_id,
+                link.from_region,
+                link.to_region,
+                gb,
+                link.price_fen_per_gb,
+                0,
+                carrier,
+                0,
+            )
+        )
+    transfers.sort(key=lambda t: (t.order_id, t.from_region, t.to_region))
+    link_prices = tuple(
+        LinkPrice(
+            link.from_region,
+            link.to_region,
+            0,
+            link.price_fen_per_gb,
+            per_link.get(link.key, 0.0),
+            link.gb_per_slot(market.grid.slot_seconds) * market.n_slots,
+        )
+        for link in market.links
+    )
 
     # Fills: one per (offer, slot), priced at the provider's reserve.
     f_offer = offer_of[pool, slot, rank]
@@ -395,6 +594,8 @@ def _result(
         for c in np.flatnonzero(offered > 0).tolist()
     ]
 
+    # Welfare: what buyers pay (their value, pay-as-bid) less reserves; transfer costs are
+    # already out of the non-plain orders' prices.
     value = sum(a.price_fen * a.gpus for a in allocations)
     cost = sum(f.reserve_fen * f.gpus for f in fills)
     timings["result_s"] = time.perf_counter() - t0
@@ -408,6 +609,8 @@ def _result(
         timings=timings,
         message="pay-as-bid: allocations at the buyer's limit, fills at the reserve",
         slot_hours=hours,
+        link_prices=link_prices,
+        transfers=tuple(transfers),
     )
 
 

@@ -54,6 +54,7 @@ class LpSolution:
     placement: FloatArray  # 0/1 per gang placement (rounded)
     placement_value: FloatArray  # the solver's values, fractional in an LP relaxation
     bid_reduced: FloatArray  # reduced profit of every BID column (LP only; 0 for a MIP)
+    side_dual: FloatArray  # dual of every side row (LP only; >= 0 when binding)
     objective: float
     optimal: bool
     mip_gap: float
@@ -72,6 +73,8 @@ class LpArrays:
     n_bid: int
     n_supply: int
     n_placement: int
+    side_row0: int  # first side row
+    n_side: int
 
 
 def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
@@ -137,12 +140,18 @@ def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
     upper.append(np.zeros(all_ps.size))
     r += all_ps.size
 
-    # Green rows: sum (green - min) * x >= 0 over the order's bid arcs.
-    for _, arcs, coef in model.green_rows:
-        add(np.full(arcs.size, r), arcs, coef)
-        lower.append(np.zeros(1))
-        upper.append(np.full(1, np.inf))
-        r += 1
+    # Side rows (green, work, link): coef @ bids + pl_coef @ placements <= rhs.
+    side = model.side
+    side_row0 = r
+    if len(side):
+        coo = side.matrix.tocoo()
+        add(r + coo.row, coo.col, coo.data)
+        pcoo = side.pl_matrix.tocoo()
+        if pcoo.nnz:
+            add(r + pcoo.row, nb + ns + pcoo.col, pcoo.data)
+        lower.append(np.full(len(side), -np.inf))
+        upper.append(side.rhs.astype(np.float64))
+        r += len(side)
 
     # Gang rows: at most one placement per gang order.
     if npl:
@@ -159,7 +168,7 @@ def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
         [
             -model.cost[bid_idx].astype(np.float64),  # limit per GPU-slot
             -model.cost[sup_idx].astype(np.float64),  # minus reserve
-            (pl.value * pl.gpus * pl.duration).astype(np.float64),
+            pl.value.astype(np.float64),
         ]
     )
     col_upper = np.concatenate([model.cap[bid_idx], model.cap[sup_idx], np.ones(npl)])
@@ -173,6 +182,8 @@ def build_lp(model: ClearingModel, *, all_slot_rows: bool = False) -> LpArrays:
         n_bid=nb,
         n_supply=ns,
         n_placement=npl,
+        side_row0=side_row0,
+        n_side=len(side),
     )
 
 
@@ -262,6 +273,7 @@ def solve_lp(
             placement=np.zeros(npl),
             placement_value=np.zeros(npl),
             bid_reduced=zeros,
+            side_dual=np.zeros(a.n_side),
             objective=0.0,
             optimal=True,
             mip_gap=0.0,
@@ -274,10 +286,13 @@ def solve_lp(
     x[keep] = np.asarray(solution.col_value)
     info = h.getInfo()
     reduced = np.zeros(nb)
+    side_dual = np.zeros(a.n_side)
     if not is_mip and solution.dual_valid:
         # HiGHS: reduced cost = cost - A^T y; for a maximisation a column at 0 with a
         # positive reduced cost would improve the objective.
-        reduced = a.cost[:nb] - a.matrix[:, :nb].T @ np.asarray(solution.row_dual)
+        row_dual = np.asarray(solution.row_dual)
+        reduced = a.cost[:nb] - a.matrix[:, :nb].T @ row_dual
+        side_dual = row_dual[a.side_row0 : a.side_row0 + a.n_side]
     gap = float(info.mip_gap) if is_mip else 0.0
     return LpSolution(
         bid=x[:nb],
@@ -285,6 +300,7 @@ def solve_lp(
         placement=np.round(x[nb + ns :]),
         placement_value=x[nb + ns :],
         bid_reduced=reduced,
+        side_dual=side_dual,
         objective=float(info.objective_function_value),
         optimal=status in ok,
         mip_gap=gap if np.isfinite(gap) else 0.0,

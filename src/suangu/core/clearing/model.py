@@ -14,7 +14,22 @@ for an order with a green minimum, slots greener than its minimum: they can pay 
 themselves by making room for cheaper brown slots).
 
 Gang orders are not arcs: each feasible placement (pool, first slot) is a column that a
-mixed-integer program picks at most once per order. Green-share minimums are side rows.
+mixed-integer program picks at most once per order.
+
+Networks and speeds (see :mod:`suangu.core.network`): an arc's value per GPU-hour is
+``limit * speed(class) - transfer cost per GPU-hour`` away from home, and the order-slot ->
+pool-slot arcs of a pool start only after the order's data transfer delay. Values that are not
+whole fen are scaled by :data:`FINE_SCALE` (costs in 1/100 fen, rounded down so that no buyer
+is ever priced above its value); ``ClearingModel.scale`` says which.
+
+Side rows (``coef @ x <= rhs`` over BID arcs and gang placements), each checked against the
+network optimum first and only solved as rows when it breaks one:
+
+* green-share minimums: ``sum (min_green - green[p,t]) * x <= 0``;
+* work of an order whose eligible classes differ in speed: ``sum speed * slot_hours * x <=
+  work_hours`` (its network work arc allows the most GPU-slots at its slowest class);
+* link bandwidth: GB moved per GPU-slot over each link ``<= bandwidth x horizon``, built only
+  when the orders that could use the link hold more data than it can carry.
 """
 
 from __future__ import annotations
@@ -24,8 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
-from suangu.core.types import Market, Order, OrderKind, Pool, Site
+from suangu.core.network import PoolTerms, latency_ms, links_by_key, pool_terms, work_hours
+from suangu.core.types import Link, Market, Order, OrderKind, Pool, Site
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -42,6 +59,14 @@ ARC_SLOT = 2  # order -> order-slot
 ARC_BID = 3  # order-slot -> pool-slot
 ARC_SUPPLY = 4  # pool-slot -> T
 
+#: Cost scale of markets with speeds or transfer costs (1/100 fen); 1 elsewhere.
+FINE_SCALE = 100
+
+# Side-row kinds.
+ROW_GREEN = 0
+ROW_WORK = 1
+ROW_LINK = 2
+
 
 @dataclass(frozen=True)
 class GangPlacements:
@@ -52,10 +77,30 @@ class GangPlacements:
     start: IntArray  # first slot, relative to the horizon
     gpus: IntArray
     duration: IntArray
-    value: IntArray  # limit per GPU-hour (objective: value * gpus * duration)
+    value: IntArray  # objective value of the whole placement (scaled, net of transfer cost)
+    link: IntArray  # index into market.links of the data's link, -1 at home
+    gb: FloatArray  # GB the placement moves over its link
 
     def __len__(self) -> int:
         return int(self.order.shape[0])
+
+
+@dataclass(frozen=True)
+class SideRows:
+    """Rows ``matrix @ bids + pl_matrix @ placements <= rhs`` beside the network."""
+
+    matrix: sp.csr_matrix  # rows x BID arcs
+    pl_matrix: sp.csr_matrix  # rows x gang placements
+    rhs: FloatArray
+    kind: IntArray  # ROW_*
+    link: IntArray  # link index of ROW_LINK rows, -1 otherwise
+    order: IntArray  # divisible order of ROW_GREEN / ROW_WORK rows, -1 otherwise
+
+    def __len__(self) -> int:
+        return int(self.rhs.shape[0])
+
+    def rows_of_arcs(self) -> sp.csc_matrix:
+        return self.matrix.tocsc()
 
 
 @dataclass(frozen=True)
@@ -82,9 +127,14 @@ class ClearingModel:
     min_reserve: IntArray  # cheapest offered reserve per pool-slot, NO_SUPPLY if none
     offered: IntArray  # GPUs offered per pool-slot
     work: IntArray  # most GPU-slots each divisible order can take
-    green_rows: tuple[tuple[int, IntArray, FloatArray], ...]  # (order, BID arcs, coefficients)
+    side: SideRows
+    held: IntArray  # divisible orders with a BID arc in some side row (sorted)
+    arc_link: IntArray  # per BID arc: link index of the data it moves, -1 at home
+    arc_gb: FloatArray  # per BID arc: GB moved per GPU-slot
+    arc_speed: FloatArray  # per BID arc: reference GPU-hours per GPU-hour
     placements: GangPlacements
     total_supply: int
+    scale: int  # arc costs are fen per GPU-hour times this
 
     @property
     def n_arcs(self) -> int:
@@ -99,27 +149,69 @@ class ClearingModel:
         return rel // self.n_slots, rel % self.n_slots
 
 
-def _eligible_pools(order: Order, pools: tuple[Pool, ...], sites: Mapping[str, Site]) -> IntArray:
-    out = []
+def _plain(order: Order) -> bool:
+    """No data, no reference class, no speed overrides: today's order."""
+    return order.data_gb == 0 and order.reference_class is None and not order.speed
+
+
+@dataclass(frozen=True)
+class _Eligible:
+    """Pools an order may use (indices) and its terms in each."""
+
+    pools: IntArray
+    terms: tuple[PoolTerms, ...]
+
+
+def _eligible_pools(
+    market: Market,
+    order: Order,
+    pools: tuple[Pool, ...],
+    sites: Mapping[str, Site],
+    links: Mapping[tuple[str, str], Link],
+) -> _Eligible:
+    if _plain(order):  # today's filters only: no data, speed 1 (fast path)
+        plain = PoolTerms(1.0, 0, None, 0.0, order.duration_slots)
+        out = [
+            p for p, pool in enumerate(pools) if _passes(order, pool, sites[pool.site_id], links)
+        ]
+        return _Eligible(np.asarray(out, np.int64), (plain,) * len(out))
+    found = []
     for p, pool in enumerate(pools):
-        site = sites[pool.site_id]
-        if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
-            continue
-        if order.regions and site.region not in order.regions:
-            continue
-        if order.provinces and site.province not in order.provinces:
-            continue
-        if order.max_latency_ms is not None:
-            assert order.home is not None
-            latency = site.latency_ms.get(order.home)
-            if latency is None or latency > order.max_latency_ms:
-                continue
-        out.append(p)
-    return np.asarray(out, dtype=np.int64)
+        terms = pool_terms(market, order, pool, sites[pool.site_id], links)
+        if terms is not None:
+            found.append((p, terms))
+    return _Eligible(np.asarray([p for p, _ in found], np.int64), tuple(t for _, t in found))
+
+
+def _passes(order: Order, pool: Pool, site: Site, links: Mapping[tuple[str, str], Link]) -> bool:
+    """GPU class, residency and latency (what a plain order's eligibility depends on)."""
+    if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
+        return False
+    if order.regions and site.region not in order.regions:
+        return False
+    if order.provinces and site.province not in order.provinces:
+        return False
+    if order.max_latency_ms is not None:
+        lat = latency_ms(site, order.home or "", links)
+        return lat is not None and lat <= order.max_latency_ms
+    return True
 
 
 def _filter_key(order: Order) -> tuple[object, ...]:
-    return (order.gpu_classes, order.regions, order.provinces, order.home, order.max_latency_ms)
+    key = (
+        order.gpu_classes,
+        order.regions,
+        order.provinces,
+        order.home,
+        order.max_latency_ms,
+        order.duration_slots,  # a gang's duration on each class
+    )
+    if _plain(order):
+        return key
+    # Terms also depend on data, speeds and the work's shape.
+    shape = (order.kind, order.gpus, order.gpu_hours, order.window, order.duration_slots)
+    speeds = tuple(sorted(order.speed.items()))
+    return (*key, order.data_gb, order.reference_class, speeds, shape)
 
 
 def build_model(market: Market) -> ClearingModel:
@@ -130,6 +222,9 @@ def build_model(market: Market) -> ClearingModel:
     sites = {s.id: s for s in market.sites}
     pool_index = {p.id: i for i, p in enumerate(pools)}
     n_ps = len(pools) * n_slots
+    scale = 1 if all(_plain(o) for o in market.orders) else FINE_SCALE
+    link_index = {link.key: k for k, link in enumerate(market.links)}
+    links = links_by_key(market)
 
     # --- supply: one arc per offer and horizon slot with GPUs offered -------------------------
     sup_node, sup_cap, sup_cost, sup_offer, sup_slot = [], [], [], [], []
@@ -155,6 +250,7 @@ def build_model(market: Market) -> ClearingModel:
     min_reserve = np.full(n_ps, NO_SUPPLY, np.int64)
     np.minimum.at(min_reserve, s_node, s_cost)
     offered = np.bincount(s_node, weights=s_cap, minlength=n_ps).astype(np.int64)
+    scaled_reserve = np.where(min_reserve >= NO_SUPPLY, NO_SUPPLY, min_reserve * scale)
 
     green = np.zeros(n_ps, np.float64)
     for pool_id, shares in market.green_share.items():
@@ -163,28 +259,62 @@ def build_model(market: Market) -> ClearingModel:
 
     divisible = tuple(o for o in market.orders if o.kind is not OrderKind.GANG)
     gangs = tuple(o for o in market.orders if o.kind is OrderKind.GANG)
-    eligible_cache: dict[tuple[object, ...], IntArray] = {}
+    eligible_cache: dict[tuple[object, ...], _Eligible] = {}
 
-    def eligible(order: Order) -> IntArray:
+    def eligible(order: Order) -> _Eligible:
         key = _filter_key(order)
         if key not in eligible_cache:
-            eligible_cache[key] = _eligible_pools(order, pools, sites)
+            eligible_cache[key] = _eligible_pools(market, order, pools, sites, links)
         return eligible_cache[key]
 
-    # --- bids: order-slot -> pool-slot arcs, vectorised over blocks of orders -----------------
+    # --- per (order, pool): eligibility, earliest slot, value, data moved ----------------------
     n_orders = len(divisible)
     n_pools = len(pools)
     hours = market.grid.slot_hours
     order_base = 2
     limit = np.asarray([o.limit_fen for o in divisible], np.int64)
     gpus = np.asarray([o.gpus for o in divisible], np.int64)
-    work = np.asarray([o.max_gpu_slots(hours) for o in divisible], np.int64)
     w_lo = np.asarray([max(o.release_slot, first) - first for o in divisible], np.int64)
     w_hi = np.asarray([min(o.deadline_slot, first + n_slots) - first for o in divisible], np.int64)
     min_green = np.asarray([o.min_green_share for o in divisible], np.float64)
     mask = np.zeros((n_orders, n_pools), bool)
+    earliest = np.repeat(w_lo[:, None], n_pools, axis=1)
+    value = np.repeat((limit * scale)[:, None], n_pools, axis=1)
+    gb_m = np.zeros((n_orders, n_pools), np.float64)
+    link_m = np.full((n_orders, n_pools), -1, np.int64)
+    speed_m = np.ones((n_orders, n_pools), np.float64)
+    work = np.zeros(n_orders, np.int64)
+    work_rows: list[tuple[int, float]] = []  # (order, work in reference GPU-hours)
     for i, order in enumerate(divisible):
-        mask[i, eligible(order)] = True
+        el = eligible(order)
+        if not el.pools.size:
+            continue
+        ps_ = el.pools
+        mask[i, ps_] = True
+        if _plain(order):
+            work[i] = order.max_gpu_slots(hours)
+            continue
+        speeds = np.asarray([t.speed for t in el.terms])
+        earliest[i, ps_] += np.asarray([t.delay_slots for t in el.terms], np.int64)
+        speed_m[i, ps_] = speeds
+        gb_m[i, ps_] = [t.gb_per_gpu_slot for t in el.terms]
+        link_m[i, ps_] = [-1 if t.link is None else link_index[t.link.key] for t in el.terms]
+        transfer = np.asarray([t.transfer_fen_per_gpu_slot for t in el.terms]) / hours
+        fen = order.limit_fen * speeds - transfer  # value per GPU-hour
+        value[i, ps_] = np.floor(fen * scale + 1e-9).astype(np.int64)
+        full = order.gpus * order.window
+        if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
+            work[i] = full
+            continue
+        w_ref = work_hours(order, hours)
+        most = int(np.floor(w_ref / (float(speeds.min()) * hours) + 1e-9))
+        if order.kind is OrderKind.SERVICE:
+            most = min(most, full)
+        work[i] = most
+        if float(speeds.max()) * hours * most > w_ref + 1e-9:
+            work_rows.append((i, w_ref))
+    mask &= earliest < w_hi[:, None]
+    mask &= value > 0
     span = np.where((work > 0) & mask.any(axis=1), np.maximum(w_hi - w_lo, 0), 0)
 
     # All (order, slot) pairs, then (pair, pool) candidates in blocks to bound memory.
@@ -196,16 +326,17 @@ def build_model(market: Market) -> ClearingModel:
     for b0 in range(0, pair_order.size, block):
         po, pk = pair_order[b0 : b0 + block], pair_k[b0 : b0 + block]
         nodes = pool_ids[None, :] * n_slots + pk[:, None]
-        ok = mask[po] & (min_reserve[nodes] < limit[po][:, None])
+        started = mask[po] & (earliest[po] <= pk[:, None])
+        ok = started & (scaled_reserve[nodes] < value[po])
         wants = min_green[po] > 0
         if wants.any():
             # A slot greener than the order's minimum can pay off below its reserve: it
             # makes room in the green share for cheaper brown slots.
             greener = green[nodes[wants]] > min_green[po][wants][:, None]
             supplied = min_reserve[nodes[wants]] < NO_SUPPLY
-            ok[wants] |= mask[po][wants] & greener & supplied
-            full = min_green[po] >= 1.0
-            ok[full] &= green[nodes[full]] >= 1.0
+            ok[wants] |= started[wants] & greener & supplied
+            full_green = min_green[po] >= 1.0
+            ok[full_green] &= green[nodes[full_green]] >= 1.0
         rr, pp = np.nonzero(ok)
         kept_pair.append(rr + b0)
         kept_pool.append(pp)
@@ -220,16 +351,10 @@ def build_model(market: Market) -> ClearingModel:
     b_slot = pair_k[arc_pair]
     target = arc_pool * n_slots + b_slot
     b_os = os_node[os_of_arc]
-
-    green_rows = []
-    wants_green = np.nonzero(min_green > 0)[0]
-    if wants_green.size and b_order.size:
-        starts = np.searchsorted(b_order, wants_green, side="left")
-        ends = np.searchsorted(b_order, wants_green, side="right")
-        for g_order, a0, a1 in zip(wants_green, starts, ends, strict=True):
-            coef = green[target[a0:a1]] - min_green[g_order]
-            if a1 > a0 and bool((coef < 0).any()):
-                green_rows.append((int(g_order), np.arange(a0, a1, dtype=np.int64), coef))
+    b_value = value[b_order, arc_pool]
+    arc_link = link_m[b_order, arc_pool]
+    arc_gb = gb_m[b_order, arc_pool]
+    arc_speed = speed_m[b_order, arc_pool]
 
     ps_base = os_next
     n_nodes = ps_base + n_ps
@@ -238,15 +363,17 @@ def build_model(market: Market) -> ClearingModel:
     sl_node = os_node
     active = np.unique(sl_order)
 
-    # Arc order: BID arcs first (so green-row arc indices above are final), then the rest.
+    # Arc order: BID arcs first (so side-row arc indices are final), then the rest.
     n_slot_arcs, n_work = sl_node.size, active.size
     tail = np.concatenate(
         [b_os, order_base + sl_order, np.full(n_work, SOURCE), [SOURCE], s_node + ps_base]
     )
     head = np.concatenate([b_ps, sl_node, order_base + active, [SINK], np.full(s_node.size, SINK)])
     total_supply = int(work[active].sum())
-    cap = np.concatenate([gpus[b_order], gpus[sl_order], work[active], [total_supply], s_cap])
-    cost = np.concatenate([-limit[b_order], np.zeros(n_slot_arcs + n_work + 1, np.int64), s_cost])
+    cap = np.concatenate(
+        [gpus[b_order], gpus[sl_order], work[active], np.asarray([total_supply]), s_cap]
+    )
+    cost = np.concatenate([-b_value, np.zeros(n_slot_arcs + n_work + 1, np.int64), s_cost * scale])
     kind = np.concatenate(
         [
             np.full(n_bid, ARC_BID),
@@ -266,7 +393,24 @@ def build_model(market: Market) -> ClearingModel:
         [b_slot, pair_k[used_pairs], np.full(active.size + 1, -1), _cat(sup_slot)]
     ).astype(np.int64)
 
-    placements = _gang_placements(market, gangs, eligible, min_reserve, offered, green)
+    placements = _gang_placements(
+        market, gangs, eligible, min_reserve, offered, green, scale, link_index
+    )
+    side = _side_rows(
+        market,
+        divisible,
+        b_order,
+        target,
+        arc_link,
+        arc_gb,
+        arc_speed,
+        min_green,
+        green,
+        work_rows,
+        placements,
+    )
+    held_arcs = np.unique(side.matrix.indices) if len(side) else np.zeros(0, np.int64)
+    held = np.unique(b_order[held_arcs]).astype(np.int64)
     return ClearingModel(
         market=market,
         orders=divisible,
@@ -287,9 +431,84 @@ def build_model(market: Market) -> ClearingModel:
         min_reserve=min_reserve,
         offered=offered,
         work=work,
-        green_rows=tuple(green_rows),
+        side=side,
+        held=held,
+        arc_link=arc_link.astype(np.int64),
+        arc_gb=arc_gb.astype(np.float64),
+        arc_speed=arc_speed.astype(np.float64),
         placements=placements,
         total_supply=total_supply,
+        scale=scale,
+    )
+
+
+def _side_rows(
+    market: Market,
+    divisible: tuple[Order, ...],
+    b_order: IntArray,
+    target: IntArray,
+    arc_link: IntArray,
+    arc_gb: FloatArray,
+    arc_speed: FloatArray,
+    min_green: FloatArray,
+    green: FloatArray,
+    work_rows: list[tuple[int, float]],
+    placements: GangPlacements,
+) -> SideRows:
+    """Green, work and link rows (``<=`` form); see the module docstring."""
+    hours = market.grid.slot_hours
+    rows: list[tuple[IntArray, FloatArray, IntArray, FloatArray, float, int, int, int]] = []
+    no_pl = np.zeros(0, np.int64)
+    no_coef = np.zeros(0, np.float64)
+
+    def arcs_of(i: int) -> IntArray:
+        a0 = int(np.searchsorted(b_order, i, side="left"))
+        a1 = int(np.searchsorted(b_order, i, side="right"))
+        return np.arange(a0, a1, dtype=np.int64)
+
+    for g_order in np.nonzero(min_green > 0)[0].tolist():
+        arcs = arcs_of(g_order)
+        coef = min_green[g_order] - green[target[arcs]]
+        if arcs.size and bool((coef > 0).any()):
+            rows.append((arcs, coef, no_pl, no_coef, 0.0, ROW_GREEN, -1, g_order))
+    for i, w_ref in work_rows:
+        arcs = arcs_of(i)
+        if arcs.size:
+            coef = arc_speed[arcs] * hours
+            rows.append((arcs, coef, no_pl, no_coef, w_ref, ROW_WORK, -1, i))
+    data = np.asarray([o.data_gb for o in divisible], np.float64)
+    for k, link in enumerate(market.links):
+        arcs = np.nonzero(arc_link == k)[0]
+        pls = np.nonzero(placements.link == k)[0]
+        if not arcs.size and not pls.size:
+            continue
+        capacity = link.gb_per_slot(market.grid.slot_seconds) * market.n_slots
+        possible = float(data[np.unique(b_order[arcs])].sum()) if arcs.size else 0.0
+        if pls.size:
+            gang_gb = dict(
+                zip(placements.order[pls].tolist(), placements.gb[pls].tolist(), strict=True)
+            )
+            possible += float(sum(gang_gb.values()))
+        if possible <= capacity + 1e-9:
+            continue  # the link cannot be congested in this clearing
+        rows.append((arcs, arc_gb[arcs], pls, placements.gb[pls], capacity, ROW_LINK, k, -1))
+    n_rows, n_bid, n_pl = len(rows), int(b_order.size), len(placements)
+
+    def matrix(parts: list[tuple[IntArray, FloatArray]], n_cols: int) -> sp.csr_matrix:
+        r = np.concatenate(
+            [np.full(c.size, k, np.int64) for k, (c, _) in enumerate(parts)] or [no_pl]
+        )
+        c = np.concatenate([c for c, _ in parts] or [no_pl])
+        v = np.concatenate([v for _, v in parts] or [no_coef])
+        return sp.csr_matrix((v, (r, c)), shape=(n_rows, n_cols))
+
+    return SideRows(
+        matrix=matrix([(r[0], r[1]) for r in rows], n_bid),
+        pl_matrix=matrix([(r[2], r[3]) for r in rows], n_pl),
+        rhs=np.asarray([r[4] for r in rows], np.float64),
+        kind=np.asarray([r[5] for r in rows], np.int64),
+        link=np.asarray([r[6] for r in rows], np.int64),
+        order=np.asarray([r[7] for r in rows], np.int64),
     )
 
 
@@ -300,26 +519,47 @@ def _gang_placements(
     min_reserve: IntArray,
     offered: IntArray,
     green: FloatArray,
+    scale: int,
+    link_index: Mapping[tuple[str, str], int],
 ) -> GangPlacements:
     first, n_slots = market.first_slot, market.n_slots
-    rows: list[tuple[int, int, int, int, int, int]] = []
+    hours = market.grid.slot_hours
+    rows: list[tuple[int, int, int, int, int, int, int]] = []
+    gbs: list[float] = []
     for g, order in enumerate(gangs):
         lo = max(order.release_slot, first) - first
         hi = min(order.deadline_slot, first + n_slots) - first
-        d = order.duration_slots
-        for p in eligible(order):  # type: ignore[operator]
+        found = eligible(order)  # type: ignore[operator]
+        for p, terms in zip(found.pools.tolist(), found.terms, strict=True):
+            d = terms.duration_slots
+            transfer = 0 if terms.link is None else order.data_gb * terms.link.price_fen_per_gb
+            total = order.limit_fen * order.gpus * order.duration_slots * hours - transfer
+            value = (total * scale) // hours
+            if value <= 0:
+                continue
+            link = -1 if terms.link is None else link_index[terms.link.key]
             base = int(p) * n_slots
-            for k in range(lo, hi - d + 1):
+            for k in range(lo + terms.delay_slots, hi - d + 1):
                 nodes = np.arange(base + k, base + k + d)
                 if (offered[nodes] < order.gpus).any():
                     continue
-                if int(min_reserve[nodes].sum()) >= order.limit_fen * d:
+                if int(min_reserve[nodes].sum()) * order.gpus * scale >= value:
                     continue  # cannot beat the cheapest reserves: never profitable
                 if float(green[nodes].mean()) < order.min_green_share - 1e-12:
                     continue
-                rows.append((g, int(p), k, order.gpus, d, order.limit_fen))
-    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
-    return GangPlacements(*(arr[:, c].copy() for c in range(6)))
+                rows.append((g, int(p), k, order.gpus, d, value, link))
+                gbs.append(float(order.data_gb) if link >= 0 else 0.0)
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 7)
+    return GangPlacements(
+        order=arr[:, 0].copy(),
+        pool=arr[:, 1].copy(),
+        start=arr[:, 2].copy(),
+        gpus=arr[:, 3].copy(),
+        duration=arr[:, 4].copy(),
+        value=arr[:, 5].copy(),
+        link=arr[:, 6].copy(),
+        gb=np.asarray(gbs, np.float64),
+    )
 
 
 def _ranges(counts: IntArray) -> IntArray:

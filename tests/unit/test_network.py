@@ -1,0 +1,74 @@
+"""The network rules in one place: latency, data links, delays, speeds and data moved."""
+
+from __future__ import annotations
+
+import pytest
+
+from suangu.core.network import latency_ms, links_by_key, pool_terms, work_hours, work_share
+from suangu.core.types import Link, Market, Order, Pool, Site, TimeGrid
+
+EAST = Site("E", "East", "Shanghai", "east")
+WEST = Site("W", "West", "Gansu", "west", latency_ms={"beijing": 30.0})
+POOLS = (Pool("e", "E", "A100"), Pool("w", "W", "H100"))
+LINK = Link("east", "west", 25.0, 10.0, 3)
+
+
+def market(*orders: Order, links: tuple[Link, ...] = (LINK,)) -> Market:
+    return Market(TimeGrid(), 0, 4, (EAST, WEST), POOLS, (), orders, links=links)
+
+
+def order(**kw: object) -> Order:
+    base: dict[str, object] = {"home": "east"}
+    base.update(kw)
+    return Order("o", "b", "batch", 2, 0, 4, 1000, gpu_hours=8, **base)  # type: ignore[arg-type]
+
+
+def test_latency_prefers_the_sites_table_then_home_region_then_link() -> None:
+    links = links_by_key(market())
+    assert latency_ms(WEST, "beijing", links) == 30.0  # the site's own entry
+    assert latency_ms(EAST, "east", links) == 0.0  # home region
+    assert latency_ms(WEST, "east", links) == 25.0  # the link
+    assert latency_ms(EAST, "west", links) is None  # no entry, no link back
+
+
+def test_terms_at_home_and_away() -> None:
+    o = order(data_gb=9000, reference_class="A100")
+    m = market(o)
+    links = links_by_key(m)
+    home = pool_terms(m, o, POOLS[0], EAST, links)
+    away = pool_terms(m, o, POOLS[1], WEST, links)
+    assert home is not None and away is not None
+    assert (home.speed, home.delay_slots, home.link, home.gb_per_gpu_slot) == (1.0, 0, None, 0.0)
+    assert away.link == LINK and away.delay_slots == 2  # 9,000 GB at 10 Gbit/s = 7,200 s
+    assert away.speed == pytest.approx(989.4 / 312.0)
+    # One H100 GPU-slot does speed/8 of the 8 reference GPU-hours: that share of the data.
+    assert away.gb_per_gpu_slot == pytest.approx(9000 * away.speed / 8)
+    assert away.transfer_fen_per_gpu_slot == pytest.approx(3 * away.gb_per_gpu_slot)
+
+
+def test_data_needs_a_link_and_latency_bounds_use_it() -> None:
+    o = order(data_gb=1)
+    m = market(o, links=())
+    assert pool_terms(m, o, POOLS[1], WEST, {}) is None  # data cannot reach the west
+    bound = order(max_latency_ms=20.0)
+    m = market(bound)
+    assert pool_terms(m, bound, POOLS[1], WEST, links_by_key(m)) is None  # 25 ms > 20
+    assert pool_terms(m, bound, POOLS[0], EAST, links_by_key(m)) is not None  # 0 ms at home
+
+
+def test_gang_duration_and_whole_data_per_placement() -> None:
+    gang = Order(
+        "g", "b", "gang", 2, 0, 4, 1000, duration_slots=3, home="east", data_gb=60,
+        reference_class="A100", speed={"H100": 2.0},
+    )  # fmt: skip
+    m = market(gang)
+    t = pool_terms(m, gang, POOLS[1], WEST, links_by_key(m))
+    assert t is not None and t.duration_slots == 2  # ceil(3 / 2)
+    assert t.gb_per_gpu_slot * 2 * 2 == pytest.approx(60.0)  # all its data, once
+
+
+def test_work_of_each_kind() -> None:
+    assert work_hours(order(), 1) == 8.0
+    service = Order("s", "b", "service", 3, 0, 4, 1000)
+    assert work_hours(service, 1) == 12.0 and work_share(service, 5.0, 1) == pytest.approx(1 / 12)
+    assert work_share(order(), 2.0, 1) == pytest.approx(2 / 8)
