@@ -1,4 +1,4 @@
-"""`suangu simulate` and `suangu demo` end to end, through the Typer app."""
+"""`suangu simulate` end to end, through the Typer app (`suangu demo`: test_demo.py)."""
 
 from __future__ import annotations
 
@@ -81,14 +81,6 @@ def test_simulate_prints_a_summary() -> None:
     ):
         assert words in out, words
     assert re.search(r"ledger balanced\s*│\s*yes\s*│", out), out
-
-
-def test_demo_explains_itself() -> None:
-    result = runner.invoke(app, ["demo", "--hours", "6"])
-    assert result.exit_code == 0, result.output
-    assert "Suangu demo" in result.stdout
-    assert "not part of it yet" in result.stdout  # honest about what is missing
-    assert "ledger balanced" in result.stdout
 
 
 def test_same_input_same_summary() -> None:
@@ -199,3 +191,27 @@ def test_missing_file(tmp_path: Path, which: str) -> None:
         f"error: {missing}: file not found (check the path; relative paths start where you run"
         " suangu)"
     )
+
+
+@pytest.mark.parametrize("policy", ["fifo-home", "cheapest-now", "carbon-shift"])
+def test_baseline_policies_run_on_the_same_loop(policy: str) -> None:
+    data = run_json("simulate", str(SCENARIO), str(ORDERS), "--hours", "12", "--policy", policy)
+    assert data["policy"] == policy
+    assert data["ledger_balanced"] is True, data["ledger_message"]
+    assert data["clearings"] == 12
+    assert data["methods"] == {policy: 12}
+    # pay-as-offer: buyers pay the listed reserves, so the traded value is the listed cost
+    assert data["paid_fen"] == data["listed_reserve_fen"] == data["traded_value_fen"]
+    assert data["net_welfare_fen"] == (
+        data["value_fen"] - data["listed_reserve_fen"] - data["transfer_fen"]  # type: ignore[operator]
+    )
+    suangu = run_json("simulate", str(SCENARIO), str(ORDERS), "--hours", "12")
+    assert suangu["policy"] == "suangu"
+    assert suangu["net_welfare_fen"] >= data["net_welfare_fen"]  # type: ignore[operator]
+
+
+def test_unknown_policy_is_one_error_line() -> None:
+    result = runner.invoke(app, ["simulate", str(SCENARIO), str(ORDERS), "--policy", "lifo"])
+    assert result.exit_code == 2
+    assert "policy: unknown policy 'lifo'" in result.output
+    assert "Traceback" not in result.output

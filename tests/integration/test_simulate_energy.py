@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -260,8 +261,13 @@ def test_without_the_block_nothing_is_modelled(tmp_path: Path) -> None:
 # --- the CLI -----------------------------------------------------------------------------
 
 
-def test_demo_shows_the_energy_table() -> None:
-    result = runner.invoke(app, ["demo", "--hours", "12"])
+def test_simulate_shows_the_energy_table() -> None:
+    package = resources.files("suangu") / "data/scenarios"
+    with (
+        resources.as_file(package / "east_west.yaml") as scenario,
+        resources.as_file(package / "east_west_orders.csv") as orders,
+    ):
+        result = runner.invoke(app, ["simulate", str(scenario), str(orders), "--hours", "12"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "energy model" in out  # the header says where green shares come from

@@ -16,8 +16,10 @@ from fastapi import FastAPI
 from suangu.api import errors
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
+from suangu.api.market_energy import MarketEnergy
 from suangu.api.routes import ROUTERS
 from suangu.api.scheduler import ClearingLoop
+from suangu.api.services import MarketHook
 from suangu.api.settings import ApiSettings
 from suangu.core import billing
 from suangu.store.db import Database, open_database
@@ -28,16 +30,38 @@ PREFIX = "/api/v1"
 CLEARING_LOOP_ENV = "SUANGU_CLEARING_LOOP"
 
 
-def create_app(db: Database, clock: Clock, settings: ApiSettings | None = None) -> FastAPI:
+def create_app(
+    db: Database,
+    clock: Clock,
+    settings: ApiSettings | None = None,
+    *,
+    energy: MarketHook | bool = True,
+    dashboard: bool = True,
+    private_dashboard: bool = False,
+) -> FastAPI:
     """The API over a migrated database, reading the time only from ``clock``.
 
     ``app.state.clearing_loop`` is its :class:`ClearingLoop`; the app's lifespan starts it
     when ``settings.clearing_loop`` is set (tests may call its ``tick()`` themselves).
+
+    ``energy``: the hook applied to every market before clearing it (``POST /clearings`` and
+    the loop); ``True``: :class:`~suangu.api.market_energy.MarketEnergy` with its defaults
+    (modelled green shares for the sites with packaged energy data, no carbon price);
+    ``False``: none. ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
+    ``private_dashboard`` adds the members' balances and per-member pages to it (the demo
+    on loopback; a served exchange shows public market data only).
     """
     settings = settings or ApiSettings()
     ledger = SqlLedger(db, clamp_clock=True)
     ledger.create_accounts(billing.new_exchange_accounts(), clock.now())
-    loop = ClearingLoop(db, ledger, clock, settings)
+    adjust: MarketHook | None
+    if energy is True:
+        adjust = MarketEnergy()
+    elif energy is False:
+        adjust = None
+    else:
+        adjust = energy
+    loop = ClearingLoop(db, ledger, clock, settings, adjust=adjust)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +83,14 @@ def create_app(db: Database, clock: Clock, settings: ApiSettings | None = None) 
     )
     app.state.ctx = ApiContext(db, ledger, clock, settings)
     app.state.clearing_loop = loop
+    app.state.market_hook = adjust
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
+    if dashboard:
+        from suangu.web import mount_dashboard
+
+        mount_dashboard(app, private=private_dashboard)
     return app
 
 

@@ -6,9 +6,10 @@ app's injected clock.
 1. if an interval boundary (``grid_epoch + k * interval``) has passed since the last
    clearing, clear the market once with :func:`~suangu.api.services.clearing_round` (the
    function behind ``POST /clearings``) from the current slot over ``horizon_slots``, under
-   the id ``clr-auto-<boundary>``. Intervals missed while no loop ran are not cleared after
-   the fact (their slots are past); an interval whose clearing exists (another worker, an
-   earlier start) is skipped;
+   the id ``clr-auto-<boundary>``, with the loop's ``adjust`` hook (the energy model of
+   :mod:`suangu.api.market_energy`) applied to the market as in ``POST /clearings``.
+   Intervals missed while no loop ran are not cleared after the fact (their slots are
+   past); an interval whose clearing exists (another worker, an earlier start) is skipped;
 2. move leases on: ``scheduled -> running`` once their slot starts; ``running -> completed``
    when their slot ended ``lease_grace_s`` ago without a final reading, settling the order
    on the ledger when that was its last open lease (the metered use is posted, the rest of
@@ -42,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from suangu.api.clock import Clock
 from suangu.api.services import (
+    MarketHook,
     clearing_round,
     ensure_accounts,
     fee_bp,
@@ -50,6 +52,7 @@ from suangu.api.services import (
     provider_ids,
     save_clearing,
     settle_if_done,
+    start_leases,
 )
 from suangu.api.settings import ApiSettings
 from suangu.core import billing
@@ -137,8 +140,11 @@ class ClearingLoop:
         settings: ApiSettings,
         *,
         max_sleep_s: float = 60.0,
+        adjust: MarketHook | None = None,
     ) -> None:
         self.db = db
+        #: Applied to every market before clearing it (the energy model).
+        self.adjust = adjust
         self.ledger = ledger
         self.clock = clock
         self.settings = settings
@@ -198,6 +204,7 @@ class ClearingLoop:
                 lambda prepared: self.db.transaction(
                     lambda s: save_clearing(s, self.ledger, prepared, now), retry_integrity=True
                 ),
+                self.adjust,
             )
         except Conflict as err:
             log.warning("clearing %s not stored: %s", clearing_id, err)
@@ -206,13 +213,15 @@ class ClearingLoop:
         return clearing_id, None
 
     def _advance_leases(self, now: int) -> tuple[int, int, int]:
-        started = completed = settled = 0
+        completed = settled = 0
+        # Every lease whose slot has started runs: one statement, however many leases.
+        started = self.db.transaction(lambda s: start_leases(s, self.settings.grid, now))
         with self.db.session_scope(write=False) as s:
             due = leases_due(s, self.settings.grid, self.settings.lease_grace_s, now)
         ended = self.settings.grid.slot_at(now - self.settings.lease_grace_s) - 1
         for lease_id, state in due:
             try:
-                if state is LeaseState.SCHEDULED:
+                if state is LeaseState.SCHEDULED:  # its slot started since the statement above
                     slot = self.db.transaction(partial(self._start, lease_id=lease_id))
                     started += 1
                     if slot > ended:

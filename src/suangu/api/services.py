@@ -9,14 +9,14 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from suangu.api import schemas
@@ -26,10 +26,18 @@ from suangu.core import billing
 from suangu.core.clearing import clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
-from suangu.core.types import ClearingResult, Market, Offer, Order, TimeGrid
+from suangu.core.types import (
+    Allocation,
+    ClearingResult,
+    Market,
+    Offer,
+    Order,
+    OrderKind,
+    TimeGrid,
+)
 from suangu.sim.scenario import OrderSpec, OrderStreamSpec
 from suangu.store.db import Database
-from suangu.store.errors import Conflict, InvalidState
+from suangu.store.errors import Conflict, InvalidState, NotFound
 from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
     ClearingRow,
@@ -37,10 +45,13 @@ from suangu.store.models import (
     LeaseRow,
     LeaseState,
     LedgerAccountRow,
+    MeterReadingRow,
     OfferFillRow,
     OfferRow,
     OfferSlotRow,
     OfferStatus,
+    OrderRow,
+    OrderStatus,
     PoolRow,
     Role,
     SiteRow,
@@ -56,6 +67,7 @@ from suangu.store.repositories import (
     OfferRecord,
     OrderRecord,
     Orders,
+    order_record,
 )
 
 R = TypeVar("R")
@@ -412,7 +424,8 @@ class PreparedClearing:
 
 
 def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
-    """Open offers over the horizon, less what earlier clearings sold of them."""
+    """Open offers over the horizon, less what earlier clearings sold of them (only the
+    horizon's slots are read)."""
     sold: dict[tuple[str, int], int] = {
         (o, t): int(g)
         for o, t, g in s.execute(
@@ -421,28 +434,104 @@ def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
             .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
         )
     }
-    out = []
-    for offer in Capacity(s).open_offers(first, end):
-        lo, hi = max(offer.start_slot, first), min(offer.end_slot, end)
-        if hi <= lo:
-            continue
-        gpus = tuple(
-            max(0, offer.gpus[t - offer.start_slot] - sold.get((offer.id, t), 0))
-            for t in range(lo, hi)
+    slots: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    owner: dict[str, tuple[str, str]] = {}
+    for offer_id, provider_id, pool_id, slot, gpus, reserve in s.execute(
+        select(
+            OfferRow.id,
+            OfferRow.provider_id,
+            OfferRow.pool_id,
+            OfferSlotRow.slot,
+            OfferSlotRow.gpus,
+            OfferSlotRow.reserve_fen,
         )
-        if not any(gpus):
+        .join(OfferSlotRow, OfferSlotRow.offer_id == OfferRow.id)
+        .where(
+            OfferRow.status == str(OfferStatus.OPEN),
+            OfferSlotRow.slot >= first,
+            OfferSlotRow.slot < end,
+        )
+        .order_by(OfferRow.id, OfferSlotRow.slot)
+    ):
+        owner[offer_id] = (provider_id, pool_id)
+        slots[offer_id].append((slot, max(0, gpus - sold.get((offer_id, slot), 0)), reserve))
+    out = []
+    for offer_id, rows in slots.items():
+        if not any(g for _, g, _ in rows):
             continue
-        reserve = offer.reserve_fen[lo - offer.start_slot : hi - offer.start_slot]
-        out.append(Offer(offer.id, offer.provider_id, offer.pool_id, lo, gpus, reserve))
+        provider_id, pool_id = owner[offer_id]
+        out.append(
+            Offer(
+                offer_id,
+                provider_id,
+                pool_id,
+                rows[0][0],
+                tuple(g for _, g, _ in rows),
+                tuple(r for _, _, r in rows),
+            )
+        )
     return out
 
 
-def _available(ledger: SqlLedger, buyers: Iterable[str]) -> dict[str, int]:
-    out = {}
-    for b in buyers:
-        a = ledger.lookup_account(billing.buyer_account(b))
-        out[b] = 0 if a is None else a.credits_posted - a.debits_posted - a.debits_pending
+def _available(s: Session, buyers: Iterable[str]) -> dict[str, int]:
+    """What each buyer can still hold: posted balance less pending debits (one query)."""
+    ids = {billing.buyer_account(b): b for b in buyers}
+    out = dict.fromkeys(ids.values(), 0)
+    for a in s.scalars(select(LedgerAccountRow).where(LedgerAccountRow.id.in_(sorted(ids)))):
+        out[ids[a.id]] = a.credits_posted - a.debits_posted - a.debits_pending
     return out
+
+
+#: A function the service applies to every market before clearing it (the energy model:
+#: :class:`suangu.api.market_energy.MarketEnergy`).
+MarketHook = Callable[[Market], Market]
+
+
+def _reopened(order: Order, allocated: int, last_slot: int, first: int, hours: int) -> Order | None:
+    """What is left of a partly filled order for a clearing from slot ``first`` on, or None.
+
+    As in the simulation (:mod:`suangu.sim.simulate`): a gang order never reopens; a batch or
+    service order bids for its remaining work in the slots after the last slot it holds (a
+    core order allows ``gpus`` GPUs in every slot, so earlier slots are not bid for again).
+    """
+    if order.kind is OrderKind.GANG:
+        return None
+    release = max(order.release_slot, first, last_slot + 1)
+    if release >= order.deadline_slot:
+        return None
+    if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
+        return replace(order, release_slot=release)
+    left = order.gpu_hours - allocated * hours
+    if left < hours:
+        return None
+    return replace(order, release_slot=release, gpu_hours=left)
+
+
+def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[Order]:
+    """The orders a clearing of ``[first, end)`` takes: open ones, and the rest of partly
+    filled batch and service orders (see :func:`_reopened`), by id."""
+    orders = Orders(s).open_orders(first, end)
+    partly = (
+        OrderRow.status == str(OrderStatus.PARTIALLY),
+        OrderRow.kind != str(OrderKind.GANG),
+        OrderRow.deadline_slot > first,
+        OrderRow.release_slot < end,
+    )
+    held = {
+        order_id: (int(gpu_slots), int(last))
+        for order_id, gpu_slots, last in s.execute(
+            select(LeaseRow.order_id, func.sum(LeaseRow.gpus), func.max(LeaseRow.slot))
+            .join(OrderRow, OrderRow.id == LeaseRow.order_id)
+            .where(*partly)
+            .group_by(LeaseRow.order_id)
+        )
+    }
+    for row in s.scalars(select(OrderRow).where(*partly)):
+        gpu_slots, last = held.get(row.id, (0, -1))
+        rest = _reopened(order_record(row).order, gpu_slots, last, first, grid.slot_hours)
+        if rest is not None:
+            orders.append(rest)
+    return sorted(orders, key=lambda o: o.id)
 
 
 def prepare_clearing(
@@ -453,26 +542,30 @@ def prepare_clearing(
     first: int,
     n_slots: int,
     timeout_s: int,
+    adjust: MarketHook | None = None,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)``.
 
     Orders whose buyer cannot fund the hold are left out and the market cleared again, so
-    that every allocation saved has its money held.
+    that every allocation saved has its money held. ``adjust`` (the energy model) turns each
+    market into the one cleared.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     offers = tuple(_remaining_offers(db_read, first, first + n_slots))
-    orders = list(Orders(db_read).open_orders(first, first + n_slots))
+    orders = clearable_orders(db_read, grid, first, first + n_slots)
     excluded: list[str] = []
     while True:
         market = Market(grid, first, n_slots, sites, pools, offers, tuple(orders))
+        if adjust is not None:
+            market = adjust(market)
         result = clear(market)
         holds = billing.holds_for_clearing(result, clearing_id, timeout_s)
         need: dict[str, list[Transfer]] = defaultdict(list)
         buyer_of = {o.id: o.buyer_id for o in orders}
         for h in holds:
             need[buyer_of[h.user_data]].append(h)
-        left = _available(ledger, need)
+        left = _available(db_read, need)
         unfunded = []
         for buyer, hs in sorted(need.items()):
             for h in hs:
@@ -529,6 +622,7 @@ def clearing_round(
     first: int,
     n_slots: int,
     save: Callable[[PreparedClearing], R],
+    adjust: MarketHook | None = None,
 ) -> R:
     """One clearing round: expire stale orders, clear ``[first, first + n_slots)``, save.
 
@@ -545,13 +639,21 @@ def clearing_round(
     with db.session_scope(write=False) as s:
         if s.get(ClearingRow, clearing_id) is not None:
             raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
-        buyers = sorted({o.buyer_id for o in Orders(s).open_orders(first, first + n_slots)})
+        orders = clearable_orders(s, settings.grid, first, first + n_slots)
+        buyers = sorted({o.buyer_id for o in orders})
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
     ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
     for attempt in range(CLEARING_ATTEMPTS):
         with db.session_scope(write=False) as s:
             prepared = prepare_clearing(
-                s, ledger, settings.grid, clearing_id, first, n_slots, settings.hold_timeout_s
+                s,
+                ledger,
+                settings.grid,
+                clearing_id,
+                first,
+                n_slots,
+                settings.hold_timeout_s,
+                adjust,
             )
         try:
             return save(prepared)
@@ -706,6 +808,209 @@ def _settle_if_done(
     return True
 
 
+@dataclass(frozen=True)
+class FinalReading:
+    """A lease's last reading, for :func:`record_final_readings`."""
+
+    lease_id: str
+    reading: schemas.ReadingIn
+
+
+def _lease_of(row: LeaseRow) -> Lease:
+    a = Allocation(row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen)
+    return Lease(
+        row.id, row.clearing_id, a, row.provider_id, LeaseState(row.state), row.hold_transfer_id
+    )
+
+
+def record_final_readings(
+    s: Session,
+    ledger: SqlLedger,
+    provider_id: str,
+    readings: Sequence[FinalReading],
+    fee: int,
+    now: int,
+) -> tuple[int, int]:
+    """Record the final reading of many of a provider's leases at once, complete them, and
+    settle every order whose leases (of one clearing) are then all done; ``(readings
+    recorded, orders settled)``: :func:`meter_final` then :func:`settle_done_orders`.
+
+    Run it in ``db.transaction``: all of the batch, or nothing.
+    """
+    recorded, groups = meter_final(s, provider_id, readings, now)
+    return recorded, settle_done_orders(s, ledger, groups, fee, now)
+
+
+def meter_final(
+    s: Session, provider_id: str, readings: Sequence[FinalReading], now: int
+) -> tuple[int, set[tuple[str, str]]]:
+    """Record the final reading of many of a provider's leases and complete them; ``(readings
+    recorded, their (clearing id, order id) pairs)`` (settle those with
+    :func:`settle_done_orders`).
+
+    The same rules as :func:`record_reading` with ``final`` readings, in a handful of
+    statements for the whole batch instead of a dozen per lease (what a provider agent that
+    meters a whole slot sends): a reading already recorded (same agent and id) is skipped; a
+    lease of another provider is :class:`~suangu.store.errors.NotFound`; a lease that is
+    completed, failed or settled takes no more readings (:class:`InvalidState`).
+    """
+    if not readings:
+        return 0, set()
+    ids = sorted({r.lease_id for r in readings})
+    rows = {r.id: r for r in s.scalars(select(LeaseRow).where(LeaseRow.id.in_(ids)))}
+    keys = {f"{provider_id}:{r.lease_id}:{r.reading.id}" for r in readings}
+    known = set(
+        s.scalars(
+            select(MeterReadingRow.idempotency_key).where(
+                MeterReadingRow.idempotency_key.in_(sorted(keys))
+            )
+        )
+    )
+    new_rows: list[dict[str, Any]] = []
+    done: set[str] = set()
+    for i, item in enumerate(readings):
+        body, at = item.reading, f"body[{i}]"
+        row = rows.get(item.lease_id)
+        if row is None or row.provider_id != provider_id:
+            raise NotFound(
+                f"no lease {item.lease_id!r}", field=f"{at}.lease_id", fix="list your leases"
+            )
+        key = f"{provider_id}:{item.lease_id}:{body.id}"
+        if key in known:
+            continue
+        if row.state not in (str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)):
+            raise InvalidState(
+                f"lease {row.id!r} is {row.state}: it takes no more readings",
+                field=f"{at}.id",
+                fix="send every reading before the final one",
+            )
+        if body.interval_end <= body.interval_start:
+            raise ValidationError(
+                "must be after interval_start",
+                field=f"{at}.interval_end",
+                fix="send the agent's reading as metered",
+            )
+        most = row.gpus * (body.interval_end - body.interval_start)
+        if body.gpu_seconds > most:
+            raise ValidationError(
+                f"{body.gpu_seconds} GPU-seconds exceed the lease's {most} in the interval",
+                field=f"{at}.gpu_seconds",
+                fix="meter at most gpus x interval seconds",
+            )
+        known.add(key)
+        done.add(row.id)
+        new_rows.append(
+            {
+                "idempotency_key": key,
+                "lease_id": row.id,
+                "interval_start": body.interval_start,
+                "interval_end": body.interval_end,
+                "gpu_seconds": body.gpu_seconds,
+                "energy_wh": body.energy_wh,
+                "recorded_at": now,
+            }
+        )
+    if not new_rows:
+        return 0, set()
+    s.execute(insert(MeterReadingRow), new_rows)
+    moved = s.execute(
+        update(LeaseRow)
+        .where(
+            LeaseRow.id.in_(sorted(done)),
+            LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
+        )
+        .values(state=str(LeaseState.COMPLETED))
+        .execution_options(synchronize_session=False)
+    )
+    if int(cast(CursorResult[Any], moved).rowcount) != len(done):
+        raise Conflict("a lease changed meanwhile", field="body", fix="send the batch again")
+    return len(new_rows), {(rows[i].clearing_id, rows[i].order_id) for i in done}
+
+
+def settle_done_orders(
+    s: Session, ledger: SqlLedger, groups: Iterable[tuple[str, str]], fee: int, now: int
+) -> int:
+    """Settle each ``(clearing id, order id)`` of ``groups`` whose leases are now all
+    completed or failed (none settled yet), in one ledger call; how many were settled.
+
+    The providers' and the exchange's accounts must exist (:func:`ensure_accounts` before the
+    transaction, as the routes do)."""
+    pairs = set(groups)
+    if not pairs:
+        return 0
+    finished = [str(LeaseState.COMPLETED), str(LeaseState.FAILED)]
+    clearing_ids = sorted({c for c, _ in pairs})
+    order_ids = sorted({o for _, o in pairs})
+    counts = s.execute(
+        select(
+            LeaseRow.clearing_id,
+            LeaseRow.order_id,
+            func.count(),
+            func.sum(case((LeaseRow.state.in_(finished), 1), else_=0)),
+        )
+        .where(LeaseRow.clearing_id.in_(clearing_ids), LeaseRow.order_id.in_(order_ids))
+        .group_by(LeaseRow.clearing_id, LeaseRow.order_id)
+    )
+    done = {(c, o) for c, o, n, k in counts if (c, o) in pairs and int(k) == int(n)}
+    if not done:
+        return 0
+    ready: dict[tuple[str, str], list[Lease]] = defaultdict(list)
+    for row in s.scalars(
+        select(LeaseRow)
+        .where(
+            LeaseRow.clearing_id.in_(sorted({c for c, _ in done})),
+            LeaseRow.order_id.in_(sorted({o for _, o in done})),
+        )
+        .order_by(LeaseRow.slot, LeaseRow.order_id, LeaseRow.pool_id, LeaseRow.clearing_id)
+        .execution_options(populate_existing=True)
+    ):
+        if (row.clearing_id, row.order_id) in done:
+            ready[(row.clearing_id, row.order_id)].append(_lease_of(row))
+    totals = Meters(s).totals([x.id for xs in ready.values() for x in xs])
+    hours = {
+        cid: h
+        for cid, h in s.execute(
+            select(ClearingRow.id, ClearingRow.slot_hours).where(
+                ClearingRow.id.in_(sorted({cid for cid, _ in ready}))
+            )
+        )
+    }
+    transfers: list[Transfer] = []
+    for (cid, _order_id), xs in sorted(ready.items()):
+        hold = xs[0].hold_transfer_id
+        if hold is None:
+            continue
+        transfers += billing.settle_lease(
+            hold,
+            [x.allocation for x in xs],
+            {x.allocation: totals.get(x.id, (0, 0))[0] for x in xs},
+            {x.allocation.pool_id: x.provider_id for x in xs if x.provider_id},
+            fee,
+            slot_hours=hours.get(cid, 1),
+        )
+    results = ledger.create_transfers_in(s, transfers, now)
+    bad = [
+        (t, r)
+        for t, r in zip(transfers, results, strict=True)
+        if r not in (CreateResult.OK, CreateResult.EXISTS)
+    ]
+    if bad:
+        raise Conflict(
+            f"settling {bad[0][0].user_data or bad[0][0].id!r} failed: {bad[0][1]}",
+            field="lease",
+            fix="ask the operator to check the order's hold",
+        )
+    settled = [x.id for xs in ready.values() for x in xs]
+    for chunk in range(0, len(settled), 500):
+        s.execute(
+            update(LeaseRow)
+            .where(LeaseRow.id.in_(settled[chunk : chunk + 500]))
+            .values(state=str(LeaseState.SETTLED))
+            .execution_options(synchronize_session=False)
+        )
+    return len(ready)
+
+
 def settle_if_done(
     s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
 ) -> bool:
@@ -746,6 +1051,17 @@ def leases_due(s: Session, grid: TimeGrid, grace_s: int, now: int) -> list[tuple
         .order_by(LeaseRow.slot, LeaseRow.id)
     )
     return [(i, LeaseState(st)) for i, st in s.execute(q)]
+
+
+def start_leases(s: Session, grid: TimeGrid, now: int) -> int:
+    """``scheduled -> running`` for every lease whose slot has started, in one statement;
+    how many."""
+    done = s.execute(
+        update(LeaseRow)
+        .where(LeaseRow.state == str(LeaseState.SCHEDULED), LeaseRow.slot <= grid.slot_at(now))
+        .values(state=str(LeaseState.RUNNING))
+    )
+    return int(cast(CursorResult[Any], done).rowcount)
 
 
 def lease_slot_hours(s: Session, clearing_id: str) -> int:

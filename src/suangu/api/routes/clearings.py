@@ -95,7 +95,8 @@ def run_clearing(
     """Clear the open orders and offers now, hold the buyers' money, store the leases.
 
     Orders whose buyer cannot fund its hold are left out (``excluded_orders``) and the market
-    is cleared again without them.
+    is cleared again without them. Partly filled batch and service orders bid again for the
+    rest of their work; sites with energy data get modelled green shares.
     """
     spec = body or schemas.ClearingIn()
     digest = fingerprint("POST", request.url.path, spec)
@@ -130,6 +131,7 @@ def run_clearing(
             first,
             n_slots,
             lambda prepared: run_write(ctx, who, key, digest, partial(_save, ctx, prepared, now)),
+            request.app.state.market_hook,
         )
 
 

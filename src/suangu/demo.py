@@ -1,0 +1,727 @@
+"""``suangu demo``: the whole exchange working as a service, on a simulated clock.
+
+:func:`run_demo` drives the real service, the same code ``suangu serve`` runs, over an
+in-process transport (:class:`fastapi.testclient.TestClient`, no network):
+
+1. **Setup through the API.** An operator member (made in the store: the API has no
+   anonymous sign-up) onboards an auditor, the scenario's providers and buyers with
+   ``POST /members`` and gives each an API key (``POST /members/{id}/keys``). Each provider
+   registers its sites, pools and offers (``POST /sites``, ``/pools``, ``/offers``); the
+   operator sets the scenario's fee (``PUT /fees``) and records each buyer's deposit
+   (``POST /deposits``: what all its orders could cost at their limits, as in
+   :mod:`suangu.sim.simulate`, so that no hold fails for want of money).
+2. **A week on a simulated clock.** A :class:`~suangu.api.clock.ManualClock` moves hour by
+   hour. At each hour: the simulated providers meter the leases of the hour that just ended;
+   buyers submit the orders of the stream due that hour (``POST /orders``); the app's own
+   :class:`~suangu.api.scheduler.ClearingLoop` ticks: it clears the market over the
+   scenario's look-ahead with the energy model's green shares and carbon price
+   (:class:`~suangu.api.market_energy.MarketEnergy`), holds the buyers' money and moves
+   leases on. After the last hour, the clock runs on until every lease sold has been metered.
+3. **The built-in simulated provider** meters every lease at full use (or, with
+   ``shortfall``, a seeded share of leases at 50-100%) with its energy from the energy model
+   (:func:`~suangu.core.energy.accounting.lease_energy`), posts each slot's final readings as
+   one batch per provider (:func:`~suangu.api.services.record_final_readings`: the orders
+   whose leases are all done settle on the ledger: metered use posted, the rest of the hold
+   released, the fee to the exchange), and books green certificates and CO2 on the
+   ``kWh-green`` and ``gCO2`` ledgers as the simulation does.
+4. **The summary** comes from the store (:func:`suangu.web.stats.market_stats`, what the
+   dashboard draws) and the ledger's invariants are checked
+   (:meth:`~suangu.store.ledger.SqlLedger.check_invariants`).
+
+The app returned keeps the clock stopped at the end of the run: ``suangu demo`` then serves
+it (API and dashboard) on that frozen clock, with the clearing loop off; an operator can
+still clear new orders with ``suangu clear`` (``POST /clearings``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suangu.api.app import PREFIX, create_app
+from suangu.api.clock import ManualClock
+from suangu.api.market_energy import MarketEnergy
+from suangu.api.schemas import ReadingIn
+from suangu.api.services import FinalReading, fee_bp, meter_final, settle_done_orders
+from suangu.api.settings import ApiSettings
+from suangu.core.energy import accounting
+from suangu.core.energy.model import SiteYear
+from suangu.core.errors import SuanguError, ValidationError
+from suangu.core.ledger import CreateResult, PendingStatus, Transfer
+from suangu.core.types import Allocation, Order, OrderKind
+from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
+from suangu.store.db import Database
+from suangu.store.ledger import SqlLedger
+from suangu.store.models import ExchangeSettingRow, LeaseRow, LeaseState, LedgerTransferRow, Role
+from suangu.store.repositories import Members
+from suangu.web.stats import MarketStats, market_stats
+
+#: ``progress(done, total)`` after each simulated hour.
+Progress = Callable[[int, int], None]
+OPERATOR = "exchange-operator"
+AUDITOR = "regulator"
+#: The exchange setting that marks a database as the demo's (``suangu demo`` may replace it).
+DEMO_MARK = "demo_database"
+
+
+class DemoError(SuanguError):
+    """The demo could not run (a request refused, a database that is not the demo's)."""
+
+    code = "demo"
+
+
+@dataclass(frozen=True)
+class DemoMember:
+    id: str
+    name: str
+    role: str
+    token: str
+
+
+@dataclass(frozen=True)
+class EnergyTotals:
+    """Energy and carbon of the metered leases (Wh and g, see docs/energy.md)."""
+
+    leases: int = 0
+    energy_wh: int = 0
+    green_wh: int = 0
+    certificates_wh: int = 0
+    location_g: int = 0
+    market_g: int = 0
+    uncertified_leases: int = 0
+
+    @property
+    def green_share(self) -> float:
+        return self.green_wh / self.energy_wh if self.energy_wh else 0.0
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What :func:`run_demo` did; money in fen."""
+
+    scenario: str
+    source: str
+    hours: int
+    members: tuple[DemoMember, ...]
+    orders_submitted: int
+    orders_refused: int  # the API said no (windows already past when due)
+    orders_after_span: int
+    clearings: int
+    clearings_failed: int
+    readings: int
+    holds_settled: int  # (clearing, order) holds settled on the ledger
+    stats: MarketStats
+    energy: EnergyTotals
+    ledger_balanced: bool
+    ledger_message: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        st = self.stats
+        names = {s.id: s.name for s in st.sites}
+        return {
+            "scenario": self.scenario,
+            "source": self.source,
+            "hours": self.hours,
+            "members": [
+                {"id": m.id, "name": m.name, "role": m.role, "key": m.token} for m in self.members
+            ],
+            "orders_submitted": self.orders_submitted,
+            "orders_refused": self.orders_refused,
+            "orders_after_span": self.orders_after_span,
+            "orders_by_kind": st.orders,
+            "orders_filled": st.orders_with("cleared"),
+            "orders_partial": st.orders_with("partially"),
+            "fill_rate": round(st.fill_rate, 4),
+            "volume_fill_rate": round(st.volume_fill_rate, 4),
+            "clearings": self.clearings,
+            "clearings_failed": self.clearings_failed,
+            "readings": self.readings,
+            "holds_settled": self.holds_settled,
+            "gpu_hours_traded": st.gpu_hours,
+            "traded_value_fen": st.value_fen,
+            "sites": [
+                {
+                    "site_id": v.site_id,
+                    "name": names.get(v.site_id, v.site_id),
+                    "gpu_hours": v.gpu_hours,
+                    "value_fen": v.value_fen,
+                    "avg_price_fen": round(v.avg_price_fen, 2),
+                }
+                for v in st.volumes
+            ],
+            "buyer_spend_fen": st.money.get("lease_payment", 0),
+            "provider_revenue_fen": st.money.get("provider_payout", 0),
+            "exchange_fees_fen": st.money.get("exchange_fee", 0),
+            "deposits_fen": st.money.get("deposit", 0),
+            "energy": {
+                "leases": self.energy.leases,
+                "energy_kwh": self.energy.energy_wh / 1000,
+                "green_kwh": self.energy.green_wh / 1000,
+                "green_share": round(self.energy.green_share, 4),
+                "certificates_kwh": self.energy.certificates_wh / 1000,
+                "co2_location_based_t": self.energy.location_g / 1e6,
+                "co2_market_based_t": self.energy.market_g / 1e6,
+                "uncertified_leases": self.energy.uncertified_leases,
+            },
+            "ledger_balanced": self.ledger_balanced,
+            "ledger_message": self.ledger_message,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+# -- the database ---------------------------------------------------------------------------------
+
+
+def fresh_sqlite(path: Path) -> None:
+    """Make room for a new demo database at ``path``: remove an earlier demo's file (and its
+    WAL files); refuse to touch any other file."""
+    if not path.exists():
+        return
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            mark = con.execute(
+                "SELECT value FROM exchange_settings WHERE name = ?", (DEMO_MARK,)
+            ).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        mark = None
+    if mark is None:
+        raise DemoError(
+            f"{path} exists and is not a database of an earlier demo",
+            field="db",
+            fix="give --db a new file (the demo replaces only its own databases)",
+        )
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+class _Run:
+    def __init__(
+        self,
+        db: Database,
+        scenario: Scenario,
+        stream: OrderStream,
+        *,
+        progress: Progress | None,
+        shortfall: float,
+        seed: int,
+    ) -> None:
+        self.db = db
+        self.sc = scenario
+        self.stream = stream
+        self.grid = scenario.grid
+        self.progress = progress
+        self.shortfall = shortfall
+        self.rng = random.Random(seed)
+        self.clock = ManualClock(self.grid.epoch)
+        energy = scenario.energy
+        self.energy = (
+            MarketEnergy(
+                energy.sites,
+                seed=energy.seed,
+                carbon_price_yuan_per_t=energy.carbon_price_yuan_per_t,
+            )
+            if energy is not None
+            else None
+        )
+        self.settings = ApiSettings(
+            grid_epoch=self.grid.epoch,
+            slot_seconds=self.grid.slot_seconds,
+            horizon_slots=scenario.lookahead,
+            default_fee_bp=scenario.fee_bp,
+        )
+        self.app = create_app(
+            db,
+            self.clock,
+            self.settings,
+            energy=self.energy if self.energy is not None else False,
+            private_dashboard=True,
+        )
+        # Entered (and left in run()): one event-loop portal for every request, not one each.
+        self.client = TestClient(self.app, raise_server_exceptions=True)
+        self.ledger: SqlLedger = self.app.state.ctx.ledger
+        self.tokens: dict[str, str] = {}
+        self.members: list[DemoMember] = []
+        self.site_years: dict[str, SiteYear] = {}
+        self.pools = {p.id: p for p in scenario.pools}
+        self.timings: dict[str, float] = defaultdict(float)
+        self.energy_totals: dict[str, int] = defaultdict(int)
+        self.readings = 0
+        self.settled = 0
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, who: str, body: Any = None, ok: int = 201) -> Any:
+        r = self.client.request(
+            method,
+            PREFIX + path,
+            json=body,
+            headers={"Authorization": f"Bearer {self.tokens[who]}"},
+        )
+        if r.status_code != ok:
+            try:
+                problem = r.json()
+            except ValueError:
+                problem = {"detail": r.text}
+            raise DemoError(
+                f"{method} {path} as {who} answered {r.status_code}: "
+                f"{problem.get('field', '')} {problem.get('detail', '')}".strip(),
+                fix="this is a bug in the demo or the API; please report it",
+            )
+        return r.json()
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        t = time.perf_counter()
+        now = self.clock.now()
+        with self.db.session_scope() as s:
+            Members(s).create(OPERATOR, "Suangu exchange operator 算谷交易所", Role.OPERATOR, now)
+            token = Members(s).create_key(OPERATOR, now, label="demo").token
+            s.merge(ExchangeSettingRow(name=DEMO_MARK, value=1, updated_at=now))
+        self.tokens[OPERATOR] = token
+        self.members.append(DemoMember(OPERATOR, "Suangu exchange operator", "operator", token))
+        providers = sorted(set(self.sc.providers.values()))
+        buyers = sorted({s.order.buyer_id for s in self.stream.orders})
+        overlap = set(providers) & set(buyers)
+        if overlap:
+            raise DemoError(
+                f"{sorted(overlap)[0]!r} is both a provider and a buyer",
+                fix="give providers and buyers different ids",
+            )
+        for member_id, role in (
+            [(AUDITOR, Role.AUDITOR)]
+            + [(p, Role.PROVIDER) for p in providers]
+            + [(b, Role.BUYER) for b in buyers]
+        ):
+            self._member(member_id, role)
+        self.call("PUT", "/fees", OPERATOR, {"fee_bp": self.sc.fee_bp}, ok=200)
+        self._capacity()
+        self.ledger.create_accounts(accounting.energy_accounts(providers, buyers), now)
+        self._deposits(buyers)
+        self.timings["setup_s"] += time.perf_counter() - t
+
+    def _member(self, member_id: str, role: Role) -> None:
+        name = member_id.replace("-", " ").title()
+        self.call("POST", "/members", OPERATOR, {"id": member_id, "name": name, "role": role})
+        key = self.call("POST", f"/members/{member_id}/keys", OPERATOR, {"label": "demo"})
+        self.tokens[member_id] = key["token"]
+        self.members.append(DemoMember(member_id, name, str(role), key["token"]))
+
+    def _capacity(self) -> None:
+        owner: dict[str, str] = {}
+        for pool in self.sc.pools:
+            provider = self.sc.providers.get(pool.id)
+            if provider is None:
+                continue  # a pool nobody offers
+            if owner.setdefault(pool.site_id, provider) != provider:
+                raise DemoError(
+                    f"site {pool.site_id!r} has pools of {owner[pool.site_id]!r} and {provider!r}",
+                    fix="in the service a site belongs to one provider",
+                )
+        for site in self.sc.sites:
+            if site.id not in owner:
+                continue
+            self.call(
+                "POST",
+                "/sites",
+                owner[site.id],
+                {
+                    "id": site.id,
+                    "name": site.name,
+                    "province": site.province,
+                    "region": site.region,
+                    "lat": site.lat,
+                    "lon": site.lon,
+                    "pue": site.pue,
+                    "latency_ms": dict(site.latency_ms),
+                },
+            )
+        for pool in self.sc.pools:
+            if pool.site_id in owner:
+                self.call(
+                    "POST",
+                    "/pools",
+                    owner[pool.site_id],
+                    {"id": pool.id, "site_id": pool.site_id, "gpu_class": pool.gpu_class},
+                )
+        for offer in self.sc.offers:
+            self.call(
+                "POST",
+                "/offers",
+                offer.provider_id,
+                {
+                    "id": offer.id,
+                    "pool_id": offer.pool_id,
+                    "start_slot": offer.start_slot,
+                    "gpus": list(offer.gpus),
+                    "reserve_fen": list(offer.reserve_fen),
+                },
+            )
+
+    def _deposits(self, buyers: list[str]) -> None:
+        need: dict[str, int] = defaultdict(int)
+        hours = self.grid.slot_hours
+        for s in self.stream.orders:
+            if s.submit_slot < self.sc.hours:
+                o = s.order
+                need[o.buyer_id] += o.limit_fen * o.max_gpu_slots(hours) * hours
+        for b in buyers:
+            if need[b] > 0:
+                self.call(
+                    "POST",
+                    "/deposits",
+                    OPERATOR,
+                    {"id": f"deposit-{b}", "member_id": b, "amount_fen": need[b]},
+                )
+
+    # -- the clock -------------------------------------------------------------------------------
+
+    def run(self) -> DemoReport:
+        with self.client:
+            return self._run()
+
+    def _run(self) -> DemoReport:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        self.setup()
+        span = self.sc.hours
+        if self.energy is not None:
+            t = time.perf_counter()
+            end = self.grid.slot_start(span + self.sc.lookahead)
+            self.site_years = self.energy.site_years(
+                [s.id for s in self.sc.sites], self.grid.epoch, end
+            )
+            self.timings["energy_model_s"] += time.perf_counter() - t
+        due: dict[int, list[StreamOrder]] = defaultdict(list)
+        after = 0
+        for due_order in sorted(self.stream.orders, key=lambda o: (o.submit_slot, o.order.id)):
+            if due_order.submit_slot >= span:
+                after += 1
+            else:
+                due[due_order.submit_slot].append(due_order)
+        submitted = refused = clearings = failed = 0
+        loop = self.app.state.clearing_loop
+        for h in range(span):
+            self.clock.set(self.grid.slot_start(h))
+            if h > 0:
+                self._meter(h - 1)
+            t = time.perf_counter()
+            for due_order in due.pop(h, []):
+                if self._submit(due_order.order, h):
+                    submitted += 1
+                else:
+                    refused += 1
+            self.timings["orders_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            tick = loop.tick()
+            self.timings["clearing_s"] += time.perf_counter() - t
+            if tick.clearing_id is not None:
+                clearings += 1
+            elif tick.skipped is not None and tick.skipped != "exists":
+                failed += 1
+            if self.progress is not None:
+                self.progress(h + 1, span)
+        last = self._last_lease_slot()
+        for slot in range(span - 1 if span else 0, max(last, span - 1) + 1):
+            self.clock.set(self.grid.slot_start(slot + 1))
+            self._meter(slot)
+        t = time.perf_counter()
+        balanced, message = self._ledger_check()
+        with self.db.session_scope(write=False) as s:
+            stats = market_stats(s, self.grid.slot_hours)
+        self.timings["report_s"] += time.perf_counter() - t
+        self.timings["total_s"] = time.perf_counter() - t0
+        # CPU seconds of the whole process (the API's threads included): on a shared machine
+        # a steadier measure than the wall clock.
+        self.timings["cpu_s"] = time.process_time() - cpu0
+        e = self.energy_totals
+        return DemoReport(
+            scenario=self.sc.name,
+            source=self.stream.source,
+            hours=span,
+            members=tuple(self.members),
+            orders_submitted=submitted,
+            orders_refused=refused,
+            orders_after_span=after,
+            clearings=clearings,
+            clearings_failed=failed,
+            readings=self.readings,
+            holds_settled=self.settled,
+            stats=stats,
+            energy=EnergyTotals(
+                leases=e["leases"],
+                energy_wh=e["energy_wh"],
+                green_wh=e["green_wh"],
+                certificates_wh=e["certificates_wh"],
+                location_g=e["location_g"],
+                market_g=e["market_g"],
+                uncertified_leases=e["uncertified"],
+            ),
+            ledger_balanced=balanced,
+            ledger_message=message,
+            timings=dict(self.timings),
+        )
+
+    def _submit(self, order: Order, h: int) -> bool:
+        release = max(order.release_slot, h)
+        if release >= order.deadline_slot or (
+            order.kind is OrderKind.GANG and order.deadline_slot - release < order.duration_slots
+        ):
+            return False
+        body = {
+            "id": order.id,
+            "kind": str(order.kind),
+            "gpus": order.gpus,
+            "release_slot": release,
+            "deadline_slot": order.deadline_slot,
+            "limit_fen": order.limit_fen,
+            "gpu_hours": order.gpu_hours,
+            "duration_slots": order.duration_slots,
+            "gpu_classes": sorted(order.gpu_classes),
+            "regions": sorted(order.regions),
+            "provinces": sorted(order.provinces),
+            "home": order.home,
+            "max_latency_ms": order.max_latency_ms,
+            "min_green_share": order.min_green_share,
+        }
+        self.call("POST", "/orders", order.buyer_id, body)
+        return True
+
+    def _last_lease_slot(self) -> int:
+        with self.db.session_scope(write=False) as s:
+            got = s.scalar(select(func.max(LeaseRow.slot)))
+        return -1 if got is None else int(got)
+
+    # -- the simulated provider --------------------------------------------------------------------
+
+    def _meter(self, slot: int) -> None:
+        """Meter the leases of ``slot`` (just ended) and post them, one batch per provider."""
+        t = time.perf_counter()
+        now = self.clock.now()
+        with self.db.session_scope(write=False) as s:
+            rows = list(
+                s.scalars(
+                    select(LeaseRow)
+                    .where(
+                        LeaseRow.slot == slot,
+                        LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
+                    )
+                    .order_by(LeaseRow.id)
+                )
+            )
+        if not rows:
+            return
+        full = self.grid.slot_seconds
+        start, end = self.grid.slot_start(slot), self.grid.slot_start(slot + 1)
+        leases: list[tuple[str, Allocation, int, str]] = []
+        for row in rows:
+            used = row.gpus * full
+            if self.shortfall > 0 and self.rng.random() < self.shortfall:
+                used = int(used * self.rng.uniform(0.5, 1.0))
+            a = Allocation(
+                row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen
+            )
+            leases.append((row.id, a, used, row.provider_id or ""))
+        energy_wh, energy = self._energy(slot, leases)
+        by_provider: dict[str, list[FinalReading]] = defaultdict(list)
+        for lease_id, _a, used, provider in leases:
+            by_provider[provider].append(
+                FinalReading(
+                    lease_id,
+                    ReadingIn(
+                        id="final",
+                        interval_start=start,
+                        interval_end=end,
+                        gpu_seconds=used,
+                        energy_wh=energy_wh.get(lease_id, 0),
+                        final=True,
+                    ),
+                )
+            )
+
+        def work(s: Session) -> tuple[int, int]:
+            # One transaction for the slot: each provider's batch of final readings, one
+            # settlement of the orders they finish, and the slot's energy bookings.
+            recorded, groups = 0, set()
+            for provider, items in sorted(by_provider.items()):
+                n, touched = meter_final(s, provider, items, now)
+                recorded += n
+                groups |= touched
+            fee = fee_bp(s, self.settings.default_fee_bp)
+            settled = settle_done_orders(s, self.ledger, groups, fee, now)
+            results = self.ledger.create_transfers_in(s, energy, now)
+            bad = [
+                (x.id, r) for x, r in zip(energy, results, strict=True) if r is not CreateResult.OK
+            ]
+            if bad:
+                raise DemoError(
+                    f"the ledger refused {len(bad)} energy transfer(s) of slot {slot}, e.g. "
+                    f"{bad[0][0]}: {bad[0][1]}",
+                    fix="this is a bug in the demo or the ledger; please report it",
+                )
+            return recorded, settled
+
+        recorded, settled = self.db.transaction(work)
+        self.readings += recorded
+        self.settled += settled
+        self.timings["metering_s"] += time.perf_counter() - t
+
+    def _energy(
+        self, slot: int, leases: list[tuple[str, Allocation, int, str]]
+    ) -> tuple[dict[str, int], list[Transfer]]:
+        """Energy (Wh by lease id) of the slot's leases, and their certificate and CO2 transfers
+        on the kWh-green and gCO2 ledgers, as in
+        :meth:`suangu.sim.simulate._Simulation._energy_of_slot`: certificates are issued to a
+        provider for the green Wh of its leases, within the green energy its site used in the
+        slot's hours; a lease beyond that is recorded with ``certify=False``."""
+        wh: dict[str, int] = {}
+        room: dict[str, int] = {}
+        issued: dict[str, int] = defaultdict(int)
+        chains: list[Transfer] = []
+        totals = self.energy_totals
+        for lease_id, a, used, provider in sorted(leases, key=lambda x: accounting.lease_id(x[1])):
+            sy = self.site_years.get(self.pools[a.pool_id].site_id)
+            if sy is None:
+                continue
+            gpu = self.pools[a.pool_id].gpu_class
+            rec = accounting.lease_energy(a, used, provider, sy, self.grid, gpu)
+            site = sy.params.site_id
+            if site not in room:
+                first = sy.hour_index(self.grid.slot_start(slot))
+                green_mwh = float(sy.green_used[first : first + self.grid.slot_hours].sum())
+                room[site] = int(green_mwh * 1_000_000)
+            if rec.certificates_wh > room[site]:
+                rec = accounting.lease_energy(a, used, provider, sy, self.grid, gpu, certify=False)
+                totals["uncertified"] += 1
+            room[site] -= rec.certificates_wh
+            issued[provider] += rec.certificates_wh
+            chains += accounting.lease_transfers(rec)
+            wh[lease_id] = rec.energy_wh
+            totals["leases"] += 1
+            totals["energy_wh"] += rec.energy_wh
+            totals["green_wh"] += rec.green_wh
+            totals["certificates_wh"] += rec.certificates_wh
+            totals["location_g"] += rec.location_g
+            totals["market_g"] += rec.market_g
+        issues = [
+            accounting.issue_certificates(f"issue:{p}:{slot}", p, n, user_data=f"slot {slot}")
+            for p, n in sorted(issued.items())
+            if n > 0
+        ]
+        return wh, issues + chains
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def _ledger_check(self) -> tuple[bool, str]:
+        try:
+            self.ledger.check_invariants()
+        except SuanguError as err:
+            return False, str(err)
+        with self.db.session_scope(write=False) as s:
+            open_holds = list(
+                s.scalars(
+                    select(LedgerTransferRow.id)
+                    .where(LedgerTransferRow.pending_status == str(PendingStatus.PENDING))
+                    .limit(3)
+                )
+            )
+            unsettled = s.scalar(
+                select(LeaseRow.id).where(LeaseRow.state != str(LeaseState.SETTLED)).limit(1)
+            )
+        if open_holds:
+            return False, f"hold(s) never settled, e.g. {open_holds[0]}"
+        if unsettled is not None:
+            return False, f"lease {unsettled} was never settled"
+        return True, (
+            "debits = credits on every ledger (CNY, kWh-green, gCO2); every hold settled; "
+            "every lease metered and settled"
+        )
+
+
+def run_demo(
+    db: Database,
+    scenario: Scenario,
+    stream: OrderStream,
+    *,
+    progress: Progress | None = None,
+    shortfall: float = 0.0,
+    seed: int = 0,
+) -> tuple[FastAPI, DemoReport]:
+    """Run the demo on a migrated, empty database (see the module docs); the app (clock
+    stopped at the end of the run, clearing loop off) and what happened."""
+    if not 0.0 <= shortfall <= 1.0:
+        raise ValidationError(
+            f"must be between 0 and 1, got {shortfall}", field="shortfall", fix="e.g. 0.1"
+        )
+    with db.session_scope(write=False) as s:
+        if Members(s).all():
+            raise DemoError(
+                "the database is not empty", field="db", fix="run the demo on a new database"
+            )
+    r = _Run(db, scenario, stream, progress=progress, shortfall=shortfall, seed=seed)
+    report = r.run()
+    return r.app, report
+
+
+#: The built-in scenarios: name -> what it is.
+SCENARIOS = {
+    "hubs": "the ten East-Data-West-Compute hub sites, a week of orders derived from the "
+    "Alibaba GPU trace (suangu.sim.trace)",
+    "east-west": "six hub sites, three days of hand-made orders (data/scenarios/east_west*)",
+}
+
+
+def demo_inputs(name: str = "hubs", hours: int | None = None) -> tuple[Scenario, OrderStream]:
+    """The scenario and order stream of a built-in demo (:data:`SCENARIOS`); ``hours``
+    shortens the span (the hub scenario's trace then covers only the days it spans)."""
+    from importlib import resources
+
+    from suangu.sim.scenario import load_orders, load_scenario
+
+    if name == "hubs":
+        from suangu.sim.trace import load_hub_scenario, trace_orders
+
+        scenario = load_hub_scenario(hours)
+        days = max(1, -(-scenario.hours // 24))
+        return scenario, trace_orders(scenario, days=days)
+    if name == "east-west":
+        package = resources.files("suangu")
+        with (
+            resources.as_file(package / "data/scenarios/east_west.yaml") as scenario_path,
+            resources.as_file(package / "data/scenarios/east_west_orders.csv") as orders_path,
+        ):
+            scenario = load_scenario(scenario_path, hours=hours)
+            return scenario, load_orders(orders_path, scenario)
+    raise ValidationError(
+        f"unknown scenario {name!r}", field="scenario", fix=f"use {' or '.join(SCENARIOS)}"
+    )
+
+
+__all__ = [
+    "SCENARIOS",
+    "DemoError",
+    "DemoMember",
+    "DemoReport",
+    "EnergyTotals",
+    "demo_inputs",
+    "fresh_sqlite",
+    "run_demo",
+]

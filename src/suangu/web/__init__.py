@@ -1,0 +1,19 @@
+"""The dashboard: server-rendered HTML pages with inline SVG charts (see :mod:`.pages`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def mount_dashboard(app: FastAPI, *, private: bool = False) -> None:
+    """Serve the dashboard at ``/`` of ``app`` (an app of :func:`suangu.api.app.create_app`).
+
+    ``private``: also the members' balances and the per-member pages (``/member/{id}``).
+    """
+    from suangu.web.pages import router
+
+    app.state.private_dashboard = private
+    app.include_router(router)
+
+
+__all__ = ["mount_dashboard"]
