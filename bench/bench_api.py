@@ -1,8 +1,10 @@
 """Order submission against ``suangu serve``: throughput and latency on loopback.
 
-    .venv/bin/python bench/bench_api.py [--db sqlite,postgresql] [--workers 2]
+    .venv/bin/python bench/bench_api.py [--db sqlite,postgresql] [--workers 1,2]
                                         [--concurrency 8,32,64] [--requests 5000]
-                                        [--time-cap 60] [--buyers 50] [--pg-url URL]
+                                        [--repeat 3] [--time-cap 60] [--buyers 50]
+                                        [--pg-url URL] [--serve-arg=--no-access-log]
+                                        [--label after]
 
 For each database it creates a fresh one (a temporary SQLite file, or a PostgreSQL database
 ``suangu_bench_<pid>`` created through ``--pg-url`` and dropped at the end), migrates it,
@@ -15,8 +17,11 @@ one ``httpx.AsyncClient`` (at most ``C`` connections, all to 127.0.0.1) sending 
 the buyers, until ``--requests`` have been sent or ``--time-cap`` seconds have passed, after
 ``--warmup`` unmeasured requests. Each level reports requests, errors by status, throughput
 (2xx orders per second of wall time), latency p50/p90/p99/max in ms (every request, errors
-included) and the CPU seconds the server's processes and the load process used, prints a
-table and appends one JSON line per level to ``bench/results/api.jsonl``. The server and the
+included) and the CPU seconds the server's processes and the load process used. With
+``--repeat N`` each level runs N times on the same server (the machine is shared: other jobs
+move the figures), and the table shows the median and the range (min-max) of the runs. It
+appends one JSON line per run to ``bench/results/api.jsonl`` (with ``--label``, to tell
+before from after). The server and the
 database are removed at the end, also on an error or Ctrl-C.
 
 The load process shares the machine with the server: on a small machine it takes a large
@@ -324,10 +329,17 @@ def _cpu_s(pgid: int | None = None, comm: str | None = None) -> float:
 
 class Server:
     def __init__(
-        self, kind: str, url: str, workers: int, log: Path, exe: str | None = None
+        self,
+        kind: str,
+        url: str,
+        workers: int,
+        log: Path,
+        exe: str | None = None,
+        extra: list[str] | None = None,
     ) -> None:
         self.kind, self.url, self.workers, self.log = kind, url, workers, log
         self.exe = exe
+        self.extra = list(extra or [])
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -335,7 +347,7 @@ class Server:
         env = {**os.environ, "SUANGU_DATABASE_URL": self.url}
         exe = self.exe or Path(sys.executable).with_name("suangu")
         cmd = [str(exe), "serve", "--host", HOST, "--port", str(self.port)]
-        cmd += ["--workers", str(self.workers)]
+        cmd += ["--workers", str(self.workers), *self.extra]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -441,6 +453,27 @@ def _level(
     return r
 
 
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def _spread(xs: list[float], fmt: str) -> str:
+    """``median`` alone, or ``median (min-max)`` for several runs."""
+    if len(xs) == 1:
+        return fmt.format(xs[0])
+    return f"{fmt.format(_median(xs))} ({fmt.format(min(xs))}-{fmt.format(max(xs))})"
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The runs of each level, in the order the levels ran."""
+    out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["db"], r["target"], r["workers"], r["concurrency"]), []).append(r)
+    return list(out.values())
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -456,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", default="8,32,64", help="connection counts, comma-separated")
     p.add_argument("--requests", type=int, default=5000, help="measured requests per level")
     p.add_argument("--warmup", type=int, default=300, help="unmeasured requests first")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each level (median, range)")
     p.add_argument("--time-cap", type=float, default=60.0, help="seconds per level at most")
     p.add_argument("--buyers", type=int, default=50)
     p.add_argument(
@@ -475,6 +509,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also drive GET /api/v1/market/grid (no key, no database) at each level",
     )
     p.add_argument("--serve-exe", help=argparse.SUPPRESS)  # A/B experiments: a patched `suangu`
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="an extra argument of `suangu serve` (repeatable), e.g. --serve-arg=--no-access-log",
+    )
+    p.add_argument("--label", default="", help="a tag stored with the results (before, after)")
     p.add_argument("--no-save", action="store_true", help="do not append to api.jsonl")
     p.add_argument("--load-process", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -501,10 +542,14 @@ def main(argv: list[str] | None = None) -> int:
                     tokens = populate(bdb.url, args.buyers)
                     for w in workers:
                         log = work / f"serve-{kind}-w{w}.log"
-                        with Server(kind, bdb.url, w, log, args.serve_exe) as server:
+                        with Server(
+                            kind, bdb.url, w, log, args.serve_exe, args.serve_arg
+                        ) as server:
                             for c in levels:
                                 for target in targets:
-                                    rows.append(_level(console, server, tokens, c, args, target))
+                                    for k in range(args.repeat):
+                                        r = _level(console, server, tokens, c, args, target)
+                                        rows.append({**r, "run": k})
         except KeyboardInterrupt:
             console.print("[red]interrupted: server stopped, database dropped[/]")
         except Exception:
@@ -518,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     table = Table(
         title=f"suangu serve on loopback ({os.cpu_count()} CPUs, {args.client} load process on "
-        "the same machine; loadavg: 1-min load average before the level)",
+        f"the same machine, {args.repeat} run(s) per line: median, and min-max in brackets; "
+        "loadavg: 1-min load average before the runs)",
         title_justify="left",
         caption="W: suangu serve --workers; conc: connections; CPU ms/req: CPU time of the "
         "server's processes, of every postgres process on the machine (other jobs' too) and of "
@@ -543,25 +589,31 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg",
     ):
         table.add_column(col, justify="left" if col in ("db", "request") else "right", no_wrap=True)
-    for r in rows:
-        errs = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
-        what = "POST /orders" if r["target"] == "orders" else "GET /grid"
+    for group in _groups(rows):
+        first = group[0]
+        errors: Counter[str] = Counter()
+        for r in group:
+            errors.update(r["errors"])
+        errs = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+        what = "POST /orders" if first["target"] == "orders" else "GET /grid"
+        pg = [r["postgres_cpu_ms_per_req"] for r in group]
         table.add_row(
-            "pg" if r["db"] == "postgresql" else r["db"],
+            "pg" if first["db"] == "postgresql" else first["db"],
             what,
-            str(r["workers"]),
-            str(r["concurrency"]),
-            f"{r['requests']:,}" + (" (capped)" if r["capped"] else ""),
+            str(first["workers"]),
+            str(first["concurrency"]),
+            f"{sum(r['requests'] for r in group):,}"
+            + (" (capped)" if any(r["capped"] for r in group) else ""),
             errs,
-            f"{r['orders_per_s']:,.0f}",
-            f"{r['p50_ms']:.1f}",
-            f"{r['p90_ms']:.1f}",
-            f"{r['p99_ms']:.1f}",
-            f"{r['max_ms']:.1f}",
-            f"{r['server_cpu_ms_per_req']:.2f}",
-            "-" if r["postgres_cpu_ms_per_req"] is None else f"{r['postgres_cpu_ms_per_req']:.2f}",
-            f"{r['load_cpu_ms_per_req']:.2f}",
-            f"{r['loadavg_before']:.2f}",
+            _spread([r["orders_per_s"] for r in group], "{:,.0f}"),
+            f"{_median([r['p50_ms'] for r in group]):.1f}",
+            f"{_median([r['p90_ms'] for r in group]):.1f}",
+            _spread([r["p99_ms"] for r in group], "{:,.1f}"),
+            f"{max(r['max_ms'] for r in group):,.1f}",
+            f"{_median([r['server_cpu_ms_per_req'] for r in group]):.2f}",
+            "-" if pg[0] is None else f"{_median(pg):.2f}",
+            f"{_median([r['load_cpu_ms_per_req'] for r in group]):.2f}",
+            _spread([r["loadavg_before"] for r in group], "{:.1f}"),
         )
     console.print(table)
     if not args.no_save:
@@ -577,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
                             "host": platform.node(),
                             "cpus": os.cpu_count(),
                             "warmup": args.warmup,
+                            "label": args.label,
+                            "serve_args": args.serve_arg,
                             **r,
                         }
                     )

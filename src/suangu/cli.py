@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -27,6 +26,7 @@ from suangu.core.gpus import ALIASES
 
 if TYPE_CHECKING:  # the solver stack loads on first use: --help and --version stay instant
     from suangu.client import SuanguClient
+    from suangu.demo import DemoReport
     from suangu.sim.scenario import Scenario
     from suangu.sim.simulate import EnergySummary, SimulationReport
 
@@ -37,10 +37,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-#: The packaged example: six East-Data-West-Compute hub sites, three days, ~300 orders.
-DEMO_SCENARIO = "data/scenarios/east_west.yaml"
-DEMO_ORDERS = "data/scenarios/east_west_orders.csv"
 
 
 def _fail(err: SuanguError) -> NoReturn:
@@ -282,12 +278,15 @@ def serve_command(
             "among the workers on PostgreSQL).",
         ),
     ] = True,
+    access_log: Annotated[
+        bool,
+        typer.Option("--access-log/--no-access-log", help="Log one line per request."),
+    ] = True,
 ) -> None:
     """Serve the exchange's HTTP API (OpenAPI at /docs) on the given database."""
     import os
 
-    import uvicorn
-
+    from suangu.api.serving import serve
     from suangu.store.db import DEFAULT_URL, open_database
 
     url = database_url or DEFAULT_URL
@@ -305,7 +304,10 @@ def serve_command(
         )
     os.environ["SUANGU_DATABASE_URL"] = url
     os.environ["SUANGU_CLEARING_LOOP"] = "1" if clearing_loop else "0"
-    uvicorn.run("suangu.api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    try:
+        serve(host, port, workers, access_log=access_log)  # TCP_NODELAY: see serving
+    except SuanguError as err:
+        _fail(err)
 
 
 @app.command("demo")
@@ -314,59 +316,199 @@ def demo_command(
     as_json: JsonOption = False,
     shortfall: ShortfallOption = 0.0,
     seed: SeedOption = 0,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="hubs: the ten hub sites and a trace-derived week; east-west: six sites, "
+            "three days.",
+        ),
+    ] = "hubs",
+    db: Annotated[
+        Path,
+        typer.Option("--db", help="The demo's SQLite file (replaced if an earlier demo's)."),
+    ] = Path("suangu-demo.db"),
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Serve on 127.0.0.1 at this port.")
+    ] = 8000,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve", help="Keep serving the API and the dashboard after the run."
+        ),
+    ] = True,
 ) -> None:
-    """Run the built-in East-Data-West-Compute market simulation and print a summary."""
-    package = resources.files("suangu")
-    with (
-        resources.as_file(package / DEMO_SCENARIO) as scenario_path,
-        resources.as_file(package / DEMO_ORDERS) as orders_path,
-    ):
-        _run(
-            scenario_path,
-            orders_path,
-            hours,
-            as_json,
-            shortfall,
-            seed,
-            header=None if as_json else _demo_header,
+    """Run the exchange as a service on a simulated week, print a summary, keep serving it.
+
+    Members and keys, sites, pools, offers, deposits and orders go through the HTTP API; the
+    server's clearing loop clears every simulated hour; a built-in provider meters and settles
+    every lease. Then the API and the dashboard are served at http://127.0.0.1:PORT on the
+    clock stopped at the end of the run (see docs/demo.md).
+    """
+    from suangu.demo import demo_inputs, fresh_sqlite, run_demo
+    from suangu.store.db import open_database, sqlite_url
+
+    path = db.expanduser().resolve()
+    if serve:
+        _check_port(port)
+    try:
+        sc, stream = demo_inputs(scenario, hours)
+        fresh_sqlite(path)
+        database = open_database(sqlite_url(path))
+        if not as_json:
+            _demo_header(sc, sum(1 for o in stream.orders if o.submit_slot < sc.hours), path)
+        with _progress(not as_json, f"exchange {sc.name}") as progress:
+            served, report = run_demo(
+                database, sc, stream, progress=progress, shortfall=shortfall, seed=seed
+            )
+    except SuanguError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "db": str(path)}, indent=2, ensure_ascii=False))
+    else:
+        _print_demo(report, path)
+    if not report.ledger_balanced:
+        raise typer.Exit(1)
+    if serve:
+        import uvicorn
+
+        Console(stderr=True).print(
+            f"[bold green]Serving[/] the dashboard at http://127.0.0.1:{port}/ (?lang=zh for "
+            f"Chinese), the API at http://127.0.0.1:{port}/api/v1 (docs at /docs), on the "
+            "market clock stopped at the end of the run. Ctrl+C stops.",
+            highlight=False,
         )
+        uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
 
 
-def _demo_header(scenario: Scenario, n_orders: int) -> None:
+def _check_port(port: int) -> None:
+    """Fail before the run, not after it, when the port to serve on is taken."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            _fail(
+                ValidationError(
+                    f"127.0.0.1:{port} is not free ({err.strerror or err})",
+                    field="port",
+                    fix="pass --port with a free port, or --no-serve",
+                )
+            )
+
+
+def _demo_header(scenario: Scenario, n_orders: int, path: Path) -> None:
     sites = ", ".join(s.name.split(" ")[0] for s in scenario.sites)
     providers = len(set(scenario.providers.values()))
+    days = f" ({scenario.hours / 24:g} days)" if scenario.hours >= 24 else ""
     text = (
-        f"[bold]Suangu demo[/]: a simulated East-Data-West-Compute (东数西算) GPU market.\n\n"
-        f"{len(scenario.sites)} hub sites ({escape(sites)}), {len(scenario.pools)} GPU pools from "
-        f"{providers} providers, and {n_orders} orders (batch jobs, all-or-nothing gang jobs "
-        f"and latency-bound services) over {scenario.hours} simulated hours.\n"
-        f"Every hour the exchange clears the next {scenario.lookahead} hours (welfare-maximising "
-        "allocation, one price per pool and hour), holds the buyers' money, and after each "
-        "hour meters the leases and settles them on a double-entry ledger.\n"
-        + _energy_header(scenario)
-        + "\n[dim]This demo is the market simulation only: the API server, provider agents and "
-        "dashboard are not part of it yet. Sites and latencies come from public data; "
-        "providers, prices and orders are made up."
-        + (
-            " Horinger's energy assets are the published project's, the other sites' are "
-            "illustrative, and the weather is modelled, not measured."
-            if scenario.energy is not None
-            else ""
-        )
-        + "[/]"
+        f"[bold]Suangu demo[/]: the East-Data-West-Compute (东数西算) GPU exchange as a "
+        f"service, on a simulated clock.\n\n"
+        f"{len(scenario.sites)} hub sites ({escape(sites)}), {len(scenario.pools)} GPU pools "
+        f"from {providers} providers, and {n_orders} buyer orders over {scenario.hours} "
+        f"simulated hours{days}.\n"
+        "Everything goes through the exchange's HTTP API: the operator onboards members and "
+        "gives them API keys, providers list sites, pools and offers, buyers deposit money and "
+        "submit orders as they come. Every hour the server's clearing loop clears the next "
+        f"{scenario.lookahead} hours (one price per pool and hour) and holds the buyers' money; "
+        "a built-in simulated provider meters each lease when its hour ends, and the ledger "
+        "settles it (payment, provider payout, exchange fee) with green certificates and CO2.\n"
+        f"[dim]Database: {escape(str(path))} (SQLite). Sites and latencies come from public "
+        "data; providers, capacities and prices are made up; orders are derived from a real "
+        "GPU cluster trace (hubs) or hand-made (east-west); the weather is modelled.[/]"
     )
     Console().print(Panel(text, border_style="blue", expand=False))
 
 
-def _energy_header(scenario: Scenario) -> str:
-    energy = scenario.energy
-    if energy is None:
-        return ""
-    return (
-        "Green shares come from the energy model: each site's wind, solar, storage, PUE and "
-        "grid import simulated hour by hour (seeded weather), so orders' minimum green shares "
-        "meet modelled supply. Every lease gets an energy and carbon record; green "
-        "certificates (kWh-green) and CO2 (g) are booked on the same ledger as the money.\n"
+def _print_demo(report: DemoReport, path: Path) -> None:
+    console = Console()
+    console.print("[bold]Members and their API keys[/] (shown once; role, member, key):")
+    for m in report.members:
+        console.print(
+            f"  {m.role:<9} {escape(m.id):<20} {m.token}", highlight=False, soft_wrap=True
+        )
+    st = report.stats
+    orders = Table(title=f"Orders ({report.scenario}, {report.hours} h)", title_justify="left")
+    orders.add_column("kind")
+    for col in ("orders", "filled", "partly", "not filled"):
+        orders.add_column(col, justify="right")
+    for kind, by in st.orders.items():
+        total = sum(by.values())
+        full, part = by.get("cleared", 0), by.get("partially", 0)
+        orders.add_row(kind, f"{total:,}", f"{full:,}", f"{part:,}", f"{total - full - part:,}")
+    full, part = st.orders_with("cleared"), st.orders_with("partially")
+    orders.add_row(
+        "[bold]all[/]",
+        f"[bold]{st.orders_total:,}[/]",
+        f"[bold]{full:,}[/]",
+        f"[bold]{part:,}[/]",
+        f"[bold]{st.orders_total - full - part:,}[/]",
+    )
+    console.print(orders)
+    console.print(
+        f"fill rate: {st.fill_rate:.1%} of orders filled in full; {st.volume_fill_rate:.1%} "
+        f"of the GPU-hours asked for allocated. {report.clearings} clearings, "
+        f"{report.readings:,} leases metered"
+        + (
+            f"; {report.orders_after_span} orders due after the span not submitted"
+            if report.orders_after_span
+            else ""
+        ),
+        highlight=False,
+    )
+    names = {s.id: s.name for s in st.sites}
+    sites = Table(title="Volume by site (prices in yuan per GPU-hour)", title_justify="left")
+    for col in ("site", "GPU-hours", "avg price", "value (yuan)"):
+        sites.add_column(col, justify="left" if col == "site" else "right")
+    for v in sorted(st.volumes, key=lambda v: -v.gpu_hours):
+        sites.add_row(
+            escape(names.get(v.site_id, v.site_id)),
+            f"{v.gpu_hours:,}",
+            _yuan(v.avg_price_fen),
+            _yuan(v.value_fen),
+        )
+    avg = st.value_fen / st.gpu_hours if st.gpu_hours else 0
+    sites.add_row(
+        "[bold]all sites[/]",
+        f"[bold]{st.gpu_hours:,}[/]",
+        f"[bold]{_yuan(avg)}[/]",
+        f"[bold]{_yuan(st.value_fen)}[/]",
+    )
+    console.print(sites)
+    money = Table(title="Money (yuan), energy and checks", title_justify="left", show_header=False)
+    money.add_column("what")
+    money.add_column("value", justify="right")
+    money.add_row("buyer deposits", _yuan(st.money.get("deposit", 0)))
+    money.add_row("buyer spend (metered)", _yuan(st.money.get("lease_payment", 0)))
+    money.add_row("provider revenue (after fee)", _yuan(st.money.get("provider_payout", 0)))
+    money.add_row("exchange fees", _yuan(st.money.get("exchange_fee", 0)))
+    e = report.energy
+    if e.leases:
+        money.add_row("energy metered (GPU power x PUE)", f"{e.energy_wh / 1000:,.0f} kWh")
+        money.add_row("green share (own wind and solar, hourly)", f"{e.green_share:.1%}")
+        money.add_row(
+            "green certificates retired to buyers", f"{e.certificates_wh / 1000:,.0f} kWh"
+        )
+        money.add_row("CO2 location-based", f"{e.location_g / 1e6:,.3f} t")
+        money.add_row("CO2 market-based", f"{e.market_g / 1e6:,.3f} t")
+    balanced = "[green]yes[/]" if report.ledger_balanced else "[bold red]NO[/]"
+    money.add_row("ledger balanced", balanced)
+    t = report.timings
+    money.add_row(
+        "run time (setup / orders / clearing / metering)",
+        f"{t.get('total_s', 0):.1f} s, {t.get('cpu_s', 0):.1f} s CPU "
+        f"({t.get('setup_s', 0) + t.get('energy_model_s', 0):.1f}"
+        f" / {t.get('orders_s', 0):.1f} / {t.get('clearing_s', 0):.1f} / "
+        f"{t.get('metering_s', 0):.1f})",
+    )
+    console.print(money)
+    if not report.ledger_balanced:
+        console.print(f"[bold red]ledger check failed:[/] {escape(report.ledger_message)}")
+    console.print(
+        f"[dim]Database: {escape(str(path))}. Try: SUANGU_KEY=<a buyer's key> suangu lease list; "
+        "SUANGU_KEY=<the operator's key> suangu ledger balance.[/]",
+        highlight=False,
     )
 
 
@@ -1042,6 +1184,82 @@ def agent_command(
         agent.stop()
     finally:
         client.close()
+
+
+lease_app = typer.Typer(
+    help="Leases (cleared allocations) on a Suangu server.", no_args_is_help=True
+)
+app.add_typer(lease_app, name="lease")
+
+
+def _leases_table(items: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("id", "order", "pool", "slot", "GPUs", "price (yuan/GPU-h)", "state"):
+        table.add_column(col, justify="right" if col in ("slot", "GPUs") else "left")
+    for x in items:
+        table.add_row(
+            escape(x["id"]),
+            escape(x["order_id"]),
+            escape(x["pool_id"]),
+            str(x["slot"]),
+            str(x["gpus"]),
+            _fen(x["price_fen"]),
+            x["state"],
+        )
+    return table
+
+
+@lease_app.command("list")
+def lease_list_command(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", help="Only leases in this state (scheduled, running, ...)."),
+    ] = None,
+    order_id: Annotated[str | None, typer.Option("--order", help="Only this order's.")] = None,
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your leases: as a buyer, what you bought; as a provider, what runs on your pools."""
+    with _calling(ctx, url, key) as c:
+        items = c.all_pages("/leases", state=state, order_id=order_id)
+    if as_json:
+        _print_json(items)
+        return
+    Console().print(_leases_table(items, f"Leases ({len(items)})"))
+
+
+@lease_app.command("show")
+def lease_show_command(
+    ctx: typer.Context,
+    lease_id: Annotated[str, typer.Argument(help="The lease's id.")],
+    url: UrlOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One lease with its meter readings."""
+    with _calling(ctx, url, key) as c:
+        got = c.get(f"/leases/{_path(lease_id)}")
+        readings = c.all_pages(f"/leases/{_path(lease_id)}/readings")
+    if as_json:
+        _print_json({**got, "readings": readings})
+        return
+    console = Console()
+    console.print(_fields_table(got, f"Lease {escape(lease_id)}"))
+    if readings:
+        table = Table(title="Meter readings", title_justify="left")
+        for col in ("id", "from (UTC)", "to (UTC)", "GPU-hours", "kWh"):
+            table.add_column(col, justify="left" if col == "id" else "right")
+        for r in readings:
+            table.add_row(
+                escape(r["id"]),
+                _utc(r["interval_start"]),
+                _utc(r["interval_end"]),
+                f"{r['gpu_seconds'] / 3600:,.2f}",
+                f"{r['energy_wh'] / 1000:,.3f}",
+            )
+        console.print(table)
 
 
 def _utc(unix_seconds: int) -> str:

@@ -8,7 +8,16 @@
   with ``database is locked``) and a deferred ``BEGIN`` for reads (readers never wait in WAL).
 * :meth:`Database.transaction` runs a function in one transaction and retries it, from the
   start, on the transient errors of concurrent writers (PostgreSQL deadlocks and serialization
-  failures, SQLite busy, and, when asked, a concurrent insert of the same unique key).
+  failures, SQLite busy, a connection the server dropped, and, when asked, a concurrent insert
+  of the same unique key).
+* SQLite has one writer at a time: the threads of a process take turns on a lock before
+  ``BEGIN IMMEDIATE`` (see :meth:`Database.session_scope`), so that they queue instead of
+  polling SQLite's busy handler, whose growing sleeps (up to 100 ms each) made the slowest
+  writes wait for seconds under load. Other processes still meet the busy timeout.
+* PostgreSQL engines keep a pool of :data:`PG_POOL_SIZE` connections (plus
+  :data:`PG_MAX_OVERFLOW` for bursts) and do not ping a connection on each checkout (a round
+  trip per transaction); a connection the server dropped is detected when used, the pool is
+  refreshed, and :meth:`Database.transaction` runs the function again.
 * :func:`migrate` runs Alembic ``upgrade head`` from the migrations shipped in this package.
 """
 
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +48,11 @@ _WRITE_OPTION = "suangu_write"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: PostgreSQL advisory lock key held while migrating ("suangu" in ASCII).
 _LOCK_KEY = 0x7375616E6775
+#: Connections a PostgreSQL engine keeps open (per process), and how many more it may open
+#: for a burst (closed again when returned). API request threads are bounded to the pool
+#: size (see ``suangu.api.routes.orders``), so the overflow is for the rest.
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 10
 
 T = TypeVar("T")
 
@@ -67,7 +82,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     ``BEGIN IMMEDIATE`` for write transactions (see the module docs)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        return create_engine(
+            url,
+            echo=echo,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_MAX_OVERFLOW,
+            pool_use_lifo=True,
+        )
     engine = create_engine(
         url,
         echo=echo,
@@ -124,6 +145,9 @@ class Database:
         self._write = sessionmaker(
             engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
+        # SQLite: the writers of this process queue here (re-entrant: a nested write scope in
+        # the same thread meets SQLite's busy timeout as it would without the lock).
+        self._writer: threading.RLock | None = threading.RLock() if is_sqlite(engine) else None
 
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False) -> Database:
@@ -135,13 +159,21 @@ class Database:
 
     @contextmanager
     def session_scope(self, *, write: bool = True) -> Iterator[Session]:
-        """One unit of work: commit at the end of the block, roll back on any exception."""
+        """One unit of work: commit at the end of the block, roll back on any exception.
+
+        On SQLite a write scope first takes this process's writer lock (see the module docs).
+        """
+        lock = self._writer if write else None
+        if lock is not None:
+            lock.acquire()
         session = (self._write if write else self._read)()
         try:
             with session.begin():
                 yield session
         finally:
             session.close()
+            if lock is not None:
+                lock.release()
 
     def transaction(
         self,
@@ -152,6 +184,11 @@ class Database:
         attempts: int = 20,
     ) -> T:
         """``fn(session)`` in one transaction, retried from the start on transient errors.
+
+        A connection that the server closed (a restart) is retried on a fresh one: the
+        transaction did not commit, except in the rare case of a connection lost during the
+        ``COMMIT`` itself, where the retry meets the first run's unique keys (idempotent
+        writes find their row; see ``retry_integrity``).
 
         ``retry_integrity`` also retries on a unique-key violation: for functions that
         check for an existing row first, a violation means a concurrent writer inserted the
@@ -172,7 +209,8 @@ class Database:
                 if not (retry_integrity and is_unique_violation(err)) or attempt == attempts - 1:
                     raise
             except DBAPIError as err:
-                if not _is_transient(err) or attempt == attempts - 1:
+                retry = _is_transient(err) or err.connection_invalidated
+                if not retry or attempt == attempts - 1:
                     raise
             time.sleep(random.uniform(0, 0.002 * (2 ** min(attempt, 6))))
         raise RetryExhausted(  # pragma: no cover - the loop always returns or raises

@@ -433,9 +433,11 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 class IdempotencyRow(Base):
-    """The first response to a write made with an ``Idempotency-Key``, per member."""
+    """The first response to a write made with an ``Idempotency-Key``, per member (kept for
+    ``suangu.api.idempotency.RETENTION_S``, then purged by ``created_at``)."""
 
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     key: Mapped[str] = mapped_column(String(MAX_IDEMPOTENCY_KEY), primary_key=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import CursorResult, Result, func, select, update
+from sqlalchemy import CursorResult, Insert, Result, Table, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from suangu.core.billing import pool_providers
@@ -37,10 +37,12 @@ from suangu.core.types import (
     PoolPrice,
     Site,
 )
+from suangu.store.db import TransientConflict
 from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
 from suangu.store.models import (
     ApiKeyRow,
     ClearingRow,
+    IdempotencyRow,
     LeaseRow,
     LeaseState,
     MemberRow,
@@ -194,6 +196,25 @@ def _not_found(what: str, id: str, field: str = "id") -> NotFound:
     return NotFound(f"no {what} {id!r}", field=field, fix=f"check the {what} id")
 
 
+def insert_new(table: Table) -> dict[str, Insert]:
+    """``INSERT ... ON CONFLICT (primary key) DO NOTHING RETURNING <key>`` by dialect name: a
+    row whose key exists is skipped instead of failing the transaction, and returns nothing
+    (psycopg reports no ``rowcount`` for it). Built once: executed with a dict of values."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    keys = list(table.primary_key.columns)
+    names = [c.name for c in keys]
+    return {
+        "postgresql": pg_insert(table)
+        .on_conflict_do_nothing(index_elements=names)
+        .returning(*keys),
+        "sqlite": sqlite_insert(table)
+        .on_conflict_do_nothing(index_elements=names)
+        .returning(*keys),
+    }
+
+
 def _require_member(s: Session, member_id: str, field: str, role: Role | None = None) -> None:
     row = s.get(MemberRow, member_id)
     if row is None:
@@ -217,6 +238,16 @@ def _to_key(row: ApiKeyRow) -> ApiKey:
     return ApiKey(
         row.id, row.prefix, row.member_id, Role(row.role), row.label, row.created_at, row.revoked_at
     )
+
+
+def to_member(row: MemberRow) -> Member:
+    """A stored member row as a record (for listings that select rows themselves)."""
+    return _to_member(row)
+
+
+def to_key(row: ApiKeyRow) -> ApiKey:
+    """A stored key row as a record (never the secret)."""
+    return _to_key(row)
 
 
 def hash_token(token: str) -> str:
@@ -283,12 +314,19 @@ class Members:
         )
         if scheme != KEY_SCHEME or not prefix or not secret:
             raise fail
-        row = self.s.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix)).one_or_none()
-        if row is None or not hmac.compare_digest(row.secret_hash, hash_token(token)):
+        found = self.s.execute(
+            select(ApiKeyRow, MemberRow)
+            .join(MemberRow, MemberRow.id == ApiKeyRow.member_id)
+            .where(ApiKeyRow.prefix == prefix)
+        ).one_or_none()
+        if found is None:
+            raise fail
+        row, member = found
+        if not hmac.compare_digest(row.secret_hash, hash_token(token)):
             raise fail
         if row.revoked_at is not None:
             raise fail
-        return _to_key(row), self.get(row.member_id)
+        return _to_key(row), _to_member(member)
 
     def revoke_key(self, key_id: str, now: int) -> ApiKey:
         row = self.s.get(ApiKeyRow, key_id)
@@ -304,6 +342,35 @@ class Members:
         return [_to_key(r) for r in self.s.scalars(q)]
 
 
+# -- idempotency records ------------------------------------------------------------------------
+
+
+class IdempotencyRecords:
+    """The recorded responses of API writes (``suangu.api.idempotency`` reads and writes
+    them; this is their upkeep)."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def purge(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` records created before ``before``, oldest first; how many."""
+        t = IdempotencyRow
+        old = (
+            select(t.member_id, t.key)
+            .where(t.created_at < before)
+            .order_by(t.created_at)
+            .limit(limit)
+        )
+        table = cast(Table, t.__table__)
+        done = self.s.connection().execute(
+            delete(table).where(tuple_(table.c.member_id, table.c.key).in_(old))
+        )
+        return _rowcount(done)
+
+    def count(self) -> int:
+        return int(self.s.scalar(select(func.count()).select_from(IdempotencyRow)) or 0)
+
+
 # -- sites, pools, offers -----------------------------------------------------------------------
 
 
@@ -311,6 +378,11 @@ def _to_site(row: SiteRow) -> Site:
     return Site(
         row.id, row.name, row.province, row.region, row.lat, row.lon, row.pue, row.latency_ms
     )
+
+
+def offer_record(row: OfferRow) -> OfferRecord:
+    """The record of a stored offer row (for listings that select rows themselves)."""
+    return OfferRecord(_to_offer(row), OfferStatus(row.status), row.created_at)
 
 
 def _to_offer(row: OfferRow) -> Offer:
@@ -454,6 +526,11 @@ class Capacity:
 # -- orders -----------------------------------------------------------------------------------
 
 
+def order_record(row: OrderRow) -> OrderRecord:
+    """The record of a stored order row (for listings that select rows themselves)."""
+    return _to_order(row)
+
+
 def _to_order(row: OrderRow) -> OrderRecord:
     order = Order(
         id=row.id,
@@ -475,8 +552,9 @@ def _to_order(row: OrderRow) -> OrderRecord:
     return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
 
 
-def _order_row(order: Order, now: int) -> OrderRow:
-    return OrderRow(
+def order_values(order: Order, now: int) -> dict[str, Any]:
+    """The column values of a new (``open``) order submitted at ``now``."""
+    return dict(
         id=order.id,
         buyer_id=order.buyer_id,
         kind=str(order.kind),
@@ -497,27 +575,39 @@ def _order_row(order: Order, now: int) -> OrderRow:
     )
 
 
+_ORDERS = cast(Table, OrderRow.__table__)
+_INSERT_ORDER = insert_new(_ORDERS)
+
+
 class Orders:
     """Buyers' orders."""
 
     def __init__(self, session: Session) -> None:
         self.s = session
 
-    def submit(self, order: Order, now: int) -> OrderRecord:
-        _require_member(self.s, order.buyer_id, "buyer_id", Role.BUYER)
-        existing = self.s.get(OrderRow, order.id)
-        if existing is not None:
-            if existing.buyer_id != order.buyer_id:
-                # Another buyer's id: say "taken" without saying whose (sealed bids).
-                raise Conflict(
-                    f"order id {order.id!r} is taken", field="id", fix="choose another id"
-                )
-            old = _to_order(existing)
-            _same_or_conflict(old.order, order, "order", order.id)
-            return old
-        self.s.add(_order_row(order, now))
-        self.s.flush()
-        return OrderRecord(order, OrderStatus.OPEN, now)
+    def submit(self, order: Order, now: int, *, buyer_checked: bool = False) -> OrderRecord:
+        """Store a new order (``open``); the same order again returns the stored one.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING``; only when the id exists is the stored
+        order read and compared (another buyer's id is "taken", other fields a
+        :class:`Conflict`). ``buyer_checked``: the caller knows that ``order.buyer_id`` is a
+        buyer member (the API: the caller's key has the buyer role), so it is not read again.
+        """
+        if not buyer_checked:
+            _require_member(self.s, order.buyer_id, "buyer_id", Role.BUYER)
+        conn = self.s.connection()
+        added = conn.execute(_INSERT_ORDER[conn.dialect.name], order_values(order, now))
+        if added.first() is not None:
+            return OrderRecord(order, OrderStatus.OPEN, now)
+        existing = self.s.get(OrderRow, order.id, populate_existing=True)
+        if existing is None:  # pragma: no cover - the insert met a row with this id
+            raise TransientConflict(f"order {order.id!r} vanished")
+        if existing.buyer_id != order.buyer_id:
+            # Another buyer's id: say "taken" without saying whose (sealed bids).
+            raise Conflict(f"order id {order.id!r} is taken", field="id", fix="choose another id")
+        old = _to_order(existing)
+        _same_or_conflict(old.order, order, "order", order.id)
+        return old
 
     def get(self, order_id: str, buyer_id: str | None = None) -> OrderRecord:
         """The order; with ``buyer_id``, only if it is that buyer's (others see nothing)."""
@@ -623,6 +713,14 @@ def _to_lease(row: LeaseRow) -> Lease:
     )
 
 
+def _insert(s: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``model``'s table in one executemany (nothing for none)."""
+    from sqlalchemy import insert
+
+    if rows:
+        s.execute(insert(model), rows)
+
+
 class Clearings:
     """Clearing rounds with their prices, offer fills and leases."""
 
@@ -676,29 +774,38 @@ class Clearings:
             )
         )
         self.s.flush()
-        self.s.add_all(
-            PriceRow(
-                clearing_id=clearing_id,
-                pool_id=p.pool_id,
-                slot=p.slot,
-                price_fen=p.price_fen,
-                cleared_gpus=p.cleared_gpus,
-                offered_gpus=p.offered_gpus,
-            )
-            for p in result.prices
+        # Bulk inserts (one executemany per table): a clearing stores hundreds of rows.
+        _insert(
+            self.s,
+            PriceRow,
+            [
+                {
+                    "clearing_id": clearing_id,
+                    "pool_id": p.pool_id,
+                    "slot": p.slot,
+                    "price_fen": p.price_fen,
+                    "cleared_gpus": p.cleared_gpus,
+                    "offered_gpus": p.offered_gpus,
+                }
+                for p in result.prices
+            ],
         )
-        self.s.add_all(
-            OfferFillRow(
-                clearing_id=clearing_id,
-                offer_id=f.offer_id,
-                slot=f.slot,
-                provider_id=f.provider_id,
-                pool_id=f.pool_id,
-                gpus=f.gpus,
-                price_fen=f.price_fen,
-                reserve_fen=f.reserve_fen,
-            )
-            for f in result.fills
+        _insert(
+            self.s,
+            OfferFillRow,
+            [
+                {
+                    "clearing_id": clearing_id,
+                    "offer_id": f.offer_id,
+                    "slot": f.slot,
+                    "provider_id": f.provider_id,
+                    "pool_id": f.pool_id,
+                    "gpus": f.gpus,
+                    "price_fen": f.price_fen,
+                    "reserve_fen": f.reserve_fen,
+                }
+                for f in result.fills
+            ],
         )
         leases = [
             Lease(
@@ -711,45 +818,62 @@ class Clearings:
             )
             for a in result.allocations
         ]
-        self.s.add_all(
-            LeaseRow(
-                id=x.id,
-                clearing_id=clearing_id,
-                order_id=x.allocation.order_id,
-                buyer_id=x.allocation.buyer_id,
-                pool_id=x.allocation.pool_id,
-                slot=x.allocation.slot,
-                gpus=x.allocation.gpus,
-                price_fen=x.allocation.price_fen,
-                provider_id=x.provider_id,
-                state=str(x.state),
-                hold_transfer_id=x.hold_transfer_id,
-            )
-            for x in leases
+        _insert(
+            self.s,
+            LeaseRow,
+            [
+                {
+                    "id": x.id,
+                    "clearing_id": clearing_id,
+                    "order_id": x.allocation.order_id,
+                    "buyer_id": x.allocation.buyer_id,
+                    "pool_id": x.allocation.pool_id,
+                    "slot": x.allocation.slot,
+                    "gpus": x.allocation.gpus,
+                    "price_fen": x.allocation.price_fen,
+                    "provider_id": x.provider_id,
+                    "state": str(x.state),
+                    "hold_transfer_id": x.hold_transfer_id,
+                }
+                for x in leases
+            ],
         )
-        self.s.flush()
         self._mark_orders(result)
         return leases
 
     def _mark_orders(self, result: ClearingResult) -> None:
-        got: dict[str, int] = {}
-        for a in result.allocations:
-            got[a.order_id] = got.get(a.order_id, 0) + a.gpus
-        for order_id, gpu_slots in sorted(got.items()):
-            row = self.s.get(OrderRow, order_id)
+        # GPU-slots of every clearing so far (a partly filled order is cleared again later).
+        ids = sorted({a.order_id for a in result.allocations})
+        if not ids:
+            return
+        got: dict[str, int] = {
+            order_id: int(n)
+            for order_id, n in self.s.execute(
+                select(LeaseRow.order_id, func.sum(LeaseRow.gpus))
+                .where(LeaseRow.order_id.in_(ids))
+                .group_by(LeaseRow.order_id)
+            )
+        }
+        rows = {r.id: r for r in self.s.scalars(select(OrderRow).where(OrderRow.id.in_(ids)))}
+        by_status: dict[OrderStatus, list[str]] = {}
+        for order_id in ids:
+            row = rows.get(order_id)
             if row is None:  # pragma: no cover - the lease's foreign key refused it already
                 raise _not_found("order", order_id, "allocations.order_id")
             full = _to_order(row).order.max_gpu_slots(result.slot_hours)
-            status = OrderStatus.CLEARED if gpu_slots >= full else OrderStatus.PARTIALLY
+            status = OrderStatus.CLEARED if got.get(order_id, 0) >= full else OrderStatus.PARTIALLY
+            by_status.setdefault(status, []).append(order_id)
+        for status, order_ids in sorted(by_status.items()):
             # Compare-and-set: an order cancelled since the clearing read it is not sold.
             done = self.s.execute(
                 update(OrderRow)
-                .where(OrderRow.id == order_id, OrderRow.status.in_(_CLEARABLE))
+                .where(OrderRow.id.in_(order_ids), OrderRow.status.in_(_CLEARABLE))
                 .values(status=str(status))
+                .execution_options(synchronize_session=False)
             )
-            if _rowcount(done) == 0:
+            if _rowcount(done) != len(order_ids):
                 raise Conflict(
-                    f"order {order_id!r} was cancelled or expired after the clearing read it",
+                    "an order was cancelled or expired after the clearing read it",
                     field="allocations.order_id",
                     fix="clear again with the open orders",
                 )

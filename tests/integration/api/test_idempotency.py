@@ -4,11 +4,13 @@ body is a 409 naming the header; keys are per member; concurrent retries write o
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import func, select
 
-from suangu.store.models import ClearingRow, LedgerTransferRow, OrderRow
+from suangu.api.idempotency import PURGE_EVERY_S, RETENTION_S, purge_expired
+from suangu.store.models import ClearingRow, IdempotencyRow, LedgerTransferRow, OrderRow, Role
 
 from .conftest import NOW_SLOT, Api
 
@@ -132,3 +134,92 @@ def test_concurrent_retries_write_once(world: Api) -> None:
     assert statuses == [201] * 6
     assert all(b == bodies[0] for b in bodies)
     assert count(world, OrderRow) == n + 1
+
+
+def test_concurrent_retries_with_two_bodies_record_one(world: Api) -> None:
+    """Many threads, one key, two different bodies (same order id): the first to commit wins;
+    its body gets its response every time, the other body the documented 409 naming the
+    header."""
+    n = count(world, OrderRow)
+    bodies = {"a": order_body("idem-mixed", gpus=1), "b": order_body("idem-mixed", gpus=2)}
+    results: list[tuple[str, int, Any]] = []
+    lock = threading.Lock()
+
+    def send(which: str) -> None:
+        r = world.call(
+            "POST", "/orders", "buy-a", json=bodies[which], headers={"Idempotency-Key": "mixed"}
+        )
+        with lock:
+            results.append((which, r.status_code, r.json()))
+
+    threads = [threading.Thread(target=send, args=("ab"[i % 2],)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert count(world, OrderRow) == n + 1
+    winners = {which for which, status, _ in results if status == 201}
+    assert len(winners) == 1, results
+    (winner,) = winners
+    firsts = [b for which, status, b in results if which == winner]
+    assert all(b == firsts[0] for b in firsts)
+    assert firsts[0]["gpus"] == bodies[winner]["gpus"]
+    for which, status, b in results:
+        if which != winner:
+            assert status == 409, (which, status, b)
+            assert b["field"] == "header.Idempotency-Key"
+
+
+def test_records_expire_after_the_retention(api: Api) -> None:
+    api.member("exp", Role.BUYER)
+    late = {**order_body("idem-exp"), "release_slot": NOW_SLOT + 30, "deadline_slot": NOW_SLOT + 60}
+    key = {"Idempotency-Key": "old-key"}
+    first = api.call("POST", "/orders", "exp", json=late, headers=key)
+    assert first.status_code == 201, first.text
+    api.clock.advance(RETENTION_S - 1)  # kept: a retry is replayed
+    again = api.call("POST", "/orders", "exp", json=late, headers=key)
+    assert again.headers.get("idempotent-replayed") == "true"
+    # Past the retention, the next keyed write of the process purges the record ...
+    api.clock.advance(PURGE_EVERY_S + 1)
+    other = {**late, "id": "idem-exp-2"}
+    assert api.call(
+        "POST", "/orders", "exp", json=other, headers={"Idempotency-Key": "new"}
+    ).is_success
+    # (group commit purges after answering: give its writer thread a moment)
+    for _ in range(100):
+        with api.db.session_scope(write=False) as s:
+            keys = set(s.scalars(select(IdempotencyRow.key)))
+        if keys == {"new"}:
+            break
+        time.sleep(0.05)
+    assert keys == {"new"}
+    # ... and the old key runs the write again (the order id keeps it idempotent).
+    r = api.call("POST", "/orders", "exp", json=late, headers=key)
+    assert r.status_code == 201 and "idempotent-replayed" not in r.headers
+    assert r.json() == first.json()
+
+
+def test_purge_deletes_the_oldest_in_batches(api: Api) -> None:
+    now = api.clock.now()
+    with api.db.session_scope() as s:
+        for i in range(5):
+            s.add(
+                IdempotencyRow(
+                    member_id="m",
+                    key=f"k{i}",
+                    request_hash="h",
+                    status=200,
+                    body={},
+                    created_at=now - RETENTION_S - 10 + i,
+                )
+            )
+        s.add(
+            IdempotencyRow(
+                member_id="m", key="fresh", request_hash="h", status=200, body={}, created_at=now
+            )
+        )
+    assert purge_expired(api.db, now, limit=2) == 2
+    assert purge_expired(api.db, now, limit=10) == 3
+    assert purge_expired(api.db, now, limit=10) == 0
+    with api.db.session_scope(write=False) as s:
+        assert list(s.scalars(select(IdempotencyRow.key))) == ["fresh"]

@@ -8,7 +8,7 @@ from fastapi import Depends, Header, Query
 
 from suangu.api.context import ApiContext, get_ctx
 from suangu.api.idempotency import HEADER
-from suangu.api.pagination import MAX_LIMIT
+from suangu.api.pagination import MAX_CURSOR, MAX_LIMIT
 from suangu.store.models import MAX_IDEMPOTENCY_KEY as MAX_KEY
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -23,5 +23,6 @@ IdemKey = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
 Cursor = Annotated[
-    str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+    str | None,
+    Query(max_length=MAX_CURSOR, description="`next_cursor` of the previous page (opaque)"),
 ]

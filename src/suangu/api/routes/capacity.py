@@ -19,7 +19,7 @@ from suangu.core.errors import ValidationError
 from suangu.core.types import Offer, Pool, Site
 from suangu.store.errors import NotFound
 from suangu.store.models import OfferRow, OfferStatus, PoolRow, Role, SiteRow
-from suangu.store.repositories import Capacity, OfferRecord
+from suangu.store.repositories import Capacity, OfferRecord, offer_record
 
 router = APIRouter(tags=["capacity"])
 BODY_ID = {"id": "body.id"}
@@ -212,14 +212,14 @@ def list_offers(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    q = select(OfferRow.id).order_by(OfferRow.id)
+    q = select(OfferRow).order_by(OfferRow.id)
     if not who.sees_all:
         q = q.where(OfferRow.provider_id == who.member_id)
     if status is not None:
         q = q.where(OfferRow.status == str(status))
     with ctx.db.session_scope(write=False) as s:
-        chunk, nxt = pagination.page_query(s, q, limit, cursor)
-        items = [offer_out(Capacity(s).offer(i)) for i in chunk]
+        rows, nxt = pagination.page_query(s, q, limit, cursor)
+        items = [offer_out(offer_record(r)) for r in rows]
     return pagination.body(request, items, nxt)
 
 

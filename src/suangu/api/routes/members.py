@@ -6,15 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
 from suangu.api import pagination, schemas
-from suangu.api.auth import Anyone, Operator, Principal, Reader, allow
+from suangu.api.auth import Anyone, Operator, Principal, Reader, allow, forget_key
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.services import ensure_accounts, key_out, member_accounts, member_out
 from suangu.store.errors import NotFound
-from suangu.store.models import Role
-from suangu.store.repositories import Members
+from suangu.store.models import ApiKeyRow, MemberRow, Role
+from suangu.store.repositories import Members, to_key, to_member
 
 router = APIRouter(tags=["members"])
 KeyOwner = Annotated[Principal, Depends(allow(Role.OPERATOR, Role.BUYER, Role.PROVIDER))]
@@ -67,10 +68,13 @@ def list_members(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
+    q = select(MemberRow).order_by(MemberRow.id)
+    if role is not None:
+        q = q.where(MemberRow.role == str(role))
     with ctx.db.session_scope(write=False) as s:
-        members = Members(s).all(role)
-    items, nxt = pagination.page(members, limit, cursor)
-    return pagination.body(request, [member_out(m) for m in items], nxt)
+        rows, nxt = pagination.page_query(s, q, limit, cursor)
+        items = [member_out(to_member(r)) for r in rows]
+    return pagination.body(request, items, nxt)
 
 
 @router.get("/members/{member_id}", response_model=schemas.MemberOut)
@@ -113,11 +117,12 @@ def list_keys(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     _visible(who, member_id)
+    q = select(ApiKeyRow).where(ApiKeyRow.member_id == member_id).order_by(ApiKeyRow.id)
     with ctx.db.session_scope(write=False) as s:
         _member(s, member_id)
-        keys = Members(s).keys(member_id)
-    items, nxt = pagination.page(keys, limit, cursor)
-    return pagination.body(request, [key_out(k) for k in items], nxt)
+        rows, nxt = pagination.page_query(s, q, limit, cursor)
+        items = [key_out(to_key(r)) for r in rows]
+    return pagination.body(request, items, nxt)
 
 
 @router.delete("/members/{member_id}/keys/{key_id}", response_model=schemas.KeyOut)
@@ -134,4 +139,6 @@ def revoke_key(
             raise NotFound(f"no API key {key_id!r}", field="path.key_id", fix="list the keys")
         return 200, key_out(members.revoke_key(key_id, now))
 
-    return run_write(ctx, who, key, fingerprint("DELETE", request.url.path, None), work)
+    resp = run_write(ctx, who, key, fingerprint("DELETE", request.url.path, None), work)
+    forget_key(ctx, key_id)  # this process refuses it at once (other workers: see auth)
+    return resp
