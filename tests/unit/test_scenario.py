@@ -214,6 +214,13 @@ def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
         ("id: e1,", "id: w1,", 22, "offers[1].id", "duplicate id 'w1'"),
         ("hours: 12", "hours: 12\nhours: 13", 4, "hours", "duplicate key"),
         ("start: 2025-06-02T00:00:00Z", "start: tomorrow", 2, "start", "ISO date-time"),
+        (
+            "lookahead: 6",
+            "lookahead: 6\ntime_preference: 0.001",
+            5,
+            "time_preference",
+            "2 decimals",
+        ),
     ],
 )
 def test_scenario_errors(
@@ -617,6 +624,7 @@ def test_hub_scenario_is_the_ten_hub_sites() -> None:
     assert sum(latencies) / len(latencies) == pytest.approx(9.7, abs=0.1)
     assert all(0 < lk.price_fen_per_gb <= 30 for lk in sc.links)
     assert load_hub_scenario(hours=12).hours == 12
+    assert sc.delay_fen == 1  # time_preference: 0.01 yuan
 
 
 def test_simulation_counts_work_in_reference_gpu_hours(tmp_path: Path) -> None:

@@ -481,10 +481,17 @@ class Market:
         default_factory=lambda: CATALOGUE, hash=False, repr=False
     )
     links: tuple[Link, ...] = ()
+    #: Time preference, fen per GPU-hour per slot: the clearing values a GPU-slot this much
+    #: less for each slot after the order could first start there, so that among equally
+    #: good slots the earliest wins (work done now leaves later capacity to orders not yet
+    #: submitted). It shapes the optimisation only: reported welfare leaves it out, and as a
+    #: lower value it never makes a buyer pay above its limit. 0: none.
+    delay_fen: int = 0
 
     def __post_init__(self) -> None:
         _check_int(self.first_slot, "first_slot", 0, 2**31, "slots count from the grid epoch")
         _check_int(self.n_slots, "n_slots", 1, 24 * 366, "the horizon in slots, e.g. 24")
+        _check_int(self.delay_fen, "delay_fen", 0, 10_000, "fen per GPU-hour per slot, e.g. 1")
         for name in ("sites", "pools", "offers", "orders", "links"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         seen_links: set[tuple[str, str]] = set()

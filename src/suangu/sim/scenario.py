@@ -386,6 +386,9 @@ class ScenarioSpec(_Spec):
     offers: list[OfferSpec] = Field(min_length=1)
     energy: EnergySpec | None = None
     links: list[LinkSpec] = Field(default_factory=list)
+    #: yuan per GPU-hour per slot of delay (Market.delay_fen): the clearing's preference for
+    #: serving work early among equally good slots; 0 = none.
+    time_preference: Annotated[int, PlainValidator(_fen)] = 0
 
 
 class OrderSpec(_Spec):
@@ -462,6 +465,7 @@ _FIX: Mapping[str, str] = {
     "slot_seconds": "use 3600, one hour, or a multiple of it",
     "hours": "the simulated span in slots, e.g. 72",
     "lookahead": "the clearing horizon in slots, e.g. 24",
+    "time_preference": "yuan per GPU-hour per slot of delay, e.g. 0.01 (0 = none)",
     "exchange_fee_bps": "the fee in basis points: 300 = 3%",
     "utc_offset_hours": "hours east of UTC of the daily profiles' clock: 8 for China",
     "id": "give every object a unique id without leading or trailing spaces",
@@ -578,6 +582,8 @@ class Scenario:
     green_profiles: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     #: the energy model's settings; None: no energy model (green shares from the file)
     energy: EnergyConfig | None = None
+    #: Market.delay_fen of every clearing: fen per GPU-hour per slot of delay
+    delay_fen: int = 0
     #: one-way hub-to-hub links for buyers' input data (``links:``)
     links: tuple[Link, ...] = ()
 
@@ -1000,6 +1006,7 @@ def _convert_scenario(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -
         green_profiles=MappingProxyType(green),
         energy=_energy_config(spec, file, lines),
         links=_links(spec, {s.region for s in sites}, file, lines),
+        delay_fen=spec.time_preference,
     )
 
 

@@ -596,6 +596,7 @@ class _Simulation:
             orders=tuple(orders),
             green_share=self.sc.green_share(h, n),
             links=self.sc.links,
+            delay_fen=self.sc.delay_fen,
         )
         carbon: dict[str, list[float]] | None = None
         if self.energy is not None:  # the hooks' values over the span, sliced to the horizon

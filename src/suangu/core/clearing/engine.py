@@ -828,6 +828,8 @@ def _result(
     # Welfare: the objective in whole fen (values net of carrier transfer costs).
     bids = model.kind == ARC_BID
     objective = int(-(model.cost[bids] @ flow[bids])) + int(model.placements.value[chosen].sum())
+    # The time preference is a tie-break, not a cost anyone bears: welfare leaves it out.
+    objective += int(model.arc_delay @ flow[bids]) + int(model.placements.delay[chosen].sum())
     objective -= int(sum(f.reserve_fen * f.gpus for f in fills)) * model.scale
     transfers, link_rows = _transfers(model, flow, chosen, link_fen)
     return ClearingResult(

@@ -80,6 +80,8 @@ class GangPlacements:
     value: IntArray  # objective value of the whole placement (scaled, net of transfer cost)
     link: IntArray  # index into market.links of the data's link, -1 at home
     gb: FloatArray  # GB the placement moves over its link
+    #: The time-preference charge already taken off ``value`` (scaled; not welfare).
+    delay: IntArray
 
     def __len__(self) -> int:
         return int(self.order.shape[0])
@@ -132,6 +134,9 @@ class ClearingModel:
     arc_link: IntArray  # per BID arc: link index of the data it moves, -1 at home
     arc_gb: FloatArray  # per BID arc: GB moved per GPU-slot
     arc_speed: FloatArray  # per BID arc: reference GPU-hours per GPU-hour
+    #: per BID arc: the time-preference charge in its cost (scaled; ``Market.delay_fen``),
+    #: added back when welfare is reported.
+    arc_delay: IntArray
     placements: GangPlacements
     total_supply: int
     scale: int  # arc costs are fen per GPU-hour times this
@@ -351,7 +356,10 @@ def build_model(market: Market) -> ClearingModel:
     b_slot = pair_k[arc_pair]
     target = arc_pool * n_slots + b_slot
     b_os = os_node[os_of_arc]
-    b_value = value[b_order, arc_pool]
+    # Time preference: each slot after the order's first possible one costs delay_fen per
+    # GPU-hour, so equally good slots go to the earliest (work-conserving over the horizon).
+    b_delay = market.delay_fen * scale * (b_slot - w_lo[b_order])
+    b_value = value[b_order, arc_pool] - b_delay
     arc_link = link_m[b_order, arc_pool]
     arc_gb = gb_m[b_order, arc_pool]
     arc_speed = speed_m[b_order, arc_pool]
@@ -436,6 +444,7 @@ def build_model(market: Market) -> ClearingModel:
         arc_link=arc_link.astype(np.int64),
         arc_gb=arc_gb.astype(np.float64),
         arc_speed=arc_speed.astype(np.float64),
+        arc_delay=b_delay.astype(np.int64),
         placements=placements,
         total_supply=total_supply,
         scale=scale,
@@ -524,7 +533,7 @@ def _gang_placements(
 ) -> GangPlacements:
     first, n_slots = market.first_slot, market.n_slots
     hours = market.grid.slot_hours
-    rows: list[tuple[int, int, int, int, int, int, int]] = []
+    rows: list[tuple[int, int, int, int, int, int, int, int]] = []
     gbs: list[float] = []
     for g, order in enumerate(gangs):
         lo = max(order.release_slot, first) - first
@@ -547,9 +556,12 @@ def _gang_placements(
                     continue  # cannot beat the cheapest reserves: never profitable
                 if float(green[nodes].mean()) < order.min_green_share - 1e-12:
                     continue
-                rows.append((g, int(p), k, order.gpus, d, value, link))
+                late = market.delay_fen * scale * order.gpus * d * (k - lo - terms.delay_slots)
+                if value - late <= 0:
+                    continue
+                rows.append((g, int(p), k, order.gpus, d, value - late, link, late))
                 gbs.append(float(order.data_gb) if link >= 0 else 0.0)
-    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 7)
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 8)
     return GangPlacements(
         order=arr[:, 0].copy(),
         pool=arr[:, 1].copy(),
@@ -559,6 +571,7 @@ def _gang_placements(
         value=arr[:, 5].copy(),
         link=arr[:, 6].copy(),
         gb=np.asarray(gbs, np.float64),
+        delay=arr[:, 7].copy(),
     )
 
 
