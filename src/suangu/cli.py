@@ -483,6 +483,11 @@ def _print_demo(report: DemoReport, path: Path) -> None:
     money.add_row("buyer spend (metered)", _yuan(st.money.get("lease_payment", 0)))
     money.add_row("provider revenue (after fee)", _yuan(st.money.get("provider_payout", 0)))
     money.add_row("exchange fees", _yuan(st.money.get("exchange_fee", 0)))
+    if report.transfer_charged_fen:
+        money.add_row(
+            f"data transfer charges ({report.transfer_gb:,.0f} GB over links; in spend)",
+            _yuan(report.transfer_charged_fen),
+        )
     e = report.energy
     if e.leases:
         money.add_row("energy metered (GPU power x PUE)", f"{e.energy_wh / 1000:,.0f} kWh")

@@ -7,12 +7,15 @@ in-process transport (:class:`fastapi.testclient.TestClient`, no network):
    anonymous sign-up) onboards an auditor, the scenario's providers and buyers with
    ``POST /members`` and gives each an API key (``POST /members/{id}/keys``). Each provider
    registers its sites, pools and offers (``POST /sites``, ``/pools``, ``/offers``); the
-   operator sets the scenario's fee (``PUT /fees``) and records each buyer's deposit
+   operator sets the scenario's fee (``PUT /fees``) and its hub-to-hub links (``PUT /links``:
+   the network buyers' input data crosses) and records each buyer's deposit
    (``POST /deposits``: what all its orders could cost at their limits, as in
    :mod:`suangu.sim.simulate`, so that no hold fails for want of money).
 2. **A week on a simulated clock.** A :class:`~suangu.api.clock.ManualClock` moves hour by
    hour. At each hour: the simulated providers meter the leases of the hour that just ended;
-   buyers submit the orders of the stream due that hour (``POST /orders``); the app's own
+   buyers submit the orders of the stream due that hour (``POST /orders``, with their home
+   hub, input data, reference class and speeds, as :mod:`suangu.sim.simulate` clears them);
+   the app's own
    :class:`~suangu.api.scheduler.ClearingLoop` ticks: it clears the market over the
    scenario's look-ahead with the energy model's green shares and carbon price
    (:class:`~suangu.api.market_energy.MarketEnergy`), holds the buyers' money and moves
@@ -57,12 +60,19 @@ from suangu.api.settings import ApiSettings
 from suangu.core.energy import accounting
 from suangu.core.energy.model import SiteYear
 from suangu.core.errors import SuanguError, ValidationError
-from suangu.core.ledger import CreateResult, PendingStatus, Transfer
+from suangu.core.ledger import CreateResult, PendingStatus, Transfer, TransferCode
 from suangu.core.types import Allocation, Order, OrderKind
 from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
 from suangu.store.db import Database
 from suangu.store.ledger import SqlLedger
-from suangu.store.models import ExchangeSettingRow, LeaseRow, LeaseState, LedgerTransferRow, Role
+from suangu.store.models import (
+    DataTransferRow,
+    ExchangeSettingRow,
+    LeaseRow,
+    LeaseState,
+    LedgerTransferRow,
+    Role,
+)
 from suangu.store.repositories import Members
 from suangu.web.stats import MarketStats, market_stats
 
@@ -125,6 +135,10 @@ class DemoReport:
     ledger_balanced: bool
     ledger_message: str
     timings: dict[str, float] = field(default_factory=dict)
+    #: Charged to buyers for moving their input data over links (carrier + congestion), fen:
+    #: posted with their leases, passed to the exchange's network account.
+    transfer_charged_fen: int = 0
+    transfer_gb: float = 0.0  # data moved over links by the orders that cleared
 
     def to_dict(self) -> dict[str, Any]:
         st = self.stats
@@ -163,6 +177,8 @@ class DemoReport:
             "buyer_spend_fen": st.money.get("lease_payment", 0),
             "provider_revenue_fen": st.money.get("provider_payout", 0),
             "exchange_fees_fen": st.money.get("exchange_fee", 0),
+            "transfer_charged_fen": self.transfer_charged_fen,
+            "transfer_gb": round(self.transfer_gb, 1),
             "deposits_fen": st.money.get("deposit", 0),
             "energy": {
                 "leases": self.energy.leases,
@@ -247,6 +263,7 @@ class _Run:
             slot_seconds=self.grid.slot_seconds,
             horizon_slots=scenario.lookahead,
             default_fee_bp=scenario.fee_bp,
+            delay_fen=scenario.delay_fen,
         )
         self.app = create_app(
             db,
@@ -315,6 +332,7 @@ class _Run:
             self._member(member_id, role)
         self.call("PUT", "/fees", OPERATOR, {"fee_bp": self.sc.fee_bp}, ok=200)
         self._capacity()
+        self._links()
         self.ledger.create_accounts(accounting.energy_accounts(providers, buyers), now)
         self._deposits(buyers)
         self.timings["setup_s"] += time.perf_counter() - t
@@ -376,6 +394,21 @@ class _Run:
                     "reserve_fen": list(offer.reserve_fen),
                 },
             )
+
+    def _links(self) -> None:
+        """The scenario's hub-to-hub links, the network the clearings move input data over."""
+        links = [
+            {
+                "from_region": x.from_region,
+                "to_region": x.to_region,
+                "latency_ms": x.latency_ms,
+                "bandwidth_gbps": x.bandwidth_gbps,
+                "price_fen_per_gb": x.price_fen_per_gb,
+            }
+            for x in self.sc.links
+        ]
+        if links:
+            self.call("PUT", "/links", OPERATOR, {"links": links}, ok=200)
 
     def _deposits(self, buyers: list[str]) -> None:
         need: dict[str, int] = defaultdict(int)
@@ -447,6 +480,12 @@ class _Run:
         balanced, message = self._ledger_check()
         with self.db.session_scope(write=False) as s:
             stats = market_stats(s, self.grid.slot_hours)
+            charged = s.scalar(
+                select(func.sum(LedgerTransferRow.amount)).where(
+                    LedgerTransferRow.code == str(TransferCode.DATA_TRANSFER)
+                )
+            )
+            moved = s.scalar(select(func.sum(DataTransferRow.gb)))
         self.timings["report_s"] += time.perf_counter() - t
         self.timings["total_s"] = time.perf_counter() - t0
         # CPU seconds of the whole process (the API's threads included): on a shared machine
@@ -478,6 +517,8 @@ class _Run:
             ledger_balanced=balanced,
             ledger_message=message,
             timings=dict(self.timings),
+            transfer_charged_fen=int(charged or 0),
+            transfer_gb=float(moved or 0.0),
         )
 
     def _submit(self, order: Order, h: int) -> bool:
@@ -501,6 +542,9 @@ class _Run:
             "home": order.home,
             "max_latency_ms": order.max_latency_ms,
             "min_green_share": order.min_green_share,
+            "data_gb": order.data_gb,
+            "reference_class": order.reference_class,
+            "speed": dict(order.speed),
         }
         self.call("POST", "/orders", order.buyer_id, body)
         return True

@@ -11,7 +11,15 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from suangu.core.types import MAX_GPUS, MAX_PRICE_FEN, OrderKind
+from suangu.core.types import (
+    MAX_DATA_GB,
+    MAX_GPUS,
+    MAX_PRICE_FEN,
+    MAX_SPEED,
+    MAX_TRANSFER_PRICE_FEN,
+    MIN_SPEED,
+    OrderKind,
+)
 from suangu.store.models import LeaseState, OfferStatus, OrderStatus, Role
 
 T = TypeVar("T")
@@ -170,6 +178,15 @@ class OrderIn(Request):
     home: Name | None = None
     max_latency_ms: float | None = Field(default=None, gt=0, le=10_000, allow_inf_nan=False)
     min_green_share: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    #: Input data, whole GB, held at ``home`` (a region id); 0: none.
+    data_gb: int = Field(default=0, ge=0, le=MAX_DATA_GB)
+    #: The GPU class ``gpu_hours`` and ``limit_fen`` count in (none: every class alike).
+    reference_class: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    #: Per-class speed overrides relative to the reference class, e.g. ``{"H100": 3.0}``.
+    speed: dict[
+        Annotated[str, Field(min_length=1, max_length=32)],
+        Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False, strict=False)],
+    ] = Field(default_factory=dict, max_length=64)
 
 
 class OrderOut(Response):
@@ -188,12 +205,49 @@ class OrderOut(Response):
     home: str | None
     max_latency_ms: float | None
     min_green_share: float
+    data_gb: int = 0
+    reference_class: str | None = None
+    speed: dict[str, float] = Field(default_factory=dict)
     status: OrderStatus
     submitted_at: int
 
 
 class OrdersOut(Response):
     items: list[OrderOut]
+
+
+# -- network ------------------------------------------------------------------------------------
+
+Region = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class LinkIn(Request):
+    """A one-way network path ``from_region -> to_region`` the exchange may move orders'
+    input data over: its latency, the bandwidth the exchange may use, the carrier's price."""
+
+    from_region: Region
+    to_region: Region
+    latency_ms: float = Field(ge=0, le=10_000, allow_inf_nan=False, strict=False)
+    bandwidth_gbps: float = Field(gt=0, le=1e6, allow_inf_nan=False, strict=False)
+    price_fen_per_gb: int = Field(ge=0, le=MAX_TRANSFER_PRICE_FEN)
+
+
+class LinksIn(Request):
+    """The whole network: replaces every stored link."""
+
+    links: list[LinkIn] = Field(max_length=10_000)
+
+
+class LinkOut(Response):
+    from_region: str
+    to_region: str
+    latency_ms: float
+    bandwidth_gbps: float
+    price_fen_per_gb: int
+
+
+class LinksOut(Response):
+    items: list[LinkOut]
 
 
 # -- clearings and market -------------------------------------------------------------------------
@@ -222,6 +276,27 @@ class AllocationOut(Response):
     price_fen: int
 
 
+class LinkPriceOut(Response):
+    from_region: str
+    to_region: str
+    congestion_fen_per_gb: int
+    transfer_fen_per_gb: int
+    gb: float
+    capacity_gb: float
+
+
+class DataTransferOut(Response):
+    order_id: str
+    buyer_id: str
+    from_region: str
+    to_region: str
+    gb: float
+    transfer_fen_per_gb: int
+    congestion_fen_per_gb: int
+    carrier_fen: int
+    congestion_fen: int
+
+
 class ClearingSummaryOut(Response):
     id: str
     run_at: int
@@ -240,6 +315,10 @@ class ClearingOut(ClearingSummaryOut):
     rejected_gangs: list[str]
     allocations: list[AllocationOut]
     prices: list[PriceOut]
+    #: Per network link: its congestion price (fen per GB) and the GB moved over it.
+    link_prices: list[LinkPriceOut] = Field(default_factory=list)
+    #: Data moved per order and link, with what its buyer is charged (fen).
+    transfers: list[DataTransferOut] = Field(default_factory=list)
 
 
 class GridOut(Response):

@@ -29,6 +29,7 @@ from suangu.core.ledger import Account, CreateResult, Transfer
 from suangu.core.types import (
     Allocation,
     ClearingResult,
+    Link,
     Market,
     Offer,
     Order,
@@ -61,13 +62,17 @@ from suangu.store.repositories import (
     Capacity,
     Clearings,
     Lease,
+    Links,
     Member,
     MeterReading,
     Meters,
     OfferRecord,
     OrderRecord,
     Orders,
+    min_step,
     order_record,
+    work_done,
+    work_left,
 )
 
 R = TypeVar("R")
@@ -151,8 +156,21 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "home": o.home,
         "max_latency_ms": o.max_latency_ms,
         "min_green_share": o.min_green_share,
+        "data_gb": o.data_gb,
+        "reference_class": o.reference_class,
+        "speed": dict(sorted(o.speed.items())),
         "status": str(r.status),
         "submitted_at": r.submitted_at,
+    }
+
+
+def link_out(link: Link) -> dict[str, Any]:
+    return {
+        "from_region": link.from_region,
+        "to_region": link.to_region,
+        "latency_ms": link.latency_ms,
+        "bandwidth_gbps": link.bandwidth_gbps,
+        "price_fen_per_gb": link.price_fen_per_gb,
     }
 
 
@@ -238,6 +256,9 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             home=body.home,
             max_latency_ms=body.max_latency_ms,
             min_green_share=body.min_green_share,
+            data_gb=body.data_gb,
+            reference_class=body.reference_class,
+            speed=body.speed,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None
@@ -487,12 +508,15 @@ def _available(s: Session, buyers: Iterable[str]) -> dict[str, int]:
 MarketHook = Callable[[Market], Market]
 
 
-def _reopened(order: Order, allocated: int, last_slot: int, first: int, hours: int) -> Order | None:
+def _reopened(order: Order, done: float, last_slot: int, first: int, step: float) -> Order | None:
     """What is left of a partly filled order for a clearing from slot ``first`` on, or None.
 
     As in the simulation (:mod:`suangu.sim.simulate`): a gang order never reopens; a batch or
     service order bids for its remaining work in the slots after the last slot it holds (a
     core order allows ``gpus`` GPUs in every slot, so earlier slots are not bid for again).
+    ``done`` is the work allocated so far in reference GPU-hours (speed x GPU-hours); ``step``
+    the least work one GPU-slot does for the order (:func:`min_step`): less left than that,
+    or less than one GPU-hour, and the order does not reopen.
     """
     if order.kind is OrderKind.GANG:
         return None
@@ -501,8 +525,8 @@ def _reopened(order: Order, allocated: int, last_slot: int, first: int, hours: i
         return None
     if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
         return replace(order, release_slot=release)
-    left = order.gpu_hours - allocated * hours
-    if left < hours:
+    left = work_left(order, done, step)
+    if left is None:
         return None
     return replace(order, release_slot=release, gpu_hours=left)
 
@@ -517,18 +541,27 @@ def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[O
         OrderRow.deadline_slot > first,
         OrderRow.release_slot < end,
     )
-    held = {
-        order_id: (int(gpu_slots), int(last))
-        for order_id, gpu_slots, last in s.execute(
-            select(LeaseRow.order_id, func.sum(LeaseRow.gpus), func.max(LeaseRow.slot))
-            .join(OrderRow, OrderRow.id == LeaseRow.order_id)
-            .where(*partly)
-            .group_by(LeaseRow.order_id)
+    held: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for order_id, gpu_class, gpu_slots, last in s.execute(
+        select(
+            LeaseRow.order_id, PoolRow.gpu_class, func.sum(LeaseRow.gpus), func.max(LeaseRow.slot)
         )
-    }
+        .join(OrderRow, OrderRow.id == LeaseRow.order_id)
+        .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+        .where(*partly)
+        .group_by(LeaseRow.order_id, PoolRow.gpu_class)
+    ):
+        held[order_id].append((gpu_class, int(gpu_slots), int(last)))
+    hours = grid.slot_hours
+    classes: list[str] | None = None
     for row in s.scalars(select(OrderRow).where(*partly)):
-        gpu_slots, last = held.get(row.id, (0, -1))
-        rest = _reopened(order_record(row).order, gpu_slots, last, first, grid.slot_hours)
+        order = order_record(row).order
+        got = held.get(row.id, [])
+        done = work_done(order, [(c, n) for c, n, _ in got], hours)
+        last = max((t for _, _, t in got), default=-1)
+        if (order.reference_class or order.speed) and classes is None:
+            classes = list(s.scalars(select(PoolRow.gpu_class).distinct()))
+        rest = _reopened(order, done, last, first, min_step(order, classes or [], hours))
         if rest is not None:
             orders.append(rest)
     return sorted(orders, key=lambda o: o.id)
@@ -543,24 +576,38 @@ def prepare_clearing(
     n_slots: int,
     timeout_s: int,
     adjust: MarketHook | None = None,
+    *,
+    delay_fen: int = 0,
 ) -> PreparedClearing:
-    """Clear the open orders and offers of ``[first, first + n_slots)``.
+    """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
-    Orders whose buyer cannot fund the hold are left out and the market cleared again, so
-    that every allocation saved has its money held. ``adjust`` (the energy model) turns each
-    market into the one cleared.
+    Orders whose buyer cannot fund the hold (its leases and its data transfer charges) are
+    left out and the market cleared again, so that every allocation saved has its money
+    held. ``adjust`` (the energy model) turns each market into the one cleared;
+    ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
+    links = tuple(Links(db_read).all())
     offers = tuple(_remaining_offers(db_read, first, first + n_slots))
     orders = clearable_orders(db_read, grid, first, first + n_slots)
     excluded: list[str] = []
     while True:
-        market = Market(grid, first, n_slots, sites, pools, offers, tuple(orders))
+        market = Market(
+            grid,
+            first,
+            n_slots,
+            sites,
+            pools,
+            offers,
+            tuple(orders),
+            links=links,
+            delay_fen=delay_fen,
+        )
         if adjust is not None:
             market = adjust(market)
         result = clear(market)
-        holds = billing.holds_for_clearing(result, clearing_id, timeout_s)
+        holds = billing.holds_for_clearing(result, clearing_id, timeout_s, with_transfers=True)
         need: dict[str, list[Transfer]] = defaultdict(list)
         buyer_of = {o.id: o.buyer_id for o in orders}
         for h in holds:
@@ -654,6 +701,7 @@ def clearing_round(
                 n_slots,
                 settings.hold_timeout_s,
                 adjust,
+                delay_fen=settings.delay_fen,
             )
         try:
             return save(prepared)
@@ -787,6 +835,8 @@ def _settle_if_done(
     providers = {x.allocation.pool_id: x.provider_id for x in siblings if x.provider_id}
     hold = lease.hold_transfer_id
     if hold is not None:
+        key = (lease.clearing_id, lease.allocation.order_id)
+        carrier, congestion = clearings.transfer_charges([key]).get(key, (0, 0))
         transfers = billing.settle_lease(
             hold,
             [x.allocation for x in siblings],
@@ -794,6 +844,8 @@ def _settle_if_done(
             providers,
             fee,
             slot_hours=slot_hours,
+            carrier_fen=carrier,
+            congestion_fen=congestion,
         )
         results = ledger.create_transfers_in(s, transfers, now)
         bad = [r for r in results if r not in (CreateResult.OK, CreateResult.EXISTS)]
@@ -975,11 +1027,13 @@ def settle_done_orders(
             )
         )
     }
+    charges = Clearings(s).transfer_charges(ready)
     transfers: list[Transfer] = []
-    for (cid, _order_id), xs in sorted(ready.items()):
+    for (cid, order_id), xs in sorted(ready.items()):
         hold = xs[0].hold_transfer_id
         if hold is None:
             continue
+        carrier, congestion = charges.get((cid, order_id), (0, 0))
         transfers += billing.settle_lease(
             hold,
             [x.allocation for x in xs],
@@ -987,6 +1041,8 @@ def settle_done_orders(
             {x.allocation.pool_id: x.provider_id for x in xs if x.provider_id},
             fee,
             slot_hours=hours.get(cid, 1),
+            carrier_fen=carrier,
+            congestion_fen=congestion,
         )
     results = ledger.create_transfers_in(s, transfers, now)
     bad = [

@@ -19,6 +19,10 @@ class ApiSettings(BaseModel):
     horizon_slots: int = Field(default=24, ge=1, le=24 * 14)
     #: The exchange fee until the operator sets one, basis points (300 = 3%).
     default_fee_bp: int = Field(default=300, ge=0, le=10_000)
+    #: The clearings' time preference, fen per GPU-hour per slot of delay
+    #: (:attr:`suangu.core.types.Market.delay_fen`): among equally good slots the earliest
+    #: wins. 0: none.
+    delay_fen: int = Field(default=0, ge=0, le=10_000)
     #: How long a clearing's hold on a buyer's money lasts (0 = until settled).
     hold_timeout_s: int = Field(default=0, ge=0)
     #: Page size when a list request gives no ``limit``.

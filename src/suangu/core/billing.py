@@ -17,6 +17,17 @@ Money path of one order (all amounts integer fen on the ``CNY`` ledger)
    account is limited too, so it can never pay out more than was posted into it. Zero use voids
    the hold.
 
+Data moved over network links (:attr:`~suangu.core.types.ClearingResult.transfers`) is billed
+when the caller asks (``with_transfers=True`` at clearing; the service does, the simulation
+reports them apart): the hold also covers the order's transfer charges (carrier +
+congestion, :meth:`~suangu.core.types.ClearingResult.transfer_fen`), and settlement posts them
+with the metered cost and passes them from the clearing account to the exchange's network
+account (``exchange:network:<asset>``): one ``carrier:<hold id>`` transfer (the carriers'
+transfer price, collected for them: the link rent) and one ``congestion:<hold id>`` (the
+links' congestion rent), both with code ``data_transfer``. The data moves before the lease
+starts, so the charges are posted in full whenever the order has any metered use; an order
+with no use at all has its whole hold voided.
+
 Fee rounding: per provider, ``fee = amount * fee_bp // 10_000`` (rounded down, in the
 provider's favour) and ``payout = amount - fee``; so payouts plus fees equal the posted amount
 exactly and the clearing account returns to zero for every settled order.
@@ -78,6 +89,11 @@ def exchange_clearing_account(asset: Asset = Asset.CNY) -> str:
     return f"exchange:clearing:{asset}"
 
 
+def exchange_network_account(asset: Asset = Asset.CNY) -> str:
+    """Where orders' data transfer charges go: carriers' fees (passed on) and link rent."""
+    return f"exchange:network:{asset}"
+
+
 def external_account(name: str = BANK, asset: Asset = Asset.CNY) -> str:
     """An external account: ``bank`` for cash in and out, or e.g. ``issuer`` for certificates."""
     return f"external:{name}:{asset}"
@@ -105,11 +121,18 @@ def new_provider_account(member_id: str, asset: Asset = Asset.CNY) -> Account:
 
 
 def new_exchange_accounts(asset: Asset = Asset.CNY) -> list[Account]:
-    """The exchange's fee and clearing accounts and the external bank account of ``asset``.
+    """The exchange's fee, clearing and network accounts and the external bank account of
+    ``asset``.
 
     The clearing account may never pay out more than was posted into it.
     """
     return [
+        Account(
+            id=exchange_network_account(asset),
+            ledger=asset,
+            kind=AccountKind.EXCHANGE_NETWORK,
+            owner=EXCHANGE,
+        ),
         Account(
             id=exchange_fee_account(asset),
             ledger=asset,
@@ -186,12 +209,16 @@ def orders_of(result: ClearingResult) -> dict[str, list[Allocation]]:
     return {order_id: grouped[order_id] for order_id in sorted(grouped)}
 
 
-def holds_for_clearing(result: ClearingResult, clearing_id: str, timeout_s: int) -> list[Transfer]:
+def holds_for_clearing(
+    result: ClearingResult, clearing_id: str, timeout_s: int, *, with_transfers: bool = False
+) -> list[Transfer]:
     """One pending transfer per order with allocations, sorted by order id.
 
     Each holds the order's full cost, ``sum(price_fen * gpus * slot_hours)``, from the buyer's
-    cash account in the exchange clearing account, expiring after ``timeout_s`` (0 = never).
-    Orders that cost nothing (all prices zero) get no hold.
+    cash account in the exchange clearing account, expiring after ``timeout_s`` (0 = never);
+    ``with_transfers``: plus the order's data transfer charges (``result.transfer_fen``),
+    settled with ``settle_lease(..., carrier_fen=, congestion_fen=)``. Orders that cost
+    nothing (all prices zero, no charges) get no hold.
     """
     _check_token(clearing_id, "clearing_id")
     _check_nonnegative(timeout_s, "timeout_s")
@@ -200,6 +227,8 @@ def holds_for_clearing(result: ClearingResult, clearing_id: str, timeout_s: int)
     for order_id, allocations in orders_of(result).items():
         buyer_id = _buyer_of(allocations)
         amount = sum(allocation_cost(a, result.slot_hours) for a in allocations)
+        if with_transfers:
+            amount += result.transfer_fen(order_id)
         if amount == 0:
             continue
         out.append(
@@ -268,6 +297,8 @@ def settle_lease(
     fee_bp: int,
     *,
     slot_hours: int = 1,
+    carrier_fen: int = 0,
+    congestion_fen: int = 0,
 ) -> list[Transfer]:
     """The transfers that settle one order's hold against its metered use.
 
@@ -278,9 +309,16 @@ def settle_lease(
     releases the rest), a payout to each provider with use (sorted by provider id) and one fee
     transfer, skipping zero amounts. Zero use returns a single void of the hold; an order that
     cost nothing (no hold was placed) returns ``[]``.
+
+    ``carrier_fen`` and ``congestion_fen``: the order's data transfer charges, included in its
+    hold (``holds_for_clearing(..., with_transfers=True)``); with any metered use they are
+    posted in full and passed to the exchange network account (``carrier:`` and
+    ``congestion:`` transfers at the end of the chain).
     """
     _check_fee(fee_bp)
     _check_slot_hours(slot_hours)
+    _check_nonnegative(carrier_fen, "carrier_fen")
+    _check_nonnegative(congestion_fen, "congestion_fen")
     if not allocations:
         raise ValidationError("is empty", field="allocations", fix="pass the order's allocations")
     order_ids = {a.order_id for a in allocations}
@@ -300,9 +338,11 @@ def settle_lease(
                 field="metered_gpu_seconds",
                 fix="key metered use by the cleared allocations of this order",
             )
-    held = sum(allocation_cost(a, slot_hours) for a in allocations)
+    charges = carrier_fen + congestion_fen
+    held = sum(allocation_cost(a, slot_hours) for a in allocations) + charges
     if held == 0:
         return []
+    used = any(metered_gpu_seconds.get(a, 0) > 0 for a in allocations)
     per_provider: dict[str, int] = {}
     for a in allocations:
         cost = metered_cost(a, metered_gpu_seconds.get(a, 0), slot_hours)
@@ -316,7 +356,9 @@ def settle_lease(
                 fix="map every pool with metered use to its provider (see pool_providers)",
             )
         per_provider[provider_id] = per_provider.get(provider_id, 0) + cost
-    posted = sum(per_provider.values())
+    if not used:
+        charges = 0
+    posted = sum(per_provider.values()) + charges
     clearing = exchange_clearing_account()
     if posted == 0:
         return [
@@ -370,6 +412,19 @@ def settle_lease(
                 user_data=order_id,
             )
         )
+    for prefix, amount in (("carrier", carrier_fen), ("congestion", congestion_fen)):
+        if charges and amount:
+            chain.append(
+                transfer(
+                    f"{prefix}:{hold_transfer_id}",
+                    clearing,
+                    exchange_network_account(),
+                    amount,
+                    Asset.CNY,
+                    TransferCode.DATA_TRANSFER,
+                    user_data=order_id,
+                )
+            )
     return linked(chain)
 
 

@@ -100,6 +100,7 @@ class AccountKind(StrEnum):
     PROVIDER = "provider"
     EXCHANGE_FEES = "exchange_fees"
     EXCHANGE_CLEARING = "exchange_clearing"  # escrow / clearing house
+    EXCHANGE_NETWORK = "exchange_network"  # data transfer charges: carriers' fees, link rent
     EXTERNAL = "external"  # bank, cash in and out, certificate issuance, the atmosphere
 
 
@@ -151,6 +152,7 @@ class TransferCode(StrEnum):
     HOLD_RELEASE = "hold_release"
     PROVIDER_PAYOUT = "provider_payout"
     EXCHANGE_FEE = "exchange_fee"
+    DATA_TRANSFER = "data_transfer"  # a buyer's charges for moving its input data over links
     REFUND = "refund"
     GREEN_CERTIFICATE_ISSUE = "green_certificate_issue"
     GREEN_CERTIFICATE_RETIRE = "green_certificate_retire"

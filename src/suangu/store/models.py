@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -213,6 +214,34 @@ class OrderRow(Base):
     min_green_share: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16))
     submitted_at: Mapped[int]
+    #: Input data, whole GB, held at ``home`` (0: none).
+    data_gb: Mapped[int] = mapped_column(server_default=text("0"))
+    #: The GPU class ``gpu_hours`` and ``limit_fen`` count in (``None``: every class alike).
+    reference_class: Mapped[str | None] = mapped_column(String(32))
+    #: Per-class speed overrides relative to the reference class.
+    speed: Mapped[dict[str, float]] = mapped_column(JSON, server_default=text("'{}'"))
+
+
+# -- network ------------------------------------------------------------------------------------
+
+
+class LinkRow(Base):
+    """A one-way network path between two regions (hubs) that the exchange may use to move
+    orders' input data (:class:`suangu.core.types.Link`)."""
+
+    __tablename__ = "links"
+    __table_args__ = (
+        CheckConstraint("from_region <> to_region", name="regions_differ"),
+        CheckConstraint("latency_ms >= 0", name="latency_ms"),
+        CheckConstraint("bandwidth_gbps > 0", name="bandwidth_gbps"),
+        CheckConstraint("price_fen_per_gb >= 0", name="price_fen_per_gb"),
+    )
+
+    from_region: Mapped[str] = mapped_column(primary_key=True)
+    to_region: Mapped[str] = mapped_column(primary_key=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    bandwidth_gbps: Mapped[float] = mapped_column(Float)
+    price_fen_per_gb: Mapped[int]
 
 
 # -- clearings, prices, leases ----------------------------------------------------------------
@@ -259,6 +288,51 @@ class PriceRow(Base):
     price_fen: Mapped[int]
     cleared_gpus: Mapped[int]
     offered_gpus: Mapped[int]
+
+
+class LinkPriceRow(Base):
+    """A link's congestion price in a clearing and the data it carries over the horizon."""
+
+    __tablename__ = "link_prices"
+    __table_args__ = (
+        CheckConstraint("congestion_fen_per_gb >= 0", name="congestion_fen_per_gb"),
+        CheckConstraint("transfer_fen_per_gb >= 0", name="transfer_fen_per_gb"),
+    )
+
+    clearing_id: Mapped[str] = mapped_column(
+        ForeignKey("clearings.id", ondelete="CASCADE"), primary_key=True
+    )
+    from_region: Mapped[str] = mapped_column(primary_key=True)
+    to_region: Mapped[str] = mapped_column(primary_key=True)
+    congestion_fen_per_gb: Mapped[int]
+    transfer_fen_per_gb: Mapped[int]
+    gb: Mapped[float] = mapped_column(Float)
+    capacity_gb: Mapped[float] = mapped_column(Float)
+
+
+class DataTransferRow(Base):
+    """Input data an order of a clearing moves over a link, and what its buyer is charged
+    (:class:`suangu.core.types.Transfer`): billed in the order's hold, posted at settlement."""
+
+    __tablename__ = "data_transfers"
+    __table_args__ = (
+        CheckConstraint("carrier_fen >= 0", name="carrier_fen"),
+        CheckConstraint("congestion_fen >= 0", name="congestion_fen"),
+        Index("ix_data_transfers_order", "order_id"),
+    )
+
+    clearing_id: Mapped[str] = mapped_column(
+        ForeignKey("clearings.id", ondelete="CASCADE"), primary_key=True
+    )
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    from_region: Mapped[str] = mapped_column(primary_key=True)
+    to_region: Mapped[str] = mapped_column(primary_key=True)
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    gb: Mapped[float] = mapped_column(Float)
+    transfer_fen_per_gb: Mapped[int]
+    congestion_fen_per_gb: Mapped[int]
+    carrier_fen: Mapped[int]
+    congestion_fen: Mapped[int]
 
 
 class OfferFillRow(Base):

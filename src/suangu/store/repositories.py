@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from suangu.core.types import (
     Allocation,
     ClearingResult,
     ClearingStatus,
+    Link,
+    LinkPrice,
     Offer,
     OfferFill,
     Order,
@@ -36,15 +39,20 @@ from suangu.core.types import (
     Pool,
     PoolPrice,
     Site,
+    Transfer,
+    speed_of,
 )
 from suangu.store.db import TransientConflict
 from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
 from suangu.store.models import (
     ApiKeyRow,
     ClearingRow,
+    DataTransferRow,
     IdempotencyRow,
     LeaseRow,
     LeaseState,
+    LinkPriceRow,
+    LinkRow,
     MemberRow,
     MeterReadingRow,
     OfferFillRow,
@@ -523,6 +531,75 @@ class Capacity:
         return record
 
 
+# -- network ------------------------------------------------------------------------------------
+
+
+def _to_link(row: LinkRow) -> Link:
+    return Link(
+        row.from_region, row.to_region, row.latency_ms, row.bandwidth_gbps, row.price_fen_per_gb
+    )
+
+
+class Links:
+    """The network links between regions that clearings may move orders' data over."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def all(self) -> list[Link]:
+        """Every link, by (from, to)."""
+        q = select(LinkRow).order_by(LinkRow.from_region, LinkRow.to_region)
+        return [_to_link(r) for r in self.s.scalars(q)]
+
+    def get(self, from_region: str, to_region: str) -> Link:
+        row = self.s.get(LinkRow, (from_region, to_region))
+        if row is None:
+            raise _not_found("link", f"{from_region}->{to_region}")
+        return _to_link(row)
+
+    def put(self, link: Link) -> tuple[Link, bool]:
+        """Store ``link``, replacing the link between the same regions; ``(link, created)``."""
+        row = self.s.get(LinkRow, link.key, populate_existing=True)
+        created = row is None
+        if row is None:
+            row = LinkRow(from_region=link.from_region, to_region=link.to_region)
+            self.s.add(row)
+        row.latency_ms = float(link.latency_ms)
+        row.bandwidth_gbps = float(link.bandwidth_gbps)
+        row.price_fen_per_gb = link.price_fen_per_gb
+        self.s.flush()
+        return link, created
+
+    def replace(self, links: Sequence[Link]) -> list[Link]:
+        """Make ``links`` the whole network (links not named are removed); idempotent."""
+        seen: set[tuple[str, str]] = set()
+        for i, link in enumerate(links):
+            if link.key in seen:
+                raise ValidationError(
+                    f"duplicate link {link.from_region} -> {link.to_region}",
+                    field=f"links[{i}]",
+                    fix="give each (from_region, to_region) pair once",
+                )
+            seen.add(link.key)
+        self.s.execute(delete(LinkRow))
+        _insert(
+            self.s,
+            LinkRow,
+            [
+                {
+                    "from_region": x.from_region,
+                    "to_region": x.to_region,
+                    "latency_ms": float(x.latency_ms),
+                    "bandwidth_gbps": float(x.bandwidth_gbps),
+                    "price_fen_per_gb": x.price_fen_per_gb,
+                }
+                for x in links
+            ],
+        )
+        self.s.expire_all()
+        return self.all()
+
+
 # -- orders -----------------------------------------------------------------------------------
 
 
@@ -548,6 +625,9 @@ def _to_order(row: OrderRow) -> OrderRecord:
         home=row.home,
         max_latency_ms=row.max_latency_ms,
         min_green_share=row.min_green_share,
+        data_gb=row.data_gb,
+        reference_class=row.reference_class,
+        speed=row.speed or {},
     )
     return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
 
@@ -572,6 +652,9 @@ def order_values(order: Order, now: int) -> dict[str, Any]:
         min_green_share=order.min_green_share,
         status=str(OrderStatus.OPEN),
         submitted_at=now,
+        data_gb=order.data_gb,
+        reference_class=order.reference_class,
+        speed=dict(sorted(order.speed.items())),
     )
 
 
@@ -695,6 +778,42 @@ class Orders:
 # -- clearings, prices, leases ----------------------------------------------------------------
 
 
+def weighted(order: Order) -> bool:
+    """Whether ``order``'s work is counted in reference GPU-hours (a batch or service order
+    of some GPU-hours with a reference class or speeds): a GPU-hour of class c does
+    ``speed_of(order, c)`` of it."""
+    return bool(order.reference_class or order.speed) and (
+        order.kind is OrderKind.BATCH or (order.kind is OrderKind.SERVICE and order.gpu_hours > 0)
+    )
+
+
+def work_done(order: Order, got: Iterable[tuple[str, int]], slot_hours: int) -> float:
+    """Reference GPU-hours done by ``got``: ``(GPU class, GPU-slots)`` pairs."""
+    return sum(speed_of(order, c) * n * slot_hours for c, n in got)
+
+
+def min_step(order: Order, classes: Iterable[str], slot_hours: int) -> float:
+    """The least work one GPU-slot does for ``order``: slot hours x the speed of its slowest
+    class among ``classes`` (the exchange's pools' classes), as :mod:`suangu.sim.simulate`
+    counts it."""
+    if not (order.reference_class or order.speed):
+        return float(slot_hours)
+    eligible = set(classes)
+    if order.gpu_classes:
+        eligible &= order.gpu_classes
+    return min([speed_of(order, c) for c in eligible] or [1.0]) * slot_hours
+
+
+def work_left(order: Order, done: float, step: float) -> int | None:
+    """The whole reference GPU-hours of work an order still bids for after ``done``, or
+    None when what is left is less than one GPU-slot does (``step``) or one GPU-hour."""
+    rest = order.gpu_hours - done
+    left = math.floor(rest + 1e-9)
+    if rest < step - 1e-9 or left < 1:
+        return None
+    return left
+
+
 def lease_id(clearing_id: str, a: Allocation) -> str:
     return f"{clearing_id}:{a.order_id}:{a.pool_id}:{a.slot}"
 
@@ -710,6 +829,20 @@ def _to_lease(row: LeaseRow) -> Lease:
         row.provider_id,
         LeaseState(row.state),
         row.hold_transfer_id,
+    )
+
+
+def _to_transfer(row: DataTransferRow) -> Transfer:
+    return Transfer(
+        row.order_id,
+        row.buyer_id,
+        row.from_region,
+        row.to_region,
+        row.gb,
+        row.transfer_fen_per_gb,
+        row.congestion_fen_per_gb,
+        row.carrier_fen,
+        row.congestion_fen,
     )
 
 
@@ -838,30 +971,122 @@ class Clearings:
                 for x in leases
             ],
         )
+        _insert(
+            self.s,
+            LinkPriceRow,
+            [
+                {
+                    "clearing_id": clearing_id,
+                    "from_region": p.from_region,
+                    "to_region": p.to_region,
+                    "congestion_fen_per_gb": p.congestion_fen_per_gb,
+                    "transfer_fen_per_gb": p.transfer_fen_per_gb,
+                    "gb": float(p.gb),
+                    "capacity_gb": float(p.capacity_gb),
+                }
+                for p in result.link_prices
+            ],
+        )
+        _insert(
+            self.s,
+            DataTransferRow,
+            [
+                {
+                    "clearing_id": clearing_id,
+                    "order_id": t.order_id,
+                    "from_region": t.from_region,
+                    "to_region": t.to_region,
+                    "buyer_id": t.buyer_id,
+                    "gb": float(t.gb),
+                    "transfer_fen_per_gb": t.transfer_fen_per_gb,
+                    "congestion_fen_per_gb": t.congestion_fen_per_gb,
+                    "carrier_fen": t.carrier_fen,
+                    "congestion_fen": t.congestion_fen,
+                }
+                for t in result.transfers
+            ],
+        )
         self._mark_orders(result)
         return leases
 
+    def transfers(
+        self, *, clearing_id: str | None = None, order_id: str | None = None
+    ) -> list[Transfer]:
+        """The data transfers clearings decided, by clearing, order and link."""
+        q = select(DataTransferRow)
+        if clearing_id is not None:
+            q = q.where(DataTransferRow.clearing_id == clearing_id)
+        if order_id is not None:
+            q = q.where(DataTransferRow.order_id == order_id)
+        q = q.order_by(
+            DataTransferRow.clearing_id,
+            DataTransferRow.order_id,
+            DataTransferRow.from_region,
+            DataTransferRow.to_region,
+        )
+        return [_to_transfer(r) for r in self.s.scalars(q)]
+
+    def transfer_charges(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        """``(carrier fen, congestion fen)`` charged to each ``(clearing id, order id)`` of
+        ``pairs`` for moving its data (pairs without transfers are left out)."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        q = (
+            select(
+                DataTransferRow.clearing_id,
+                DataTransferRow.order_id,
+                func.sum(DataTransferRow.carrier_fen),
+                func.sum(DataTransferRow.congestion_fen),
+            )
+            .where(
+                DataTransferRow.clearing_id.in_(sorted({c for c, _ in wanted})),
+                DataTransferRow.order_id.in_(sorted({o for _, o in wanted})),
+            )
+            .group_by(DataTransferRow.clearing_id, DataTransferRow.order_id)
+        )
+        for cid, oid, carrier, congestion in self.s.execute(q):
+            if (cid, oid) in wanted:
+                out[(cid, oid)] = (int(carrier), int(congestion))
+        return out
+
     def _mark_orders(self, result: ClearingResult) -> None:
-        # GPU-slots of every clearing so far (a partly filled order is cleared again later).
+        # GPU-slots of every clearing so far (a partly filled order is cleared again later),
+        # per GPU class (orders with speeds count their work in reference GPU-hours).
         ids = sorted({a.order_id for a in result.allocations})
         if not ids:
             return
-        got: dict[str, int] = {
-            order_id: int(n)
-            for order_id, n in self.s.execute(
-                select(LeaseRow.order_id, func.sum(LeaseRow.gpus))
-                .where(LeaseRow.order_id.in_(ids))
-                .group_by(LeaseRow.order_id)
-            )
-        }
+        got: dict[str, list[tuple[str, int]]] = {}
+        for order_id, gpu_class, n in self.s.execute(
+            select(LeaseRow.order_id, PoolRow.gpu_class, func.sum(LeaseRow.gpus))
+            .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+            .where(LeaseRow.order_id.in_(ids))
+            .group_by(LeaseRow.order_id, PoolRow.gpu_class)
+        ):
+            got.setdefault(order_id, []).append((gpu_class, int(n)))
         rows = {r.id: r for r in self.s.scalars(select(OrderRow).where(OrderRow.id.in_(ids)))}
         by_status: dict[OrderStatus, list[str]] = {}
+        classes: list[str] | None = None
+        hours = result.slot_hours
         for order_id in ids:
             row = rows.get(order_id)
             if row is None:  # pragma: no cover - the lease's foreign key refused it already
                 raise _not_found("order", order_id, "allocations.order_id")
-            full = _to_order(row).order.max_gpu_slots(result.slot_hours)
-            status = OrderStatus.CLEARED if got.get(order_id, 0) >= full else OrderStatus.PARTIALLY
+            order = _to_order(row).order
+            mine = got.get(order_id, [])
+            if weighted(order):
+                if classes is None:
+                    classes = list(self.s.scalars(select(PoolRow.gpu_class).distinct()))
+                left = work_left(
+                    order, work_done(order, mine, hours), min_step(order, classes, hours)
+                )
+                filled = left is None
+            else:
+                filled = sum(n for _, n in mine) >= order.max_gpu_slots(hours)
+            status = OrderStatus.CLEARED if filled else OrderStatus.PARTIALLY
             by_status.setdefault(status, []).append(order_id)
         for status, order_ids in sorted(by_status.items()):
             # Compare-and-set: an order cancelled since the clearing read it is not sold.
@@ -913,6 +1138,22 @@ class Clearings:
             rejected_gangs=tuple(row.rejected_gangs),
             slot_hours=row.slot_hours,
             gap=row.gap,
+            link_prices=tuple(
+                LinkPrice(
+                    p.from_region,
+                    p.to_region,
+                    p.congestion_fen_per_gb,
+                    p.transfer_fen_per_gb,
+                    p.gb,
+                    p.capacity_gb,
+                )
+                for p in self.s.scalars(
+                    select(LinkPriceRow)
+                    .where(LinkPriceRow.clearing_id == clearing_id)
+                    .order_by(LinkPriceRow.from_region, LinkPriceRow.to_region)
+                )
+            ),
+            transfers=tuple(self.transfers(clearing_id=clearing_id)),
         )
         return ClearingRecord(row.id, row.run_at, row.first_slot, row.n_slots, result)
 

@@ -220,6 +220,24 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/market/grid"): Rule(200, PUBLIC),
     ("GET", "/market/prices"): Rule(200, PUBLIC),
+    ("GET", "/links"): Rule(200, PUBLIC),
+    ("PUT", "/links"): Rule(
+        200,
+        {OP: ALL},
+        body=lambda t: {
+            "json": {
+                "links": [
+                    {
+                        "from_region": "gansu",
+                        "to_region": "east",
+                        "latency_ms": 30,
+                        "bandwidth_gbps": 10,
+                        "price_fen_per_gb": 5,
+                    }
+                ]
+            }
+        },
+    ),
     ("GET", "/leases"): Rule(200, SIGNED_IN),
     ("GET", "/leases/{lease_id}"): Rule(
         200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"lease_id": t.lease()}

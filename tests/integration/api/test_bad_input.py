@@ -54,6 +54,13 @@ JSON_ORDERS = [
     ("green share above 1", with_(min_green_share=1.5), 422, "body.min_green_share"),
     ("id with a colon", with_(id="a:b"), 422, "body.id"),
     ("NaN latency", with_(max_latency_ms="NaN", home="beijing"), 422, "body.max_latency_ms"),
+    ("data without home", with_(data_gb=100), 422, "body.home"),
+    ("negative data", with_(data_gb=-1, home="beijing"), 422, "body.data_gb"),
+    ("data as text", with_(data_gb="100", home="beijing"), 422, "body.data_gb"),
+    ("unknown reference class", with_(reference_class="H9000"), 422, "body.reference_class"),
+    ("speed of an unknown class", with_(speed={"H9000": 2.0}), 422, "body.speed.H9000"),
+    ("speed above the bound", with_(speed={"H100": 500.0}), 422, "body.speed.H100"),
+    ("zero speed", with_(speed={"H100": 0}), 422, "body.speed.H100"),
 ]
 
 
@@ -120,6 +127,16 @@ YAML_CASES = [
     ("absurd gpus", YAML_ORDER.replace("gpus: 2", "gpus: 99999999999"), 422, "body.gpus"),
     ("fen in limit", YAML_ORDER.replace("15.00", "15.001"), 422, "body.limit"),
     ("unknown GPU class", YAML_ORDER + "gpu_classes: H9000\n", 422, "body.gpu_classes"),
+    ("data without home", YAML_ORDER + "data_gb: 100\n", 422, "body.home"),
+    ("negative data", YAML_ORDER + "home: beijing\ndata_gb: -5\n", 422, "body.data_gb"),
+    (
+        "unknown reference class",
+        YAML_ORDER + "reference_class: H9000\n",
+        422,
+        "body.reference_class",
+    ),
+    ("speed of an unknown class", YAML_ORDER + "speed: {H9000: 2}\n", 422, "body.speed.H9000"),
+    ("speed above the bound", YAML_ORDER + "speed: {H100: 500}\n", 422, "body.speed.H100"),
     ("other buyer", YAML_ORDER.replace("buyer: buy-a", "buyer: buy-b"), 422, "body.buyer"),
     (
         "window in the past",

@@ -117,3 +117,41 @@ def test_concurrent_migrations_queue(engine_url: tuple[str, Engine]) -> None:
         context = MigrationContext.configure(conn)
         assert context.get_current_revision() == HEAD
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_0004_upgrades_a_ledger_in_use(engine_url: tuple[str, Engine]) -> None:
+    """0004 widens the ledger's account kinds and transfer codes while rows refer to the
+    ledger tables (SQLite edits the CHECK in place: copying the tables would break those
+    references), and the database then takes the new values and still refuses others."""
+    from sqlalchemy.exc import IntegrityError
+
+    _, engine = engine_url
+    migrate(engine, "0003")
+    account = "INSERT INTO ledger_accounts VALUES (:id, 'CNY', :kind, 'x', 0, 0, 0, 0, 0, 0)"
+    with engine.begin() as conn:
+        for acc in ("a", "b"):
+            conn.execute(text(account), {"id": acc, "kind": "external"})
+        conn.execute(
+            text(
+                "INSERT INTO ledger_transfers (id, code, debit_account_id, credit_account_id, "
+                "amount, ledger, flags, timeout_s, user_data, timestamp) "
+                "VALUES ('t1', 'deposit', 'a', 'b', 5, 'CNY', 0, 0, '', 0)"
+            )
+        )
+    migrate(engine)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+        conn.execute(text(account), {"id": "net", "kind": "exchange_network"})
+        conn.execute(
+            text(
+                "INSERT INTO ledger_transfers (id, code, debit_account_id, credit_account_id, "
+                "amount, ledger, flags, timeout_s, user_data, timestamp) "
+                "VALUES ('t2', 'data_transfer', 'a', 'net', 5, 'CNY', 0, 0, '', 0)"
+            )
+        )
+        assert conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar() == 2
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(account), {"id": "bad", "kind": "bogus"})
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from suangu.api.routes import capacity, clearings, leases, ledger, market, members, orders
+from suangu.api.routes import (
+    capacity,
+    clearings,
+    leases,
+    ledger,
+    market,
+    members,
+    network,
+    orders,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     members.router,
@@ -12,6 +21,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     orders.router,
     clearings.router,
     market.router,
+    network.router,
     leases.router,
     ledger.router,
 )

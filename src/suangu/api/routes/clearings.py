@@ -81,6 +81,31 @@ def _full(rec: ClearingRecord) -> dict[str, Any]:
             }
             for p in r.prices
         ],
+        "link_prices": [
+            {
+                "from_region": p.from_region,
+                "to_region": p.to_region,
+                "congestion_fen_per_gb": p.congestion_fen_per_gb,
+                "transfer_fen_per_gb": p.transfer_fen_per_gb,
+                "gb": p.gb,
+                "capacity_gb": p.capacity_gb,
+            }
+            for p in r.link_prices
+        ],
+        "transfers": [
+            {
+                "order_id": t.order_id,
+                "buyer_id": t.buyer_id,
+                "from_region": t.from_region,
+                "to_region": t.to_region,
+                "gb": t.gb,
+                "transfer_fen_per_gb": t.transfer_fen_per_gb,
+                "congestion_fen_per_gb": t.congestion_fen_per_gb,
+                "carrier_fen": t.carrier_fen,
+                "congestion_fen": t.congestion_fen,
+            }
+            for t in r.transfers
+        ],
     }
 
 
