@@ -38,10 +38,17 @@ def test_every_policy_runs_and_balances(bench: BenchResult) -> None:
         assert row.firm_missed <= row.firm_orders
         if row.policy != Policy.SUANGU:  # pay-as-offer at listed prices
             assert report.paid_fen == report.listed_reserve_fen
+        # Data transfer charges are held at clearing and posted at settlement, in full.
+        assert report.transfer_posted_fen == report.transfer_charged_fen
         if row.policy in (Policy.FIFO_HOME, Policy.CARBON_SHIFT):  # never leave home
             assert report.transfer_gb == 0
             regions = {s.id: s.region for s in load_hub_scenario().sites}
             assert {regions[v.site_id] for v in report.sites} <= set(HOME_WEIGHTS)
+
+
+def test_some_data_moves_and_is_billed(bench: BenchResult) -> None:
+    suangu = bench.reports[[r.policy for r in bench.rows].index(Policy.SUANGU)]
+    assert suangu.transfer_gb > 0 and suangu.transfer_posted_fen > 0
 
 
 def test_suangu_has_the_highest_welfare(bench: BenchResult) -> None:

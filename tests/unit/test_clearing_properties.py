@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
+from random import Random
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +16,7 @@ from suangu.core.clearing.lp import solve_lp
 from suangu.core.clearing.model import build_model
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import ClearingStatus, Market, OrderKind
-from tests.unit.markets import eligible_cells, markets, reference_welfare
+from tests.unit.markets import eligible_cells, markets, network_markets, reference_welfare
 
 
 def examples(n: int) -> settings:
@@ -161,3 +164,26 @@ def test_green_lp_over_built_columns_equals_the_independent_lp(market: Market) -
     model = build_model(market)
     lp = solve_lp(model, integer=False).objective if model.n_arcs else 0.0
     assert abs(lp * market.grid.slot_hours - reference_welfare(market)) < 1e-6 * (1 + abs(lp))
+
+
+@FAST
+@given(network_markets(gangs=True, max_orders=5), st.randoms(use_true_random=False))
+def test_input_order_does_not_matter(market: Market, rnd: Random) -> None:
+    """The same market read in another order (from a database, a file) clears the same."""
+
+    def shuffled(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = list(items)
+        rnd.shuffle(out)
+        return tuple(out)
+
+    other = replace(
+        market,
+        sites=shuffled(market.sites),
+        pools=shuffled(market.pools),
+        offers=shuffled(market.offers),
+        orders=shuffled(market.orders),
+        links=shuffled(market.links),
+    )
+    a, b = clear(market), clear(other)
+    assert a.allocations == b.allocations and a.prices == b.prices
+    assert a.welfare_fen == b.welfare_fen and a.transfers == b.transfers

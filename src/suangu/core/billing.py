@@ -45,6 +45,7 @@ refuses a pool sold by several providers).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from suangu.core.errors import UnknownReferenceError, ValidationError
@@ -224,11 +225,14 @@ def holds_for_clearing(
     _check_nonnegative(timeout_s, "timeout_s")
     _check_slot_hours(result.slot_hours)
     out = []
+    charges: dict[str, int] = defaultdict(int)
+    if with_transfers:
+        for t in result.transfers:
+            charges[t.order_id] += t.amount_fen
     for order_id, allocations in orders_of(result).items():
         buyer_id = _buyer_of(allocations)
         amount = sum(allocation_cost(a, result.slot_hours) for a in allocations)
-        if with_transfers:
-            amount += result.transfer_fen(order_id)
+        amount += charges.get(order_id, 0)
         if amount == 0:
             continue
         out.append(

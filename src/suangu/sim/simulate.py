@@ -13,7 +13,9 @@ At the start of each slot ``h`` of the span ``[0, hours)``:
    :func:`~suangu.core.clearing.checks.check_clearing` and
    :func:`~suangu.core.settlement.check_settlement` (any problem raises
    :class:`~suangu.sim.errors.SimulationError`: it is a bug), and each order's allocations
-   become one hold on its buyer's account (:func:`suangu.core.billing.holds_for_clearing`).
+   become one hold on its buyer's account (:func:`suangu.core.billing.holds_for_clearing`),
+   which also covers the order's data transfer charges (carriers' price and link congestion
+   rent); settlement posts them to the exchange's network account, as the service does.
 
 After the last clearing the clock runs on until every sold lease has ended and settled; then
 the ledger's invariants are checked.
@@ -269,6 +271,7 @@ class SimulationReport:
     transfer_gb: float = 0.0
     paid_fen: int = 0  # price x GPU-hours of every allocation, as placed (before metering)
     transfer_charged_fen: int = 0  # charged to buyers for data moved (carrier + congestion)
+    transfer_posted_fen: int = 0  # of which posted on the ledger (orders with metered use)
     work_asked_h: float = 0.0  # reference GPU-hours of the orders submitted within the span
     work_done_h: float = 0.0  # reference GPU-hours allocated to them
     waits_h: tuple[float, ...] = ()  # per order that ran: first slot - submit slot, hours
@@ -360,6 +363,9 @@ class _Hold:
     allocations: list[Allocation]
     last_slot: int
     metered: dict[Allocation, int] = field(default_factory=dict)
+    #: the order's data transfer charges in the hold (carriers' price, link congestion rent)
+    carrier_fen: int = 0
+    congestion_fen: int = 0
 
 
 def _max_spend(order: Order, slot_hours: int) -> int:
@@ -668,14 +674,21 @@ class _Simulation:
             if states[order_id].order.kind is OrderKind.GANG:
                 states[order_id].closed = True
         clearing_id = f"clr-{h:05d}"
-        holds = billing.holds_for_clearing(result, clearing_id, timeout_s=0)
+        holds = billing.holds_for_clearing(result, clearing_id, timeout_s=0, with_transfers=True)
         self._submit(holds, self.grid.slot_start(h), f"clearing {clearing_id}")
         held = {t.id for t in holds}
+        charges: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for moved in result.transfers:
+            charges[moved.order_id][0] += moved.carrier_fen
+            charges[moved.order_id][1] += moved.congestion_fen
         for order_id, allocations in billing.orders_of(result).items():
             hid = billing.hold_id(clearing_id, order_id)
             if hid not in held:
                 continue  # cost nothing: nothing to settle
-            hold = _Hold(hid, allocations, max(a.slot for a in allocations))
+            carrier, congestion = charges.get(order_id, (0, 0))
+            hold = _Hold(
+                hid, allocations, max(a.slot for a in allocations), {}, carrier, congestion
+            )
             self.holds[hold.last_slot].append(hold)
             for a in allocations:
                 self.pending_meter[a.slot].append((hold, a))
@@ -700,6 +713,8 @@ class _Simulation:
                 self.sc.providers,
                 self.sc.fee_bp,
                 slot_hours=self.hours,
+                carrier_fen=hold.carrier_fen,
+                congestion_fen=hold.congestion_fen,
             )
         self._submit(transfers, self.grid.slot_start(slot + 1), f"the settlement of slot {slot}")
 
@@ -797,7 +812,11 @@ class _Simulation:
             if t.ledger is Asset.CNY and t.amount is not None and not t.is_pending:
                 sums[t.code] += t.amount
         balanced, message = self._ledger_check()
-        spend = sums[TransferCode.LEASE_PAYMENT]
+        # Posted from the holds: metered use plus data transfer charges, which pass on to the
+        # exchange's network account; the buyer spend reported is the metered use.
+        posted = sums[TransferCode.LEASE_PAYMENT]
+        data = sums[TransferCode.DATA_TRANSFER]
+        spend = posted - data
         revenue = sums[TransferCode.PROVIDER_PAYOUT]
         fees = sums[TransferCode.EXCHANGE_FEE]
         if balanced and spend != revenue + fees:
@@ -882,6 +901,7 @@ class _Simulation:
             transfer_gb=self.transfer_gb,
             paid_fen=self.paid,
             transfer_charged_fen=self.transfer_charged,
+            transfer_posted_fen=data,
             work_asked_h=asked,
             work_done_h=done,
             waits_h=tuple(waits),

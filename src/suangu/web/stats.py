@@ -224,6 +224,7 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
                             TransferCode.PROVIDER_PAYOUT.value,
                             TransferCode.EXCHANGE_FEE.value,
                             TransferCode.DEPOSIT.value,
+                            TransferCode.DATA_TRANSFER.value,
                         ]
                     ),
                 )

@@ -29,8 +29,11 @@ deterministic even when the LP is degenerate.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -101,7 +104,7 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
     """Clear ``market``: welfare-maximising allocations and locational prices."""
     options = options or ClearingOptions()
     t0 = time.perf_counter()
-    model = build_model(market)
+    model = build_model(canonical(market))
     timings = {"build_s": time.perf_counter() - t0}
     has_bids = bool((model.kind == ARC_BID).any()) or len(model.placements) > 0
     if not has_bids:
@@ -132,6 +135,30 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
     result = _result(model, cleared, status, "", timings, rejected_ids, method)
     result.timings["assemble_s"] = time.perf_counter() - t2  # type: ignore[index]
     return dataclasses.replace(result, gap=gap)
+
+
+def canonical(market: Market) -> Market:
+    """``market`` with its sites, pools, offers, orders and links in id order: among equally
+    good allocations the solvers' choice depends on the order of their inputs, so the same
+    market read from a database or a file clears to the same allocations."""
+
+    def in_order(items: tuple[Any, ...], key: Callable[[Any], Any]) -> bool:
+        return all(key(a) <= key(b) for a, b in itertools.pairwise(items))
+
+    def by_id(x: Any) -> Any:
+        return x.id
+
+    def by_key(x: Any) -> Any:
+        return x.key
+
+    changes: dict[str, tuple[Any, ...]] = {}
+    for name in ("sites", "pools", "offers", "orders"):
+        items = getattr(market, name)
+        if not in_order(items, by_id):
+            changes[name] = tuple(sorted(items, key=by_id))
+    if not in_order(market.links, by_key):
+        changes["links"] = tuple(sorted(market.links, key=by_key))
+    return dataclasses.replace(market, **changes) if changes else market  # type: ignore[arg-type]
 
 
 def _objective(model: ClearingModel, flow: IntArray, chosen: IntArray) -> float:
