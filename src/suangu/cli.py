@@ -448,7 +448,7 @@ def _print_demo(report: DemoReport, path: Path) -> None:
     console.print(orders)
     console.print(
         f"fill rate: {st.fill_rate:.1%} of orders filled in full; {st.volume_fill_rate:.1%} "
-        f"of the GPU-hours asked for allocated. {report.clearings} clearings, "
+        f"of the work asked for allocated (reference GPU-hours). {report.clearings} clearings, "
         f"{report.readings:,} leases metered"
         + (
             f"; {report.orders_after_span} orders due after the span not submitted"

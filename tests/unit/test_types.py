@@ -203,3 +203,14 @@ def test_market_links_are_unique_pairs() -> None:
     with pytest.raises(ValidationError) as err:
         Market(TimeGrid(), 0, 2, (SITE,), (pool,), (), (), links=(a, a))
     assert err.value.field == "links[1]"
+
+
+def test_class_speed_matches_speed_of_for_stored_orders() -> None:
+    from suangu.core.types import class_speed, speed_of
+
+    order = Order(
+        "o", "b", "batch", 1, 0, 2, 100, gpu_hours=4, reference_class="A800", speed={"L40S": 0.5}
+    )
+    for cls in ("H100", "A800", "910B", "L40S"):
+        assert class_speed("A800", {"L40S": 0.5}, cls) == speed_of(order, cls)
+    assert class_speed(None, {}, "H100") == 1.0

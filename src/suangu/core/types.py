@@ -371,12 +371,23 @@ def speed_of(
     (every class counts alike), else the ratio of FP16 dense TFLOPS of the class to the
     reference class's, from ``catalogue``.
     """
+    return class_speed(order.reference_class, order.speed, gpu_class_name, catalogue)
+
+
+def class_speed(
+    reference_class: str | None,
+    overrides: Mapping[str, float],
+    gpu_class_name: str,
+    catalogue: Mapping[str, GpuClass] = CATALOGUE,
+) -> float:
+    """:func:`speed_of` from an order's ``reference_class`` and ``speed`` fields alone (for
+    stored orders)."""
     name = gpu_class(gpu_class_name, catalogue).name
-    if name in order.speed:
-        return order.speed[name]
-    if order.reference_class is None:
+    if name in overrides:
+        return overrides[name]
+    if reference_class is None:
         return 1.0
-    ref = gpu_class(order.reference_class, catalogue)
+    ref = gpu_class(reference_class, catalogue)
     return catalogue[name].fp16_dense_tflops / ref.fp16_dense_tflops
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suangu.core.ledger import AccountKind, Asset, TransferCode
+from suangu.core.types import class_speed
 from suangu.store.models import (
     LeaseRow,
     LedgerAccountRow,
@@ -73,8 +74,10 @@ class MarketStats:
     volumes: tuple[SiteVolume, ...]
     #: order kind -> status -> orders
     orders: dict[str, dict[str, int]]
-    gpu_hours_asked: int
-    gpu_hours_filled: int
+    #: work asked for and allocated, in each order's own unit: GPU-hours, or reference
+    #: GPU-hours for orders with a reference class
+    gpu_hours_asked: float
+    gpu_hours_filled: float
     #: transfer code -> total posted, fen (lease payments, payouts, fees, deposits)
     money: dict[str, int]
     balances: tuple[Balance, ...]
@@ -117,7 +120,8 @@ class MarketStats:
 
     @property
     def volume_fill_rate(self) -> float:
-        """Share of the GPU-hours asked for that were allocated."""
+        """Share of the work asked for that was allocated (GPU-hours, or reference GPU-hours
+        for orders with a reference class)."""
         return self.gpu_hours_filled / self.gpu_hours_asked if self.gpu_hours_asked else 0.0
 
     def green(self) -> tuple[int, int]:
@@ -175,9 +179,15 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
         OrderRow.gpu_hours,
         OrderRow.duration_slots,
         OrderRow.deadline_slot - OrderRow.release_slot,
+        OrderRow.reference_class,
+        OrderRow.speed,
     )
     state_q = select(LeaseRow.state, func.count()).group_by(LeaseRow.state)
-    filled_q = select(LeaseRow.order_id, func.sum(LeaseRow.gpus)).group_by(LeaseRow.order_id)
+    filled_q = (
+        select(LeaseRow.order_id, PoolRow.gpu_class, func.sum(LeaseRow.gpus))
+        .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+        .group_by(LeaseRow.order_id, PoolRow.gpu_class)
+    )
     meter_q = select(
         func.coalesce(func.sum(MeterReadingRow.gpu_seconds), 0),
         func.coalesce(func.sum(MeterReadingRow.energy_wh), 0),
@@ -201,14 +211,19 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
     volumes = tuple(
         SiteVolume(site.id, *per_site[site.id]) for site in sites if site.id in per_site
     )
-    filled = {oid: int(n) * slot_hours for oid, n in s.execute(filled_q)}
+    # GPU-hours allocated per order and class; an order's work is counted in its own unit
+    # (reference GPU-hours when it has a reference class: a GPU-hour does speed(class)).
+    filled: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for oid, cls, n in s.execute(filled_q):
+        filled[oid].append((cls, int(n) * slot_hours))
     orders: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    asked = got = 0
-    for oid, kind, status, gpus, gpu_hours, duration, window in s.execute(order_q):
+    asked = got = 0.0
+    for oid, kind, status, gpus, gpu_hours, duration, window, ref, speed in s.execute(order_q):
         orders[kind][status] += 1
         want = _asked_gpu_hours(kind, gpus, gpu_hours, duration, window * slot_hours)
+        done = sum(h * class_speed(ref, speed or {}, cls) for cls, h in filled.get(oid, ()))
         asked += want
-        got += min(want, filled.get(oid, 0))
+        got += min(float(want), done)
     money: dict[str, int] = {}
     if member_id is None:
         money = {
