@@ -34,8 +34,8 @@ UTC_OFFSET_H = 8
 Lang = Annotated[str | None, Query(description="en or zh")]
 
 _CSS = """
-body{margin:0;font-family:system-ui,-apple-system,'Segoe UI','Noto Sans SC','PingFang SC',
-sans-serif;color:#1f2933;background:#f7f8fa}
+body{margin:0;font-family:system-ui,-apple-system,'Segoe UI','Noto Sans SC','Noto Sans CJK SC',
+'PingFang SC','Microsoft YaHei','WenQuanYi Micro Hei',sans-serif;color:#1f2933;background:#f7f8fa}
 header{background:#16324f;color:#fff;padding:14px 28px;display:flex;align-items:baseline;
 gap:24px;flex-wrap:wrap}
 header h1{font-size:20px;margin:0}header a{color:#cfe3ff}header .clock{opacity:.85}

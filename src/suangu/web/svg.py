@@ -19,7 +19,10 @@ _RAMP = (
     (0.369, 0.789, 0.383),
     (0.993, 0.906, 0.144),
 )
-FONT = "font-family:system-ui,-apple-system,'Segoe UI','Noto Sans SC','PingFang SC',sans-serif"
+FONT = (
+    "font-family:system-ui,-apple-system,'Segoe UI','Noto Sans SC','Noto Sans CJK SC',"
+    "'PingFang SC','Microsoft YaHei','WenQuanYi Micro Hei',sans-serif"
+)
 EMPTY = "#eef0f3"
 INK = "#1f2933"
 MUTED = "#667085"
