@@ -47,7 +47,6 @@ from suangu.api.services import (
     clearing_round,
     ensure_accounts,
     fee_bp,
-    lease_slot_hours,
     leases_due,
     provider_ids,
     save_clearing,
@@ -252,8 +251,7 @@ class ClearingLoop:
             clearings = Clearings(s)
             current = clearings.move_lease(lease_id, LeaseState.COMPLETED)
             fee = fee_bp(s, self.settings.default_fee_bp)
-            hours = lease_slot_hours(s, current.clearing_id)
-            return settle_if_done(s, self.ledger, current, fee, hours, now)
+            return settle_if_done(s, self.ledger, current, fee, now)
 
         return self.db.transaction(work)
 

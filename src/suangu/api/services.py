@@ -71,6 +71,7 @@ from suangu.store.repositories import (
     Orders,
     min_step,
     order_record,
+    rowcount,
     work_done,
     work_left,
 )
@@ -775,7 +776,6 @@ def record_reading(
     body: schemas.ReadingIn,
     agent: str,
     fee: int,
-    slot_hours: int,
     now: int,
 ) -> dict[str, Any]:
     """Store a reading, move the lease along, and settle its order when all its leases are done."""
@@ -807,7 +807,7 @@ def record_reading(
         lease = clearings.move_lease(lease.id, LeaseState.COMPLETED)
     settled = False
     if new and body.final:
-        settled = _settle_if_done(s, ledger, lease, fee, slot_hours, now)
+        settled = settle_if_done(s, ledger, lease, fee, now)
         lease = clearings.lease(lease.id)
     return {
         "id": body.id,
@@ -821,43 +821,6 @@ def record_reading(
         "lease_state": str(lease.state),
         "settled": settled or lease.state is LeaseState.SETTLED,
     }
-
-
-def _settle_if_done(
-    s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
-) -> bool:
-    clearings = Clearings(s)
-    siblings = clearings.leases(clearing_id=lease.clearing_id, order_id=lease.allocation.order_id)
-    if any(x.state not in (LeaseState.COMPLETED, LeaseState.FAILED) for x in siblings):
-        return False
-    totals = Meters(s).totals([x.id for x in siblings])
-    metered = {x.allocation: totals.get(x.id, (0, 0))[0] for x in siblings}
-    providers = {x.allocation.pool_id: x.provider_id for x in siblings if x.provider_id}
-    hold = lease.hold_transfer_id
-    if hold is not None:
-        key = (lease.clearing_id, lease.allocation.order_id)
-        carrier, congestion = clearings.transfer_charges([key]).get(key, (0, 0))
-        transfers = billing.settle_lease(
-            hold,
-            [x.allocation for x in siblings],
-            metered,
-            providers,
-            fee,
-            slot_hours=slot_hours,
-            carrier_fen=carrier,
-            congestion_fen=congestion,
-        )
-        results = ledger.create_transfers_in(s, transfers, now)
-        bad = [r for r in results if r not in (CreateResult.OK, CreateResult.EXISTS)]
-        if bad:
-            raise Conflict(
-                f"settling order {lease.allocation.order_id!r} failed: {bad[0]}",
-                field="lease",
-                fix="ask the operator to check the order's hold",
-            )
-    for x in siblings:
-        clearings.move_lease(x.id, LeaseState.SETTLED)
-    return True
 
 
 @dataclass(frozen=True)
@@ -1057,26 +1020,28 @@ def settle_done_orders(
             fix="ask the operator to check the order's hold",
         )
     settled = [x.id for xs in ready.values() for x in xs]
+    moved = 0
     for chunk in range(0, len(settled), 500):
-        s.execute(
+        changed = s.execute(
             update(LeaseRow)
-            .where(LeaseRow.id.in_(settled[chunk : chunk + 500]))
+            .where(LeaseRow.id.in_(settled[chunk : chunk + 500]), LeaseRow.state.in_(finished))
             .values(state=str(LeaseState.SETTLED))
             .execution_options(synchronize_session=False)
         )
+        moved += rowcount(changed)
+    if moved != len(settled):  # another transaction settled some of them meanwhile
+        raise Conflict("leases changed meanwhile", field="lease", fix="retry")
     return len(ready)
 
 
-def settle_if_done(
-    s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
-) -> bool:
-    """Settle the lease's order on the ledger when all its leases are completed or failed."""
-    return _settle_if_done(s, ledger, lease, fee, slot_hours, now)
+def settle_if_done(s: Session, ledger: SqlLedger, lease: Lease, fee: int, now: int) -> bool:
+    """Settle the lease's order on the ledger when all its leases are completed or failed
+    (:func:`settle_done_orders` for its one group)."""
+    key = (lease.clearing_id, lease.allocation.order_id)
+    return settle_done_orders(s, ledger, [key], fee, now) > 0
 
 
-def fail_lease(
-    s: Session, ledger: SqlLedger, lease: Lease, fee: int, slot_hours: int, now: int
-) -> Lease:
+def fail_lease(s: Session, ledger: SqlLedger, lease: Lease, fee: int, now: int) -> Lease:
     """Mark a scheduled or running lease failed (the provider could not run it), and settle
     its order if that was its last open lease: metered use so far is paid, the rest of the
     hold released."""
@@ -1089,7 +1054,7 @@ def fail_lease(
                 fix="a completed lease is settled from its readings",
             )
         lease = clearings.move_lease(lease.id, LeaseState.FAILED)
-        _settle_if_done(s, ledger, lease, fee, slot_hours, now)
+        settle_if_done(s, ledger, lease, fee, now)
     return clearings.lease(lease.id)
 
 
@@ -1118,11 +1083,6 @@ def start_leases(s: Session, grid: TimeGrid, now: int) -> int:
         .values(state=str(LeaseState.RUNNING))
     )
     return int(cast(CursorResult[Any], done).rowcount)
-
-
-def lease_slot_hours(s: Session, clearing_id: str) -> int:
-    row = s.get(ClearingRow, clearing_id)
-    return 1 if row is None else row.slot_hours
 
 
 def site_provider(s: Session, site_id: str) -> str | None:

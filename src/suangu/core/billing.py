@@ -45,7 +45,6 @@ refuses a pool sold by several providers).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from suangu.core.errors import UnknownReferenceError, ValidationError
@@ -225,14 +224,11 @@ def holds_for_clearing(
     _check_nonnegative(timeout_s, "timeout_s")
     _check_slot_hours(result.slot_hours)
     out = []
-    charges: dict[str, int] = defaultdict(int)
-    if with_transfers:
-        for t in result.transfers:
-            charges[t.order_id] += t.amount_fen
+    charges = result.transfer_charges() if with_transfers else {}
     for order_id, allocations in orders_of(result).items():
         buyer_id = _buyer_of(allocations)
         amount = sum(allocation_cost(a, result.slot_hours) for a in allocations)
-        amount += charges.get(order_id, 0)
+        amount += sum(charges.get(order_id, (0, 0)))
         if amount == 0:
             continue
         out.append(

@@ -696,3 +696,11 @@ class ClearingResult:
     def transfer_fen(self, order_id: str) -> int:
         """What ``order_id`` is charged for moving its data (carrier + congestion)."""
         return sum(t.amount_fen for t in self.transfers if t.order_id == order_id)
+
+    def transfer_charges(self) -> dict[str, tuple[int, int]]:
+        """``(carrier fen, congestion fen)`` per order that moves data, in one pass."""
+        out: dict[str, tuple[int, int]] = {}
+        for t in self.transfers:
+            carrier, congestion = out.get(t.order_id, (0, 0))
+            out[t.order_id] = (carrier + t.carrier_fen, congestion + t.congestion_fen)
+        return out

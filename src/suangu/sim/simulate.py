@@ -677,10 +677,7 @@ class _Simulation:
         holds = billing.holds_for_clearing(result, clearing_id, timeout_s=0, with_transfers=True)
         self._submit(holds, self.grid.slot_start(h), f"clearing {clearing_id}")
         held = {t.id for t in holds}
-        charges: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for moved in result.transfers:
-            charges[moved.order_id][0] += moved.carrier_fen
-            charges[moved.order_id][1] += moved.congestion_fen
+        charges = result.transfer_charges()
         for order_id, allocations in billing.orders_of(result).items():
             hid = billing.hold_id(clearing_id, order_id)
             if hid not in held:

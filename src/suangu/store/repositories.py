@@ -177,7 +177,8 @@ LEASE_TRANSITIONS: Mapping[LeaseState, frozenset[LeaseState]] = {
 }
 
 
-def _rowcount(result: Result[Any]) -> int:
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched."""
     return int(cast(CursorResult[Any], result).rowcount)
 
 
@@ -373,7 +374,7 @@ class IdempotencyRecords:
         done = self.s.connection().execute(
             delete(table).where(tuple_(table.c.member_id, table.c.key).in_(old))
         )
-        return _rowcount(done)
+        return rowcount(done)
 
     def count(self) -> int:
         return int(self.s.scalar(select(func.count()).select_from(IdempotencyRow)) or 0)
@@ -526,7 +527,7 @@ class Capacity:
         record = self.offer(offer_id)
         if record.offer.provider_id != provider_id:
             raise _not_found("offer", offer_id)
-        if _rowcount(done) == 0 and record.status is not OfferStatus.WITHDRAWN:
+        if rowcount(done) == 0 and record.status is not OfferStatus.WITHDRAWN:
             raise InvalidState(f"offer {offer_id!r} is {record.status}", field="status")
         return record
 
@@ -744,7 +745,7 @@ class Orders:
         )
         self.s.expire_all()  # re-read what the database holds now, not a cached row
         record = self.get(order_id, buyer_id)
-        if _rowcount(done) == 0 and record.status is not OrderStatus.CANCELLED:
+        if rowcount(done) == 0 and record.status is not OrderStatus.CANCELLED:
             raise InvalidState(
                 f"order {order_id!r} is {record.status}, only open orders can be cancelled",
                 field="status",
@@ -772,7 +773,7 @@ class Orders:
             .where(OrderRow.status == str(OrderStatus.OPEN), OrderRow.deadline_slot <= slot)
             .values(status=str(OrderStatus.EXPIRED))
         )
-        return _rowcount(done)
+        return rowcount(done)
 
 
 # -- clearings, prices, leases ----------------------------------------------------------------
@@ -1096,7 +1097,7 @@ class Clearings:
                 .values(status=str(status))
                 .execution_options(synchronize_session=False)
             )
-            if _rowcount(done) != len(order_ids):
+            if rowcount(done) != len(order_ids):
                 raise Conflict(
                     "an order was cancelled or expired after the clearing read it",
                     field="allocations.order_id",
@@ -1234,7 +1235,7 @@ class Clearings:
             .where(LeaseRow.id == lease_id, LeaseRow.state == str(current.state))
             .values(state=str(to))
         )
-        if _rowcount(done) == 0:
+        if rowcount(done) == 0:
             raise Conflict(f"lease {lease_id!r} changed meanwhile", field="state", fix="retry")
         return self.lease(lease_id)
 
@@ -1245,7 +1246,7 @@ class Clearings:
             .where(LeaseRow.order_id == order_id, LeaseRow.clearing_id == clearing_id)
             .values(hold_transfer_id=hold_transfer_id)
         )
-        return _rowcount(done)
+        return rowcount(done)
 
 
 # -- meter readings ---------------------------------------------------------------------------

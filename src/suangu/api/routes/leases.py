@@ -22,7 +22,6 @@ from suangu.api.services import (
     fail_lease,
     fee_bp,
     lease_out,
-    lease_slot_hours,
     provider_ids,
     record_reading,
 )
@@ -135,8 +134,7 @@ def post_reading(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         current = _lease(s, who, lease_id)
         fee = fee_bp(s, ctx.settings.default_fee_bp)
-        hours = lease_slot_hours(s, current.clearing_id)
-        out = record_reading(s, ctx.ledger, current, body, who.member_id, fee, hours, now)
+        out = record_reading(s, ctx.ledger, current, body, who.member_id, fee, now)
         return (201 if out["new"] else 200), out
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
@@ -164,7 +162,6 @@ def fail(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         current = _lease(s, who, lease_id)
         fee = fee_bp(s, ctx.settings.default_fee_bp)
-        hours = lease_slot_hours(s, current.clearing_id)
-        return 200, lease_out(fail_lease(s, ctx.ledger, current, fee, hours, now))
+        return 200, lease_out(fail_lease(s, ctx.ledger, current, fee, now))
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)

@@ -45,6 +45,7 @@ def check_clearing(
     ref_work: dict[str, float] = defaultdict(float)  # reference GPU-hours done
     value: dict[str, float] = defaultdict(float)  # limit x speed x GPU-hours
     bill: dict[str, int] = defaultdict(int)  # fen paid for GPU-slots
+    charges = result.transfer_charges()  # order -> (carrier, congestion) fen for its data
     moved: dict[tuple[str, str, str], float] = defaultdict(float)  # (order, from, to) -> GB
 
     for a in result.allocations:
@@ -126,7 +127,7 @@ def check_clearing(
             )
         if green_num[order_id] < -1e-9:
             problems.append(f"order {order_id}: green share below {order.min_green_share}")
-        charged = bill[order_id] + result.transfer_fen(order_id)
+        charged = bill[order_id] + sum(charges.get(order_id, (0, 0)))
         if order.kind is not OrderKind.GANG and charged > value[order_id] + EPS:
             problems.append(
                 f"order {order_id}: pays {charged} fen with transfers, above its value"
@@ -153,7 +154,7 @@ def check_clearing(
             key = (order_id, order.home or "", sites[pool.site_id].region)
             moved[key] = float(order.data_gb)
         worth = order.limit_fen * order.gpus * order.duration_slots * hours
-        if bill[order_id] + result.transfer_fen(order_id) > worth:
+        if bill[order_id] + sum(charges.get(order_id, (0, 0))) > worth:
             problems.append(f"gang {order_id}: pays above its value {worth} fen with transfers")
 
     # Data moved: the transfer records match the allocations, and no link carries more
