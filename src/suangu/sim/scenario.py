@@ -32,6 +32,8 @@ Scenario (YAML)
       - {from: beijing_tianjin_hebei, to: inner_mongolia,   # region ids of the sites
          latency_ms: 2.3, bandwidth_gbps: 10,               # what the exchange may use
          price_per_gb: 0.06}                                # yuan per GB moved (<= 2 decimals)
+    time_preference: 0.01           # default 0: yuan per GPU-hour per slot of delay
+    protect_firm_hours: 24          # default 0 (off): firm-order protection's look-back
 
 With ``energy.model`` true, each site uses the packaged energy-data site named by its
 ``energy_site`` (default: its own id; the ids are the keys of ``suangu/data/energy/sites.yaml``),
@@ -389,6 +391,9 @@ class ScenarioSpec(_Spec):
     #: yuan per GPU-hour per slot of delay (Market.delay_fen): the clearing's preference for
     #: serving work early among equally good slots; 0 = none.
     time_preference: Annotated[int, PlainValidator(_fen)] = 0
+    #: hours of history behind the ``suangu`` policy's firm-order protection; 0 = none
+    #: (see :mod:`suangu.sim.simulate`).
+    protect_firm_hours: int = Field(default=0, ge=0, le=MAX_HOURS)
 
 
 class OrderSpec(_Spec):
@@ -466,6 +471,7 @@ _FIX: Mapping[str, str] = {
     "hours": "the simulated span in slots, e.g. 72",
     "lookahead": "the clearing horizon in slots, e.g. 24",
     "time_preference": "yuan per GPU-hour per slot of delay, e.g. 0.01 (0 = none)",
+    "protect_firm_hours": "hours of firm demand the protection looks back on, e.g. 24 (0 = off)",
     "exchange_fee_bps": "the fee in basis points: 300 = 3%",
     "utc_offset_hours": "hours east of UTC of the daily profiles' clock: 8 for China",
     "id": "give every object a unique id without leading or trailing spaces",
@@ -586,6 +592,8 @@ class Scenario:
     delay_fen: int = 0
     #: one-way hub-to-hub links for buyers' input data (``links:``)
     links: tuple[Link, ...] = ()
+    #: hours of history behind the ``suangu`` policy's firm-order protection (0 = off)
+    protect_firm_hours: int = 0
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -1007,6 +1015,7 @@ def _convert_scenario(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -
         energy=_energy_config(spec, file, lines),
         links=_links(spec, {s.region for s in sites}, file, lines),
         delay_fen=spec.time_preference,
+        protect_firm_hours=spec.protect_firm_hours,
     )
 
 

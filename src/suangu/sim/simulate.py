@@ -45,6 +45,22 @@ slot, so a reopened order only bids for slots after the last slot it already hol
 nothing while offers are fixed: a slot the order skipped inside an earlier horizon had no
 profitable capacity left for it then, and capacity only shrinks as clearings sell it.
 
+Firm-order protection (``protect_firm_hours: N`` in the scenario, ``suangu`` policy only).
+A firm order that can run in only one pool (its GPU classes, residency, latency bound, data
+transfer delay, window and limit leave one pool: "captive" to it) misses its deadline whenever
+earlier clearings sold that pool's near future to orders that could have gone elsewhere. With
+protection on, each hourly clearing runs in two steps on the same engine:
+
+1. the open captive firm orders clear first, against all the open capacity;
+2. everyone else clears against what is left, less, at each pool and in every slot after the
+   one about to start, the GPUs held back for captive firm orders: the peak number of GPUs
+   that captive firm orders of that pool asked for at once (their windows, over the last
+   ``N`` hours up to now) minus what such orders already hold in the slot.
+
+Held-back GPUs are released when their slot is the next to start, so the pool's capacity is
+never idled by the protection: flexible work takes whatever captive orders did not. Each step
+is a uniform-price clearing of its own (checked like any other).
+
 Buyers deposit, before the first clearing, what all their orders could cost at their limits
 (no clearing charges more than an order's limit on average), so a hold never fails for want
 of funds.
@@ -431,6 +447,14 @@ class _Simulation:
         self.transfer_charged = 0  # fen buyers are charged for data moved (carrier + rent)
         for st in self.states:
             st.min_step, st.max_step = self._steps(st.order)
+        self.protect_h = scenario.protect_firm_hours if policy is Policy.SUANGU else 0
+        #: captive firm order id -> the one pool it can run in (protection only)
+        self.captive: dict[str, str] = self._captive_orders() if self.protect_h else {}
+        #: (pool id, slot) -> GPUs sold to captive firm orders
+        self.captive_sold: dict[tuple[str, int], int] = defaultdict(int)
+        #: pool id -> GPUs captive firm orders submitted so far ask for in each slot
+        self.captive_demand: dict[str, np.ndarray] = {}
+        self._captive_next = 0  # index into self.states of the next order to count
         self.energy: EnergyConfig | None = scenario.energy
         self.site_years: dict[str, SiteYear] = {}
         self.records: list[LeaseEnergy] = []
@@ -572,25 +596,147 @@ class _Simulation:
         speeds = [speed_of(order, c) for c in classes] or [1.0]
         return min(speeds) * self.hours, max(speeds) * self.hours
 
-    def _open_offers(self, h: int, end: int) -> list[Offer]:
-        out = []
+    def _open_offers(
+        self, h: int, end: int, held: dict[tuple[str, int], int] | None = None
+    ) -> list[Offer]:
+        """Offers with the capacity not sold yet in ``[h, end)``, less ``held`` GPUs per
+        (pool, slot) (taken from the pool's cheapest offers first)."""
+        left: dict[str, list[int]] = {}
         for offer in self.sc.offers:
             lo, hi = max(offer.start_slot, h), min(offer.end_slot, end)
-            if hi <= lo:
-                continue
-            gpus = tuple(
-                offer.gpus[s - offer.start_slot] - self.sold[(offer.id, s)] for s in range(lo, hi)
+            if hi > lo:
+                left[offer.id] = [
+                    offer.gpus[s - offer.start_slot] - self.sold[(offer.id, s)]
+                    for s in range(lo, hi)
+                ]
+        for (pool_id, s), gpus in sorted((held or {}).items()):
+            cheapest = sorted(
+                (o.reserve_fen[s - o.start_slot], o.id)
+                for o in self.sc.offers
+                if o.pool_id == pool_id and o.id in left and o.start_slot <= s < o.end_slot
             )
-            if not any(gpus):
+            for _, offer_id in cheapest:
+                row = left[offer_id]
+                k = s - max(self.listed[offer_id].start_slot, h)
+                take = min(gpus, row[k])
+                row[k] -= take
+                gpus -= take
+        out = []
+        for offer in self.sc.offers:
+            if offer.id not in left or not any(left[offer.id]):
                 continue
+            lo = max(offer.start_slot, h)
+            hi = lo + len(left[offer.id])
             reserve = offer.reserve_fen[lo - offer.start_slot : hi - offer.start_slot]
-            out.append(Offer(offer.id, offer.provider_id, offer.pool_id, lo, gpus, reserve))
+            free = tuple(left[offer.id])
+            out.append(Offer(offer.id, offer.provider_id, offer.pool_id, lo, free, reserve))
         return out
 
+    # --- firm-order protection -------------------------------------------------------------
+
+    def _captive_orders(self) -> dict[str, str]:
+        """Firm orders that can run in only one pool, and that pool."""
+        bare = Market(
+            grid=self.grid,
+            first_slot=0,
+            n_slots=1,
+            sites=self.sc.sites,
+            pools=self.sc.pools,
+            offers=(),
+            orders=(),
+            links=self.sc.links,
+        )
+        out = {}
+        for st in self.states:
+            if st.order.id in self.firm:
+                pools = self._feasible_pools(bare, st.order)
+                if len(pools) == 1:
+                    out[st.order.id] = pools[0]
+        return out
+
+    def _feasible_pools(self, bare: Market, order: Order) -> list[str]:
+        """Pools where ``order`` could finish inside its window if it had them to itself:
+        allowed (class, residency, latency, data link), its work fits after the data
+        transfer delay, and some offer's listed reserve in the window is below its value."""
+        out = []
+        for pool in self.sc.pools:
+            terms = pool_terms(bare, order, pool, self.site_by_id[pool.site_id], self.links)
+            if terms is None:
+                continue
+            if order.kind is OrderKind.GANG:
+                need = terms.duration_slots
+            elif order.kind is OrderKind.SERVICE:
+                need = 1
+            else:
+                per_slot = terms.speed * self.hours * order.gpus
+                need = math.ceil(order.gpu_hours / per_slot - 1e-9)
+            start = order.release_slot + terms.delay_slots
+            if start + need > order.deadline_slot:
+                continue
+            value = order.limit_fen * terms.speed - terms.transfer_fen_per_gpu_slot / self.hours
+            asks = [
+                o.reserve_fen[s - o.start_slot]
+                for o in self.sc.offers
+                if o.pool_id == pool.id
+                for s in range(max(start, o.start_slot), min(order.deadline_slot, o.end_slot))
+            ]
+            if asks and min(asks) < value:
+                out.append(pool.id)
+        return out
+
+    def _held_back(self, h: int, end: int) -> dict[tuple[str, int], int]:
+        """GPUs held back for captive firm orders per (pool, slot) in ``(h, end)``."""
+        while self._captive_next < len(self.states):
+            st = self.states[self._captive_next]
+            if st.stream.submit_slot > h:
+                break
+            self._captive_next += 1
+            pool_id = self.captive.get(st.order.id)
+            if pool_id is None:
+                continue
+            demand = self.captive_demand.get(pool_id)
+            if demand is None:
+                demand = np.zeros(self.sc.hours + self.sc.lookahead + 1, np.int64)
+                self.captive_demand[pool_id] = demand
+            lo = min(st.order.release_slot, demand.size)
+            hi = min(st.order.deadline_slot, demand.size)
+            demand[lo:hi] += st.order.gpus
+        held = {}
+        for pool_id, demand in self.captive_demand.items():
+            peak = int(demand[max(0, h - self.protect_h) : h + 1].max())
+            for s in range(h + 1, end):
+                gpus = peak - self.captive_sold[(pool_id, s)]
+                if gpus > 0:
+                    held[(pool_id, s)] = gpus
+        return held
+
     def _clear_at(self, h: int) -> None:
+        """The hour's clearing (with protection: its two steps); one entry in the timings."""
         orders = self._open_orders(h)
         if not orders:
             return
+        end = h + self.sc.lookahead
+        clearing_id = f"clr-{h:05d}"
+        took = (0.0, 0.0)
+        if not self.protect_h:
+            took = self._clear(h, orders, self._open_offers(h, end), clearing_id)
+        else:
+            first = [o for o in orders if o.id in self.captive]
+            rest = [o for o in orders if o.id not in self.captive]
+            if first:
+                took = self._clear(h, first, self._open_offers(h, end), f"{clearing_id}-firm")
+            if rest:
+                offers = self._open_offers(h, end, self._held_back(h, end))
+                step = self._clear(h, rest, offers, clearing_id)
+                took = (took[0] + step[0], took[1] + step[1])
+        self.clear_times.append(took[0])
+        self.solve_times.append(took[1])
+        self.clearings += 1
+
+    def _clear(
+        self, h: int, orders: list[Order], offers: list[Offer], clearing_id: str
+    ) -> tuple[float, float]:
+        """Clear ``orders`` against ``offers`` over the horizon from ``h``; book the result."""
         n = self.sc.lookahead
         market = Market(
             grid=self.grid,
@@ -598,7 +744,7 @@ class _Simulation:
             n_slots=n,
             sites=self.sc.sites,
             pools=self.sc.pools,
-            offers=tuple(self._open_offers(h, h + n)),
+            offers=tuple(offers),
             orders=tuple(orders),
             green_share=self.sc.green_share(h, n),
             links=self.sc.links,
@@ -620,13 +766,11 @@ class _Simulation:
             result = clear(market)
         else:
             result = place(market, self.policy, carbon=carbon)
-        self.clear_times.append(time.perf_counter() - t)
-        self.solve_times.append(float(result.timings.get("solve_s", 0.0)))
-        self.clearings += 1
+        took = (time.perf_counter() - t, float(result.timings.get("solve_s", 0.0)))
         self.methods[result.method] += 1
         if result.status is ClearingStatus.FAILED:
             self.failed += 1
-            return
+            return took
         settlement = settle(result)
         problems = check_clearing(market, result, uniform_prices=uniform) + check_settlement(
             market, result, settlement
@@ -653,6 +797,8 @@ class _Simulation:
             st.allocated += a.gpus
             st.last_slot = max(st.last_slot, a.slot)
             st.first_slot = a.slot if st.first_slot < 0 else min(st.first_slot, a.slot)
+            if a.order_id in self.captive:
+                self.captive_sold[(a.pool_id, a.slot)] += a.gpus
             pool = self.pools[a.pool_id]
             speed = speed_of(st.order, pool.gpu_class)
             st.done += speed * a.gpus * self.hours
@@ -673,7 +819,6 @@ class _Simulation:
         for order_id in {a.order_id for a in result.allocations}:
             if states[order_id].order.kind is OrderKind.GANG:
                 states[order_id].closed = True
-        clearing_id = f"clr-{h:05d}"
         holds = billing.holds_for_clearing(result, clearing_id, timeout_s=0, with_transfers=True)
         self._submit(holds, self.grid.slot_start(h), f"clearing {clearing_id}")
         held = {t.id for t in holds}
@@ -689,6 +834,7 @@ class _Simulation:
             self.holds[hold.last_slot].append(hold)
             for a in allocations:
                 self.pending_meter[a.slot].append((hold, a))
+        return took
 
     def _end_of_slot(self, slot: int) -> None:
         """Meter the leases of ``slot`` and settle the holds that ended with it."""
