@@ -117,3 +117,16 @@ def test_bad_setting_names_the_field(tmp_path: Path, value: str) -> None:
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
     assert "protect_firm_hours" in str(err.value)
+
+
+def test_a_firm_order_no_pool_can_serve_is_counted_unservable(tmp_path: Path) -> None:
+    """Its limit (5.00 yuan per H800 GPU-hour) is below every reserve: every policy misses it,
+    and the report says why."""
+    cheap = _batch("cheap", 1, 4, 500)
+    ok = _batch("ok", 1, 4, 3000)
+    stream = OrderStream(
+        "test", (StreamOrder(cheap, 1), StreamOrder(ok, 1)), frozenset({"cheap", "ok"})
+    )
+    for policy in ("suangu", "fifo-home", "cheapest-now"):
+        report = simulate(_scenario(tmp_path, 24), stream, policy=policy)
+        assert (report.firm_orders, report.firm_missed, report.firm_unservable) == (2, 1, 1)

@@ -62,6 +62,7 @@ class BenchRow:
     wait_p95_h: float
     firm_orders: int
     firm_missed: int
+    firm_unservable: int
     fill_rate: float
     gpu_hours: int
     clear_mean_s: float
@@ -86,6 +87,7 @@ class BenchRow:
             wait_p95_h=report.wait_p95_h,
             firm_orders=report.firm_orders,
             firm_missed=report.firm_missed,
+            firm_unservable=report.firm_unservable,
             fill_rate=report.fill_rate,
             gpu_hours=report.gpu_hours_traded,
             clear_mean_s=report.clear_mean_s,
@@ -261,7 +263,8 @@ def bench_table(result: BenchResult) -> Table:
             f"{r.green_share:.1%}",
             f"{r.co2_location_t:,.1f}",
             f"{r.wait_mean_h:.1f} / {r.wait_p95_h:.0f}",
-            f"{r.firm_missed} / {r.firm_orders}",
+            f"{r.firm_missed} / {r.firm_orders}"
+            + (f" ({r.firm_unservable} unservable)" if r.firm_unservable else ""),
             f"{r.fill_rate:.1%}",
             f"{r.clear_mean_s:.2f} / {r.clear_max_s:.2f}",
         )

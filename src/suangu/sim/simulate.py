@@ -293,6 +293,9 @@ class SimulationReport:
     waits_h: tuple[float, ...] = ()  # per order that ran: first slot - submit slot, hours
     firm_orders: int = 0  # firm orders whose deadline falls within the span
     firm_missed: int = 0  # of those, not filled by their deadline
+    #: of those, orders no pool could serve at their limit in their window, even alone (their
+    #: GPU classes, residency, latency, data link, work and limit; they count as missed)
+    firm_unservable: int = 0
 
     @property
     def net_welfare_fen(self) -> int:
@@ -384,6 +387,10 @@ class _Hold:
     congestion_fen: int = 0
 
 
+#: Firm-order protection: a firm order is captive when at most this many pools can serve it.
+CAPTIVE_POOLS = 2
+
+
 def _max_spend(order: Order, slot_hours: int) -> int:
     """The most an order can cost at its limit, fen (with speeds: its limit per reference
     GPU-hour times its work, as no GPU-hour costs more than ``limit x speed``)."""
@@ -447,12 +454,15 @@ class _Simulation:
         self.transfer_charged = 0  # fen buyers are charged for data moved (carrier + rent)
         for st in self.states:
             st.min_step, st.max_step = self._steps(st.order)
+        #: order id -> the pools that could serve it alone (``_feasible_pools``)
+        self.feasible: dict[str, tuple[str, ...]] = {}
         self.protect_h = scenario.protect_firm_hours if policy is Policy.SUANGU else 0
-        #: captive firm order id -> the one pool it can run in (protection only)
-        self.captive: dict[str, str] = self._captive_orders() if self.protect_h else {}
+        #: captive firm order id -> the pools it can run in (protection only)
+        self.captive: dict[str, tuple[str, ...]] = self._captive_orders() if self.protect_h else {}
         #: (pool id, slot) -> GPUs sold to captive firm orders
         self.captive_sold: dict[tuple[str, int], int] = defaultdict(int)
-        #: pool id -> GPUs captive firm orders submitted so far ask for in each slot
+        #: pool id -> GPUs captive firm orders submitted so far ask for in each slot (an
+        #: order with several pools counts its GPUs shared evenly among them)
         self.captive_demand: dict[str, np.ndarray] = {}
         self._captive_next = 0  # index into self.states of the next order to count
         self.energy: EnergyConfig | None = scenario.energy
@@ -634,8 +644,23 @@ class _Simulation:
 
     # --- firm-order protection -------------------------------------------------------------
 
-    def _captive_orders(self) -> dict[str, str]:
-        """Firm orders that can run in only one pool, and that pool."""
+    def _captive_orders(self) -> dict[str, tuple[str, ...]]:
+        """Firm orders that can run in at most :data:`CAPTIVE_POOLS` pools, and those."""
+        out = {}
+        for st in self.states:
+            if st.order.id in self.firm:
+                pools = self._feasible_pools(st.order)
+                if 0 < len(pools) <= CAPTIVE_POOLS:
+                    out[st.order.id] = pools
+        return out
+
+    def _feasible_pools(self, order: Order) -> tuple[str, ...]:
+        """Pools where ``order`` could finish inside its window if it had them to itself:
+        allowed (class, residency, latency, data link), its work fits after the data
+        transfer delay, and some offer's listed reserve in the window is below its value."""
+        cached = self.feasible.get(order.id)
+        if cached is not None:
+            return cached
         bare = Market(
             grid=self.grid,
             first_slot=0,
@@ -646,18 +671,6 @@ class _Simulation:
             orders=(),
             links=self.sc.links,
         )
-        out = {}
-        for st in self.states:
-            if st.order.id in self.firm:
-                pools = self._feasible_pools(bare, st.order)
-                if len(pools) == 1:
-                    out[st.order.id] = pools[0]
-        return out
-
-    def _feasible_pools(self, bare: Market, order: Order) -> list[str]:
-        """Pools where ``order`` could finish inside its window if it had them to itself:
-        allowed (class, residency, latency, data link), its work fits after the data
-        transfer delay, and some offer's listed reserve in the window is below its value."""
         out = []
         for pool in self.sc.pools:
             terms = pool_terms(bare, order, pool, self.site_by_id[pool.site_id], self.links)
@@ -682,7 +695,8 @@ class _Simulation:
             ]
             if asks and min(asks) < value:
                 out.append(pool.id)
-        return out
+        self.feasible[order.id] = tuple(out)
+        return self.feasible[order.id]
 
     def _held_back(self, h: int, end: int) -> dict[tuple[str, int], int]:
         """GPUs held back for captive firm orders per (pool, slot) in ``(h, end)``."""
@@ -691,19 +705,18 @@ class _Simulation:
             if st.stream.submit_slot > h:
                 break
             self._captive_next += 1
-            pool_id = self.captive.get(st.order.id)
-            if pool_id is None:
-                continue
-            demand = self.captive_demand.get(pool_id)
-            if demand is None:
-                demand = np.zeros(self.sc.hours + self.sc.lookahead + 1, np.int64)
-                self.captive_demand[pool_id] = demand
-            lo = min(st.order.release_slot, demand.size)
-            hi = min(st.order.deadline_slot, demand.size)
-            demand[lo:hi] += st.order.gpus
+            pools = self.captive.get(st.order.id, ())
+            for pool_id in pools:
+                demand = self.captive_demand.get(pool_id)
+                if demand is None:
+                    demand = np.zeros(self.sc.hours + self.sc.lookahead + 1, np.float64)
+                    self.captive_demand[pool_id] = demand
+                lo = min(st.order.release_slot, demand.size)
+                hi = min(st.order.deadline_slot, demand.size)
+                demand[lo:hi] += st.order.gpus / len(pools)
         held = {}
         for pool_id, demand in self.captive_demand.items():
-            peak = int(demand[max(0, h - self.protect_h) : h + 1].max())
+            peak = math.ceil(float(demand[max(0, h - self.protect_h) : h + 1].max()) - 1e-9)
             for s in range(h + 1, end):
                 gpus = peak - self.captive_sold[(pool_id, s)]
                 if gpus > 0:
@@ -972,7 +985,7 @@ class _Simulation:
         filled = partial = unfilled = after = 0
         asked = done = 0.0
         waits: list[float] = []
-        firm = missed = 0
+        firm = missed = unservable = 0
         for st in self.states:
             if st.stream.submit_slot >= span:
                 after += 1
@@ -984,6 +997,7 @@ class _Simulation:
             if st.order.id in self.firm and st.order.deadline_slot <= span:
                 firm += 1
                 missed += not st.filled
+                unservable += not self._feasible_pools(st.order)
             row = kinds[st.order.kind.value]
             row["total"] += 1
             if st.filled:
@@ -1050,6 +1064,7 @@ class _Simulation:
             waits_h=tuple(waits),
             firm_orders=firm,
             firm_missed=missed,
+            firm_unservable=unservable,
         )
 
     def _energy_summary(self) -> EnergySummary | None:
