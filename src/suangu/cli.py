@@ -174,8 +174,7 @@ def simulate_command(
             f"Placed by [bold]{report.policy}[/]: a greedy baseline, first come first served, "
             "at the providers' listed prices (docs/scheduling.md). Welfare (value - listed "
             f"reserves - transfer cost): {_yuan(report.net_welfare_fen)} yuan; fill rate "
-            f"{report.fill_rate:.1%}; firm deadlines missed {report.firm_missed} of "
-            f"{report.firm_orders}."
+            f"{report.fill_rate:.1%}."
         )
     if not report.ledger_balanced:
         raise typer.Exit(1)
@@ -545,6 +544,13 @@ def _print_report(report: SimulationReport, scenario: Scenario) -> None:
         f"[bold]{report.orders_unfilled}[/]",
     )
     console.print(orders)
+    if report.firm_orders:
+        console.print(
+            f"Firm deadlines: {report.firm_missed} of {report.firm_orders} missed "
+            f"({report.firm_unservable} of them unservable: no pool could serve them at their "
+            "limit).",
+            highlight=False,
+        )
     if report.orders_after_span:
         console.print(
             f"[dim]Not counted: {report.orders_after_span} orders of the file that are "

@@ -215,3 +215,11 @@ def test_unknown_policy_is_one_error_line() -> None:
     assert result.exit_code == 2
     assert "policy: unknown policy 'lifo'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_summary_counts_firm_deadlines() -> None:
+    hubs = scenario_file("hubs.yaml")
+    orders = Path(__file__).resolve().parents[2] / "examples" / "hubs_orders.csv"
+    result = runner.invoke(app, ["simulate", str(hubs), str(orders), "--hours", "24"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"Firm deadlines: \d+ of \d+ missed \(\d+ of them unservable", result.stdout)

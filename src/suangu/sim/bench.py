@@ -16,7 +16,8 @@ energy                facility energy of the metered leases, MWh (energy model)
 green share           share of that energy from the sites' own green supply
 tCO2                  location-based: grid import x the site province's grid average
 wait mean / p95       first slot run - submit slot, hours, over orders that ran
-firm misses           firm orders (deadline within the span) not filled by their deadline
+firm misses           firm orders (deadline within the span) not filled by their deadline; in
+                      brackets those no pool could serve at their limit even alone
 fill rate             reference GPU-hours allocated / asked, orders submitted in the span
 clear mean / max      seconds per hourly clearing (the policy's placement or the engine)
 ====================  ========================================================================
@@ -247,7 +248,7 @@ def bench_table(result: BenchResult) -> Table:
         "green",
         "tCO2",
         "wait h mean/p95",
-        "firm misses",
+        "firm misses (unservable)",
         "fill",
         "clear s mean/max",
     )
@@ -263,8 +264,7 @@ def bench_table(result: BenchResult) -> Table:
             f"{r.green_share:.1%}",
             f"{r.co2_location_t:,.1f}",
             f"{r.wait_mean_h:.1f} / {r.wait_p95_h:.0f}",
-            f"{r.firm_missed} / {r.firm_orders}"
-            + (f" ({r.firm_unservable} unservable)" if r.firm_unservable else ""),
+            f"{r.firm_missed} ({r.firm_unservable}) / {r.firm_orders}",
             f"{r.fill_rate:.1%}",
             f"{r.clear_mean_s:.2f} / {r.clear_max_s:.2f}",
         )
