@@ -130,3 +130,24 @@ def test_a_firm_order_no_pool_can_serve_is_counted_unservable(tmp_path: Path) ->
     for policy in ("suangu", "fifo-home", "cheapest-now"):
         report = simulate(_scenario(tmp_path, 24), stream, policy=policy)
         assert (report.firm_orders, report.firm_missed, report.firm_unservable) == (2, 1, 1)
+
+
+def test_held_back_gpus_leave_the_next_slot_alone_and_never_go_negative(tmp_path: Path) -> None:
+    """What the second step sees: the unsold GPUs less those held back, never below zero,
+    and all of them in the slot about to start."""
+    from suangu.sim.simulate import _Simulation
+
+    sc = _scenario(tmp_path, 24)
+    sim = _Simulation(sc, _stream(), 0.0, 0, None)
+    assert set(sim.captive) == {"firm0", "firm1", "firm2"}  # resident: east-h800 only
+    assert all(pools == ("east-h800",) for pools in sim.captive.values())
+    held = sim._held_back(0, 8)  # firm0 (8 GPUs over [0, 2)) is the only history
+    assert held == {("east-h800", s): 8 for s in range(1, 8)}
+    sim.sold[("e", 3)] = 5  # a contract from an earlier clearing
+    sim.captive_sold[("east-h800", 1)] = 8  # a captive order already holds slot 1
+    held = sim._held_back(0, 8)
+    assert ("east-h800", 1) not in held
+    offers = {o.id: o for o in sim._open_offers(0, 8, held)}
+    assert offers["e"].start_slot == 0
+    assert offers["e"].gpus == (8, 8, 0, 0, 0, 0, 0, 0)  # slot 3: 3 unsold, 8 held: none
+    assert offers["w"].gpus == (8,) * 8  # other pools untouched
