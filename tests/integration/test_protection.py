@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from suangu.core.types import Order, OrderKind
 from suangu.sim.scenario import OrderStream, Scenario, StreamOrder, load_scenario
@@ -151,3 +153,52 @@ def test_held_back_gpus_leave_the_next_slot_alone_and_never_go_negative(tmp_path
     assert offers["e"].start_slot == 0
     assert offers["e"].gpus == (8, 8, 0, 0, 0, 0, 0, 0)  # slot 3: 3 unsold, 8 held: none
     assert offers["w"].gpus == (8,) * 8  # other pools untouched
+
+
+# --- every rule holds with protection on, on random streams -----------------------------------
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> OrderStream:
+    n = draw(st.integers(1, 8))
+    orders, firm = [], set()
+    for i in range(n):
+        submit = draw(st.integers(0, 8))
+        window = draw(st.integers(1, 6))
+        gpus = draw(st.sampled_from([1, 2, 4, 8]))
+        resident = draw(st.booleans())
+        order = Order(
+            id=f"o{i}",
+            buyer_id=f"b{i % 2}",
+            kind=OrderKind.BATCH,
+            gpus=gpus,
+            release_slot=submit,
+            deadline_slot=submit + window,
+            limit_fen=draw(st.integers(800, 3500)),
+            gpu_hours=gpus * draw(st.integers(1, window)),
+            regions=frozenset({"south"}) if resident else frozenset(),
+        )
+        orders.append(StreamOrder(order, submit))
+        if draw(st.booleans()):
+            firm.add(order.id)
+    return OrderStream("random", tuple(orders), frozenset(firm))
+
+
+@settings(max_examples=25)
+@given(stream=_streams())
+def test_protection_breaks_no_rule(
+    stream: OrderStream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each step's result passes check_clearing / check_settlement (the simulation raises
+    otherwise), the ledger balances, and no pool-slot is sold beyond its GPUs."""
+    from suangu.sim.simulate import _Simulation
+
+    sc = _scenario(tmp_path_factory.mktemp("p"), 24)
+    sim = _Simulation(sc, stream, 0.0, 0, None)
+    report = sim.run()
+    assert report.ledger_balanced, report.ledger_message
+    assert report.clearings_failed == 0
+    for (offer_id, slot), gpus in sim.sold.items():
+        listed = sim.listed[offer_id]
+        assert 0 <= gpus <= listed.gpus[slot - listed.start_slot]
+    assert report.firm_missed <= report.firm_orders
