@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from suangu.core.types import Order, OrderKind
@@ -184,7 +184,6 @@ def _streams(draw: st.DrawFn) -> OrderStream:
     return OrderStream("random", tuple(orders), frozenset(firm))
 
 
-@settings(max_examples=25)
 @given(stream=_streams())
 def test_protection_breaks_no_rule(
     stream: OrderStream, tmp_path_factory: pytest.TempPathFactory

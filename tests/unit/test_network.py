@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from suangu.core.network import latency_ms, links_by_key, pool_terms, work_hours, work_share
-from suangu.core.types import Link, Market, Order, Pool, Site, TimeGrid
+from suangu.core.network import (
+    feasible_pools,
+    latency_ms,
+    links_by_key,
+    pool_terms,
+    work_hours,
+    work_share,
+)
+from suangu.core.types import Link, Market, Offer, Order, Pool, Site, TimeGrid
 
 EAST = Site("E", "East", "Shanghai", "east")
 WEST = Site("W", "West", "Gansu", "west", latency_ms={"beijing": 30.0})
@@ -18,9 +25,9 @@ def market(*orders: Order, links: tuple[Link, ...] = (LINK,)) -> Market:
 
 
 def order(**kw: object) -> Order:
-    base: dict[str, object] = {"home": "east"}
+    base: dict[str, object] = {"home": "east", "limit_fen": 1000, "gpu_hours": 8}
     base.update(kw)
-    return Order("o", "b", "batch", 2, 0, 4, 1000, gpu_hours=8, **base)  # type: ignore[arg-type]
+    return Order("o", "b", "batch", 2, 0, 4, **base)  # type: ignore[arg-type]
 
 
 def test_latency_prefers_the_sites_table_then_home_region_then_link() -> None:
@@ -72,3 +79,23 @@ def test_work_of_each_kind() -> None:
     service = Order("s", "b", "service", 3, 0, 4, 1000)
     assert work_hours(service, 1) == 12.0 and work_share(service, 5.0, 1) == pytest.approx(1 / 12)
     assert work_share(order(), 2.0, 1) == pytest.approx(2 / 8)
+
+
+def test_feasible_pools_need_rules_time_and_price() -> None:
+    """Order: 2 GPUs, window [0, 4), 8 GPU-hours (the whole window at full width), 10.00
+    yuan per GPU-hour; asks 9.00 in the east, 12.00 in the west."""
+    offers = (Offer.over("oe", "p", "e", 0, 4, 8, 900), Offer.over("ow", "p", "w", 0, 4, 8, 1200))
+    m = market()
+    assert feasible_pools(m, order(), offers) == ("e",)  # the west asks more than it is worth
+    assert feasible_pools(m, order(limit_fen=1300), offers) == ("e", "w")
+    # 9,000 GB of data wait 2 slots for the (free) link to the west: 2 slots of work then
+    # just fit in the window, 3 do not.
+    free = market(links=(Link("east", "west", 25.0, 10.0, 0),))
+    two = order(limit_fen=1300, data_gb=9000, gpu_hours=4)
+    three = order(limit_fen=1300, data_gb=9000, gpu_hours=6)
+    assert feasible_pools(free, two, offers) == ("e", "w")
+    assert feasible_pools(free, three, offers) == ("e",)
+    # Class rules, asks below value only outside the window, or no offer at all: none.
+    assert feasible_pools(m, order(gpu_classes=frozenset({"H100"})), offers) == ()
+    assert feasible_pools(m, order(), (Offer.over("oe", "p", "e", 4, 8, 8, 100),)) == ()
+    assert feasible_pools(m, order(), ()) == ()

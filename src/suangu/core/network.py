@@ -21,13 +21,24 @@ checks):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from suangu.core.types import Link, Market, Order, OrderKind, Pool, Site, speed_of, transfer_slots
+from suangu.core.types import (
+    Link,
+    Market,
+    Offer,
+    Order,
+    OrderKind,
+    Pool,
+    Site,
+    speed_of,
+    transfer_slots,
+)
 
 __all__ = [
     "PoolTerms",
+    "feasible_pools",
     "latency_ms",
     "links_by_key",
     "pool_terms",
@@ -117,3 +128,40 @@ def pool_terms(
     else:
         gb = order.data_gb * work_share(order, speed, hours) if link is not None else 0.0
     return PoolTerms(speed, delay, link, gb, duration)
+
+
+def feasible_pools(market: Market, order: Order, offers: Sequence[Offer]) -> tuple[str, ...]:
+    """The pools of ``market`` where ``order`` could finish inside its window with the pool to
+    itself: it may run there (:func:`pool_terms`: class, residency, latency, data link), its
+    work fits at full width after the data transfer delay, and some offer of ``offers`` in
+    the pool asks less than the order's value per GPU-hour (``limit * speed`` less the
+    transfer cost) in a slot of the window. Capacity sold to others is not considered: an
+    order with no feasible pool is one that no placement could serve at its limit.
+    """
+    sites = {s.id: s for s in market.sites}
+    links = links_by_key(market)
+    hours = market.grid.slot_hours
+    out = []
+    for pool in market.pools:
+        terms = pool_terms(market, order, pool, sites[pool.site_id], links)
+        if terms is None:
+            continue
+        if order.kind is OrderKind.GANG:
+            need = terms.duration_slots
+        elif order.kind is OrderKind.SERVICE:
+            need = 1
+        else:
+            need = math.ceil(order.gpu_hours / (terms.speed * hours * order.gpus) - 1e-9)
+        start = order.release_slot + terms.delay_slots
+        if start + need > order.deadline_slot:
+            continue
+        value = order.limit_fen * terms.speed - terms.transfer_fen_per_gpu_slot / hours
+        asks = [
+            o.reserve_fen[s - o.start_slot]
+            for o in offers
+            if o.pool_id == pool.id
+            for s in range(max(start, o.start_slot), min(order.deadline_slot, o.end_slot))
+        ]
+        if asks and min(asks) < value:
+            out.append(pool.id)
+    return tuple(out)

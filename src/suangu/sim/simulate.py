@@ -95,7 +95,7 @@ from suangu.core.ledger import (
     Transfer,
     TransferCode,
 )
-from suangu.core.network import pool_terms
+from suangu.core.network import feasible_pools, pool_terms
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import (
     Allocation,
@@ -456,6 +456,9 @@ class _Simulation:
             st.min_step, st.max_step = self._steps(st.order)
         #: order id -> the pools that could serve it alone (``_feasible_pools``)
         self.feasible: dict[str, tuple[str, ...]] = {}
+        self.bare = Market(
+            self.grid, 0, 1, scenario.sites, scenario.pools, (), (), links=scenario.links
+        )
         self.protect_h = scenario.protect_firm_hours if policy is Policy.SUANGU else 0
         #: captive firm order id -> the pools it can run in (protection only)
         self.captive: dict[str, tuple[str, ...]] = self._captive_orders() if self.protect_h else {}
@@ -655,48 +658,12 @@ class _Simulation:
         return out
 
     def _feasible_pools(self, order: Order) -> tuple[str, ...]:
-        """Pools where ``order`` could finish inside its window if it had them to itself:
-        allowed (class, residency, latency, data link), its work fits after the data
-        transfer delay, and some offer's listed reserve in the window is below its value."""
+        """:func:`~suangu.core.network.feasible_pools` against the listed offers (cached)."""
         cached = self.feasible.get(order.id)
-        if cached is not None:
-            return cached
-        bare = Market(
-            grid=self.grid,
-            first_slot=0,
-            n_slots=1,
-            sites=self.sc.sites,
-            pools=self.sc.pools,
-            offers=(),
-            orders=(),
-            links=self.sc.links,
-        )
-        out = []
-        for pool in self.sc.pools:
-            terms = pool_terms(bare, order, pool, self.site_by_id[pool.site_id], self.links)
-            if terms is None:
-                continue
-            if order.kind is OrderKind.GANG:
-                need = terms.duration_slots
-            elif order.kind is OrderKind.SERVICE:
-                need = 1
-            else:
-                per_slot = terms.speed * self.hours * order.gpus
-                need = math.ceil(order.gpu_hours / per_slot - 1e-9)
-            start = order.release_slot + terms.delay_slots
-            if start + need > order.deadline_slot:
-                continue
-            value = order.limit_fen * terms.speed - terms.transfer_fen_per_gpu_slot / self.hours
-            asks = [
-                o.reserve_fen[s - o.start_slot]
-                for o in self.sc.offers
-                if o.pool_id == pool.id
-                for s in range(max(start, o.start_slot), min(order.deadline_slot, o.end_slot))
-            ]
-            if asks and min(asks) < value:
-                out.append(pool.id)
-        self.feasible[order.id] = tuple(out)
-        return self.feasible[order.id]
+        if cached is None:
+            cached = feasible_pools(self.bare, order, self.sc.offers)
+            self.feasible[order.id] = cached
+        return cached
 
     def _held_back(self, h: int, end: int) -> dict[tuple[str, int], int]:
         """GPUs held back for captive firm orders per (pool, slot) in ``(h, end)``."""
