@@ -201,3 +201,65 @@ def test_protection_breaks_no_rule(
         listed = sim.listed[offer_id]
         assert 0 <= gpus <= listed.gpus[slot - listed.start_slot]
     assert report.firm_missed <= report.firm_orders
+
+
+def test_released_gpus_reach_an_order_that_holds_later_slots(tmp_path: Path) -> None:
+    """A firm order that may run in three pools (so not captive) buys the two small western
+    pools for its whole window at hour 0, while the east is held back for a captive order.
+    When the east's slots are released, it takes them, though it already holds later slots
+    (without that it would stop at 16 of its 24 GPU-hours)."""
+    text = (
+        SCENARIO.format(protect=24, hours=12)
+        .replace("gpus: 8, reserve: 11.00}", "gpus: 2, reserve: 11.00}")
+        .replace(
+            "pools:\n",
+            "  - {id: gz, name: GZ, province: Guizhou, region: guizhou, lat: 26.6, lon: 106.7,"
+            " pue: 1.2}\npools:\n  - {id: gz-h800, site: gz, gpu_class: H800}\n",
+        )
+        + "  - {id: g, provider: p3, pool: gz-h800, gpus: 2, reserve: 11.00}\n"
+    )
+    path = tmp_path / "reopen.yaml"
+    path.write_text(text, encoding="utf-8")
+    captive = _batch("cap", 0, 2, 3000, regions=frozenset({"south"}))
+    anywhere = _batch("any", 0, 4, 2000, gpu_hours=24)
+    stream = OrderStream(
+        "test", (StreamOrder(captive, 0), StreamOrder(anywhere, 0)), frozenset({"cap", "any"})
+    )
+    report = simulate(load_scenario(path), stream)
+    assert (report.firm_orders, report.firm_missed) == (2, 0)
+    assert report.work_done_h == report.work_asked_h == 32
+
+
+def test_unservable_counts_only_missed_orders(tmp_path: Path) -> None:
+    """Neither pool alone can do the work in time (the fast one only after a 3-slot data
+    transfer), both together can: the order is filled and not counted unservable."""
+    path = tmp_path / "mix.yaml"
+    path.write_text(
+        """
+name: mix
+start: 2025-06-02T00:00:00Z
+hours: 12
+lookahead: 8
+protect_firm_hours: 24
+sites:
+  - {id: east, name: East, province: Guangdong, region: south, lat: 24.8, lon: 113.6, pue: 1.2}
+  - {id: west, name: West, province: Gansu, region: gansu, lat: 35.6, lon: 107.6, pue: 1.2}
+pools:
+  - {id: east-a100, site: east, gpu_class: A100}
+  - {id: west-h800, site: west, gpu_class: H800}
+offers:
+  - {id: e, provider: p1, pool: east-a100, gpus: 8, reserve: 1.00}
+  - {id: w, provider: p2, pool: west-h800, gpus: 8, reserve: 1.00}
+links:
+  - {from: south, to: gansu, latency_ms: 20, bandwidth_gbps: 10, price_per_gb: 0}
+""",
+        encoding="utf-8",
+    )
+    order = Order(
+        "mixed", "b1", OrderKind.BATCH, 1, 0, 5, 1000, gpu_hours=6, home="south",
+        data_gb=10_000, reference_class="A100", speed={"H800": 2.0},
+    )  # fmt: skip
+    report = simulate(
+        load_scenario(path), OrderStream("t", (StreamOrder(order, 0),), frozenset({"mixed"}))
+    )
+    assert (report.firm_orders, report.firm_missed, report.firm_unservable) == (1, 0, 0)

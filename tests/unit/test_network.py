@@ -99,3 +99,18 @@ def test_feasible_pools_need_rules_time_and_price() -> None:
     assert feasible_pools(m, order(gpu_classes=frozenset({"H100"})), offers) == ()
     assert feasible_pools(m, order(), (Offer.over("oe", "p", "e", 4, 8, 8, 100),)) == ()
     assert feasible_pools(m, order(), ()) == ()
+
+
+def test_feasible_pools_gangs_services_and_empty_slots() -> None:
+    m = market()
+    # A gang of 8 needs all 8 GPUs of a pool in a slot; the east offers 4.
+    gang = Order("g", "b", "gang", 8, 0, 4, 1300, duration_slots=2, home="east")
+    offers = (Offer.over("oe", "p", "e", 0, 4, 4, 900), Offer.over("ow", "p", "w", 0, 4, 8, 900))
+    assert feasible_pools(m, gang, offers) == ("w",)
+    # A service for its whole window cannot wait for data: away from home it is ruled out.
+    free = market(links=(Link("east", "west", 25.0, 10.0, 0),))
+    service = Order("s", "b", "service", 1, 0, 4, 1300, home="east", data_gb=9000)
+    assert feasible_pools(free, service, offers) == ("e",)
+    # Slots where nothing is offered do not count, whatever their reserve.
+    empty = (Offer.over("oe", "p", "e", 0, 4, [0, 0, 0, 0], 100),)
+    assert feasible_pools(m, order(), empty) == ()

@@ -131,12 +131,15 @@ def pool_terms(
 
 
 def feasible_pools(market: Market, order: Order, offers: Sequence[Offer]) -> tuple[str, ...]:
-    """The pools of ``market`` where ``order`` could finish inside its window with the pool to
-    itself: it may run there (:func:`pool_terms`: class, residency, latency, data link), its
-    work fits at full width after the data transfer delay, and some offer of ``offers`` in
-    the pool asks less than the order's value per GPU-hour (``limit * speed`` less the
-    transfer cost) in a slot of the window. Capacity sold to others is not considered: an
-    order with no feasible pool is one that no placement could serve at its limit.
+    """The pools of ``market`` where ``order`` could finish inside its window on its own,
+    with the pool to itself: it may run there (:func:`pool_terms`: class, residency,
+    latency, data link); its work fits after the data transfer delay at full width (a gang:
+    its duration there; a service for its whole window: every slot of it); and in some slot
+    of that span the pool offers enough GPUs (a gang: all of them; others: one) at a reserve
+    below the order's value per GPU-hour (``limit * speed`` less the transfer cost).
+
+    Capacity sold to others is not considered, nor a carbon price on the reserves. A batch
+    order may still be served by several pools together when no single pool can serve it.
     """
     sites = {s.id: s for s in market.sites}
     links = links_by_key(market)
@@ -146,22 +149,28 @@ def feasible_pools(market: Market, order: Order, offers: Sequence[Offer]) -> tup
         terms = pool_terms(market, order, pool, sites[pool.site_id], links)
         if terms is None:
             continue
+        start = order.release_slot + terms.delay_slots
         if order.kind is OrderKind.GANG:
             need = terms.duration_slots
-        elif order.kind is OrderKind.SERVICE:
-            need = 1
+        elif order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
+            need = order.deadline_slot - order.release_slot  # every slot: no delay allowed
         else:
             need = math.ceil(order.gpu_hours / (terms.speed * hours * order.gpus) - 1e-9)
-        start = order.release_slot + terms.delay_slots
         if start + need > order.deadline_slot:
             continue
+        least = order.gpus if order.kind is OrderKind.GANG else 1
+        offered: dict[int, int] = {}
+        cheapest: dict[int, int] = {}
+        for o in offers:
+            if o.pool_id != pool.id:
+                continue
+            for k in range(max(start, o.start_slot), min(order.deadline_slot, o.end_slot)):
+                g = o.gpus[k - o.start_slot]
+                if g > 0:
+                    offered[k] = offered.get(k, 0) + g
+                    r = o.reserve_fen[k - o.start_slot]
+                    cheapest[k] = min(cheapest.get(k, r), r)
         value = order.limit_fen * terms.speed - terms.transfer_fen_per_gpu_slot / hours
-        asks = [
-            o.reserve_fen[s - o.start_slot]
-            for o in offers
-            if o.pool_id == pool.id
-            for s in range(max(start, o.start_slot), min(order.deadline_slot, o.end_slot))
-        ]
-        if asks and min(asks) < value:
+        if any(offered[k] >= least and cheapest[k] < value for k in offered):
             out.append(pool.id)
     return tuple(out)

@@ -98,6 +98,7 @@ from suangu.core.ledger import (
 from suangu.core.network import feasible_pools, pool_terms
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import (
+    SECONDS_PER_HOUR,
     Allocation,
     ClearingStatus,
     Market,
@@ -352,6 +353,7 @@ class _OrderState:
     full: int  # GPU-slots that fill it
     allocated: int = 0  # GPU-slots allocated so far
     last_slot: int = -1  # last slot it holds
+    held: dict[int, int] = field(default_factory=dict)  # slot -> GPUs it holds there
     closed: bool = False
     done: float = 0.0  # reference GPU-hours of work allocated so far (speed x GPU-hours)
     first_slot: int = -1  # first slot it holds
@@ -436,6 +438,7 @@ class _Simulation:
         self.rent = 0
         self.clearings = 0
         self.failed = 0
+        self.step_failed = False  # a step of the current hour's clearing failed
         self.rejected = 0
         self.methods: dict[str, int] = defaultdict(int)
         self.clear_times: list[float] = []
@@ -459,7 +462,12 @@ class _Simulation:
         self.bare = Market(
             self.grid, 0, 1, scenario.sites, scenario.pools, (), (), links=scenario.links
         )
-        self.protect_h = scenario.protect_firm_hours if policy is Policy.SUANGU else 0
+        #: the protection's look-back in slots (0: off)
+        self.protect_h = (
+            math.ceil(scenario.protect_firm_hours * SECONDS_PER_HOUR / self.grid.slot_seconds)
+            if policy is Policy.SUANGU
+            else 0
+        )
         #: captive firm order id -> the pools it can run in (protection only)
         self.captive: dict[str, tuple[str, ...]] = self._captive_orders() if self.protect_h else {}
         #: (pool id, slot) -> GPUs sold to captive firm orders
@@ -579,6 +587,19 @@ class _Simulation:
                 continue
             order = st.order
             release = max(order.release_slot, h, st.last_slot + 1)
+            gpus = order.gpus
+            if self.protect_h and order.kind is not OrderKind.GANG and st.last_slot >= h:
+                # Protection puts GPUs back on sale in slots the order may already hold in
+                # part. When bidding after its last slot at full width leaves too little
+                # room for its work, bid from now at the width it has left in every slot it
+                # holds, if that leaves more.
+                start = max(order.release_slot, h)
+                width = order.gpus - max(st.held.get(k, 0) for k in range(start, release))
+                room = gpus * max(0, order.deadline_slot - release)
+                if room * st.max_step < st.work_left - 1e-9 and (
+                    width * (order.deadline_slot - start) > room
+                ):
+                    release, gpus = start, width
             if release >= order.deadline_slot:
                 st.closed = True
                 continue
@@ -589,13 +610,13 @@ class _Simulation:
                 out.append(replace(order, release_slot=release))
                 continue
             if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
-                out.append(replace(order, release_slot=release))
+                out.append(replace(order, release_slot=release, gpus=gpus))
                 continue
             left = math.floor(st.work_left + 1e-9)
             if st.work_left < st.min_step - 1e-9 or left < 1:
                 st.closed = True
                 continue
-            out.append(replace(order, release_slot=release, gpu_hours=left))
+            out.append(replace(order, release_slot=release, gpus=gpus, gpu_hours=left))
         return out
 
     def _steps(self, order: Order) -> tuple[float, float]:
@@ -652,15 +673,19 @@ class _Simulation:
         out = {}
         for st in self.states:
             if st.order.id in self.firm:
-                pools = self._feasible_pools(st.order)
+                pools = self._feasible_pools(st)
                 if 0 < len(pools) <= CAPTIVE_POOLS:
                     out[st.order.id] = pools
         return out
 
-    def _feasible_pools(self, order: Order) -> tuple[str, ...]:
-        """:func:`~suangu.core.network.feasible_pools` against the listed offers (cached)."""
+    def _feasible_pools(self, st: _OrderState) -> tuple[str, ...]:
+        """:func:`~suangu.core.network.feasible_pools` of an order from its submission on,
+        against the listed offers (cached)."""
+        order = st.order
         cached = self.feasible.get(order.id)
         if cached is None:
+            if st.stream.submit_slot > order.release_slot:
+                order = replace(order, release_slot=min(st.stream.submit_slot, order.deadline_slot))
             cached = feasible_pools(self.bare, order, self.sc.offers)
             self.feasible[order.id] = cached
         return cached
@@ -678,7 +703,7 @@ class _Simulation:
                 if demand is None:
                     demand = np.zeros(self.sc.hours + self.sc.lookahead + 1, np.float64)
                     self.captive_demand[pool_id] = demand
-                lo = min(st.order.release_slot, demand.size)
+                lo = min(max(st.order.release_slot, st.stream.submit_slot), demand.size)
                 hi = min(st.order.deadline_slot, demand.size)
                 demand[lo:hi] += st.order.gpus / len(pools)
         held = {}
@@ -698,6 +723,7 @@ class _Simulation:
         end = h + self.sc.lookahead
         clearing_id = f"clr-{h:05d}"
         took = (0.0, 0.0)
+        self.step_failed = False
         if not self.protect_h:
             took = self._clear(h, orders, self._open_offers(h, end), clearing_id)
         else:
@@ -709,6 +735,7 @@ class _Simulation:
                 offers = self._open_offers(h, end, self._held_back(h, end))
                 step = self._clear(h, rest, offers, clearing_id)
                 took = (took[0] + step[0], took[1] + step[1])
+        self.failed += self.step_failed
         self.clear_times.append(took[0])
         self.solve_times.append(took[1])
         self.clearings += 1
@@ -749,7 +776,7 @@ class _Simulation:
         took = (time.perf_counter() - t, float(result.timings.get("solve_s", 0.0)))
         self.methods[result.method] += 1
         if result.status is ClearingStatus.FAILED:
-            self.failed += 1
+            self.step_failed = True
             return took
         settlement = settle(result)
         problems = check_clearing(market, result, uniform_prices=uniform) + check_settlement(
@@ -776,6 +803,7 @@ class _Simulation:
             st = states[a.order_id]
             st.allocated += a.gpus
             st.last_slot = max(st.last_slot, a.slot)
+            st.held[a.slot] = st.held.get(a.slot, 0) + a.gpus
             st.first_slot = a.slot if st.first_slot < 0 else min(st.first_slot, a.slot)
             if a.order_id in self.captive:
                 self.captive_sold[(a.pool_id, a.slot)] += a.gpus
@@ -964,7 +992,7 @@ class _Simulation:
             if st.order.id in self.firm and st.order.deadline_slot <= span:
                 firm += 1
                 missed += not st.filled
-                unservable += not self._feasible_pools(st.order)
+                unservable += not st.filled and not self._feasible_pools(st)
             row = kinds[st.order.kind.value]
             row["total"] += 1
             if st.filled:
