@@ -547,8 +547,8 @@ def _print_report(report: SimulationReport, scenario: Scenario) -> None:
     if report.firm_orders:
         console.print(
             f"Firm deadlines: {report.firm_missed} of {report.firm_orders} missed "
-            f"({report.firm_unservable} of them unservable: no pool could serve them at their "
-            "limit).",
+            f"({report.firm_unservable} of them unservable: no single pool could serve them "
+            "at their limit).",
             highlight=False,
         )
     if report.orders_after_span:

@@ -17,7 +17,7 @@ green share           share of that energy from the sites' own green supply
 tCO2                  location-based: grid import x the site province's grid average
 wait mean / p95       first slot run - submit slot, hours, over orders that ran
 firm misses           firm orders (deadline within the span) not filled by their deadline; in
-                      brackets those no pool could serve at their limit even alone
+                      brackets those no single pool could serve alone at their limit
 fill rate             reference GPU-hours allocated / asked, orders submitted in the span
 clear mean / max      seconds per hourly clearing (the policy's placement or the engine)
 ====================  ========================================================================

@@ -43,23 +43,29 @@ Open orders between clearings: a gang order closes when it clears; a batch or se
 keeps its remaining work open until its deadline. A core order allows ``gpus`` GPUs in *every*
 slot, so a reopened order only bids for slots after the last slot it already holds. That loses
 nothing while offers are fixed: a slot the order skipped inside an earlier horizon had no
-profitable capacity left for it then, and capacity only shrinks as clearings sell it.
+profitable capacity left for it then, and capacity only shrinks as clearings sell it. Firm-order
+protection (below) breaks that: it puts held-back GPUs back on sale. With it on, an order whose
+room after its last slot is too small for its work bids from the current slot instead, at the
+width it has left in every slot it holds, when that leaves more room.
 
 Firm-order protection (``protect_firm_hours: N`` in the scenario, ``suangu`` policy only).
-A firm order that can run in only one pool (its GPU classes, residency, latency bound, data
-transfer delay, window and limit leave one pool: "captive" to it) misses its deadline whenever
-earlier clearings sold that pool's near future to orders that could have gone elsewhere. With
-protection on, each hourly clearing runs in two steps on the same engine:
+A firm order that only one or two pools can serve (its GPU classes, residency, latency bound,
+data transfer delay, window and limit: :func:`~suangu.core.network.feasible_pools`, "captive"
+to them) misses its deadline whenever earlier clearings sold those pools' near future to
+orders that could have gone elsewhere. With protection on, each hourly clearing runs in two
+steps on the same engine:
 
 1. the open captive firm orders clear first, against all the open capacity;
 2. everyone else clears against what is left, less, at each pool and in every slot after the
    one about to start, the GPUs held back for captive firm orders: the peak number of GPUs
-   that captive firm orders of that pool asked for at once (their windows, over the last
-   ``N`` hours up to now) minus what such orders already hold in the slot.
+   that captive firm orders of that pool asked for at once (their windows from submission, an
+   order with two pools counting half at each, over the last ``N`` hours up to now) minus
+   what such orders already hold in the slot.
 
-Held-back GPUs are released when their slot is the next to start, so the pool's capacity is
-never idled by the protection: flexible work takes whatever captive orders did not. Each step
-is a uniform-price clearing of its own (checked like any other).
+Held-back GPUs are released when their slot is the next to start, to whatever work can use
+that one slot then; some stay unsold (docs/scheduling.md has the figures). Each step is a
+uniform-price clearing of its own (checked like any other); each gets the links' whole
+bandwidth over the horizon.
 
 Buyers deposit, before the first clearing, what all their orders could cost at their limits
 (no clearing charges more than an order's limit on average), so a hold never fails for want
@@ -294,8 +300,8 @@ class SimulationReport:
     waits_h: tuple[float, ...] = ()  # per order that ran: first slot - submit slot, hours
     firm_orders: int = 0  # firm orders whose deadline falls within the span
     firm_missed: int = 0  # of those, not filled by their deadline
-    #: of those, orders no pool could serve at their limit in their window, even alone (their
-    #: GPU classes, residency, latency, data link, work and limit; they count as missed)
+    #: of those missed, orders no single pool could serve alone at their limit in their window
+    #: (:func:`suangu.core.network.feasible_pools`)
     firm_unservable: int = 0
 
     @property
