@@ -357,14 +357,26 @@ class SimulationReport:
 class _OrderState:
     stream: StreamOrder
     full: int  # GPU-slots that fill it
-    allocated: int = 0  # GPU-slots allocated so far
-    last_slot: int = -1  # last slot it holds
-    held: dict[int, int] = field(default_factory=dict)  # slot -> GPUs it holds there
+    held: dict[int, int] = field(default_factory=dict)  # slot -> GPUs allocated there so far
     closed: bool = False
     done: float = 0.0  # reference GPU-hours of work allocated so far (speed x GPU-hours)
-    first_slot: int = -1  # first slot it holds
     min_step: float = 1.0  # the least work one GPU-slot does for it (slowest eligible class)
     max_step: float = 1.0  # the most work one GPU-slot does for it (fastest eligible class)
+
+    @property
+    def allocated(self) -> int:
+        """GPU-slots allocated so far."""
+        return sum(self.held.values())
+
+    @property
+    def first_slot(self) -> int:
+        """The first slot it holds, -1 if none."""
+        return min(self.held, default=-1)
+
+    @property
+    def last_slot(self) -> int:
+        """The last slot it holds, -1 if none."""
+        return max(self.held, default=-1)
 
     @property
     def work_left(self) -> float:
@@ -444,7 +456,6 @@ class _Simulation:
         self.rent = 0
         self.clearings = 0
         self.failed = 0
-        self.step_failed = False  # a step of the current hour's clearing failed
         self.rejected = 0
         self.methods: dict[str, int] = defaultdict(int)
         self.clear_times: list[float] = []
@@ -455,6 +466,9 @@ class _Simulation:
         self.site_by_id = {s.id: s for s in scenario.sites}
         self.links = {link.key: link for link in scenario.links}
         self.listed = {o.id: o for o in scenario.offers}
+        self.offers_of: dict[str, list[Offer]] = defaultdict(list)  # pool id -> its offers
+        for o in scenario.offers:
+            self.offers_of[o.pool_id].append(o)
         self.value = 0.0  # buyers' value of the allocations: limit x speed x GPU-hours
         self.reserve_cost = 0  # listed reserves of the GPU-slots sold
         self.transfer = 0.0  # fen of data moved away from home
@@ -651,13 +665,13 @@ class _Simulation:
                 ]
         for (pool_id, s), gpus in sorted((held or {}).items()):
             cheapest = sorted(
-                (o.reserve_fen[s - o.start_slot], o.id)
-                for o in self.sc.offers
-                if o.pool_id == pool_id and o.id in left and o.start_slot <= s < o.end_slot
+                (o.reserve_fen[s - o.start_slot], o.id, o.start_slot)
+                for o in self.offers_of[pool_id]
+                if o.id in left and o.start_slot <= s < o.end_slot
             )
-            for _, offer_id in cheapest:
+            for _, offer_id, start in cheapest:
                 row = left[offer_id]
-                k = s - max(self.listed[offer_id].start_slot, h)
+                k = s - max(start, h)
                 take = min(gpus, row[k])
                 row[k] -= take
                 gpus -= take
@@ -728,28 +742,28 @@ class _Simulation:
             return
         end = h + self.sc.lookahead
         clearing_id = f"clr-{h:05d}"
-        took = (0.0, 0.0)
-        self.step_failed = False
         if not self.protect_h:
-            took = self._clear(h, orders, self._open_offers(h, end), clearing_id)
+            steps = [self._clear(h, orders, self._open_offers(h, end), clearing_id)]
         else:
             first = [o for o in orders if o.id in self.captive]
             rest = [o for o in orders if o.id not in self.captive]
+            steps = []
             if first:
-                took = self._clear(h, first, self._open_offers(h, end), f"{clearing_id}-firm")
+                offers = self._open_offers(h, end)
+                steps.append(self._clear(h, first, offers, f"{clearing_id}-firm"))
             if rest:
                 offers = self._open_offers(h, end, self._held_back(h, end))
-                step = self._clear(h, rest, offers, clearing_id)
-                took = (took[0] + step[0], took[1] + step[1])
-        self.failed += self.step_failed
-        self.clear_times.append(took[0])
-        self.solve_times.append(took[1])
+                steps.append(self._clear(h, rest, offers, clearing_id))
+        self.failed += any(failed for _, _, failed in steps)
+        self.clear_times.append(sum(wall for wall, _, _ in steps))
+        self.solve_times.append(sum(solve for _, solve, _ in steps))
         self.clearings += 1
 
     def _clear(
         self, h: int, orders: list[Order], offers: list[Offer], clearing_id: str
-    ) -> tuple[float, float]:
-        """Clear ``orders`` against ``offers`` over the horizon from ``h``; book the result."""
+    ) -> tuple[float, float, bool]:
+        """Clear ``orders`` against ``offers`` over the horizon from ``h``; book the result.
+        Returns the seconds it took, the solver's seconds and whether it failed."""
         n = self.sc.lookahead
         market = Market(
             grid=self.grid,
@@ -779,11 +793,10 @@ class _Simulation:
             result = clear(market)
         else:
             result = place(market, self.policy, carbon=carbon)
-        took = (time.perf_counter() - t, float(result.timings.get("solve_s", 0.0)))
+        wall, solve = time.perf_counter() - t, float(result.timings.get("solve_s", 0.0))
         self.methods[result.method] += 1
         if result.status is ClearingStatus.FAILED:
-            self.step_failed = True
-            return took
+            return wall, solve, True
         settlement = settle(result)
         problems = check_clearing(market, result, uniform_prices=uniform) + check_settlement(
             market, result, settlement
@@ -807,10 +820,7 @@ class _Simulation:
         open_orders = {o.id: o for o in listed.orders}
         for a in result.allocations:
             st = states[a.order_id]
-            st.allocated += a.gpus
-            st.last_slot = max(st.last_slot, a.slot)
             st.held[a.slot] = st.held.get(a.slot, 0) + a.gpus
-            st.first_slot = a.slot if st.first_slot < 0 else min(st.first_slot, a.slot)
             if a.order_id in self.captive:
                 self.captive_sold[(a.pool_id, a.slot)] += a.gpus
             pool = self.pools[a.pool_id]
@@ -848,7 +858,7 @@ class _Simulation:
             self.holds[hold.last_slot].append(hold)
             for a in allocations:
                 self.pending_meter[a.slot].append((hold, a))
-        return took
+        return wall, solve, False
 
     def _end_of_slot(self, slot: int) -> None:
         """Meter the leases of ``slot`` and settle the holds that ended with it."""
