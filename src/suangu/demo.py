@@ -23,7 +23,7 @@ in-process transport (:class:`fastapi.testclient.TestClient`, no network):
 3. **The built-in simulated provider** meters every lease at full use (or, with
    ``shortfall``, a seeded share of leases at 50-100%) with its energy from the energy model
    (:func:`~suangu.core.energy.accounting.lease_energy`), posts each slot's final readings as
-   one batch per provider (:func:`~suangu.api.services.record_final_readings`: the orders
+   one batch per provider (:func:`~suangu.api.services.meter_final`: the orders
    whose leases are all done settle on the ledger: metered use posted, the rest of the hold
    released, the fee to the exchange), and books green certificates and CO2 on the
    ``kWh-green`` and ``gCO2`` ledgers as the simulation does.
@@ -606,7 +606,7 @@ class _Run:
             # settlement of the orders they finish, and the slot's energy bookings.
             recorded, groups = 0, set()
             for provider, items in sorted(by_provider.items()):
-                n, touched = meter_final(s, provider, items, now)
+                n, touched = meter_final(s, provider, items, now, self.settings)
                 recorded += n
                 groups |= touched
             fee = fee_bp(s, self.settings.default_fee_bp)

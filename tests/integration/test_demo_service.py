@@ -107,7 +107,7 @@ def test_a_partly_filled_order_is_cleared_again(api: Api) -> None:
     ok(api.call("POST", "/clearings", "op", json={"id": "c3", "n_slots": 6}), 201)
     assert len(ok(api.call("GET", "/leases?order_id=o1", "team"))["items"]) == len(leases)
     # Each clearing's hold settles on its own once its leases are metered.
-    api.clock.set(EPOCH + (NOW_SLOT + 4) * HOUR)
+    api.clock.set(EPOCH + (max(x["slot"] for x in leases) + 1) * HOUR)
     for x in leases:
         start = EPOCH + x["slot"] * HOUR
         body = {
@@ -214,18 +214,19 @@ def test_batched_final_readings(api: Api) -> None:
         return FinalReading(x["id"], body)
 
     db: Database = api.db
+    settings = api.client.app.state.ctx.settings
     with pytest.raises(NotFound), db.session_scope() as s:  # another provider's lease
-        meter_final(s, "dc2", [batch(leases[0])], now)
+        meter_final(s, "dc2", [batch(leases[0])], now, settings)
     with db.session_scope() as s:
-        recorded, groups = meter_final(s, "dc", [batch(x) for x in leases[:1]], now)
+        recorded, groups = meter_final(s, "dc", [batch(x) for x in leases[:1]], now, settings)
         assert recorded == 1 and groups == {("c1", "o1")}
         assert settle_done_orders(s, ledger, groups, 300, now) == 0  # one lease still runs
     with db.session_scope() as s:
-        recorded, groups = meter_final(s, "dc", [batch(x) for x in leases], now)
+        recorded, groups = meter_final(s, "dc", [batch(x) for x in leases], now, settings)
         assert recorded == len(leases) - 1  # the first one is known: skipped
         assert settle_done_orders(s, ledger, groups, 300, now) == 1
     with pytest.raises(InvalidState), db.session_scope() as s:  # settled: no more readings
-        meter_final(s, "dc", [batch(leases[0], "late")], now)
+        meter_final(s, "dc", [batch(leases[0], "late")], now, settings)
     account = ok(api.call("GET", "/accounts/buyer:team:CNY", "team"))
     cost = sum(x["price_fen"] * x["gpus"] for x in leases)
     assert account["debits_pending"] == 0 and account["debits_posted"] == cost // 2

@@ -23,12 +23,18 @@ from typing import Any, Protocol
 
 from suangu.agent.errors import AgentError
 from suangu.core.gpus import gpu_class
+from suangu.core.metering import ReadingSource
 
 MJ_PER_WH = 3_600_000.0
 
 
 class Meter(Protocol):
     """Cumulative energy of a set of devices, in millijoules, since a meter-chosen origin."""
+
+    @property
+    def source(self) -> ReadingSource:
+        """How its figures are obtained, as readings declare it."""
+        ...
 
     def start(self, devices: Sequence[int], gpus: int, now: float) -> object: ...
 
@@ -47,6 +53,7 @@ class NominalMeter:
 
     gpu_class_name: str
     utilisation: float = 0.8
+    source: ReadingSource = ReadingSource.NOMINAL
 
     def __post_init__(self) -> None:
         gpu_class(self.gpu_class_name)  # raises a clear error for an unknown class
@@ -81,6 +88,8 @@ class _NvmlRun:
 
 class NvmlMeter:
     """Energy of the run's devices from NVML (see the module docs)."""
+
+    source = ReadingSource.NVML
 
     def __init__(self, nvml: Any | None = None) -> None:
         if nvml is None:

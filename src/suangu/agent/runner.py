@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from suangu.agent.executors import Executor, Job, JobState
 from suangu.agent.meters import Meter, wh
 from suangu.client import ClientError
+from suangu.core.metering import ReadingSource
 
 log = logging.getLogger("suangu.agent")
 
@@ -146,17 +147,37 @@ class ProviderAgent:
         return f"a{self.instance}-{self._seq}"
 
     def _post_reading(
-        self, lease: LeaseView, start: float, end: float, gpu_s: int, energy_wh: int, final: bool
-    ) -> None:
+        self,
+        lease: LeaseView,
+        start: float,
+        end: float,
+        gpu_s: int,
+        energy_wh: int,
+        final: bool,
+        source: str,
+    ) -> bool:
+        """Post the reading of ``[start, end)`` in whole seconds; whether one was posted.
+
+        Readings of a lease never overlap (the exchange refuses those): consecutive readings
+        share their boundary, truncated to the second. An interval shorter than a second is
+        skipped unless it is the lease's final reading, which then covers one second of the
+        lease's slot."""
+        lo, hi = int(start), int(end)
+        if hi <= lo:
+            if not final:
+                return False
+            lo, hi = (lo, lo + 1) if lo + 1 <= lease.end else (lo - 1, lo)
         body = {
             "id": self._reading_id(),
-            "interval_start": int(start),
-            "interval_end": max(int(end), int(start) + 1),
-            "gpu_seconds": gpu_s,
+            "interval_start": lo,
+            "interval_end": hi,
+            "gpu_seconds": min(gpu_s, lease.gpus * (hi - lo)),
             "energy_wh": energy_wh,
+            "source": source,
             "final": final,
         }
         self.api.post(f"/leases/{lease.id}/readings", json=body)
+        return True
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -276,7 +297,11 @@ class ProviderAgent:
         total_gpu_s = sum(p[3] for p in pieces)
         for x, lo, hi, gpu_s, final in pieces:
             share = gpu_s / total_gpu_s if total_gpu_s else 0.0
-            self._post_reading(x, lo, hi, gpu_s, wh(energy * share), final)
+            source = str(self.meter.source)
+            if ended and job.energy_j is not None:
+                source = str(ReadingSource.SLURM)  # the cluster's accounting has the last word
+            if not self._post_reading(x, lo, hi, gpu_s, wh(energy * share), final, source):
+                continue
             summary.readings += 1
             if final:
                 run.finished.add(x.id)

@@ -13,7 +13,10 @@ app's injected clock.
 2. move leases on: ``scheduled -> running`` once their slot starts; ``running -> completed``
    when their slot ended ``lease_grace_s`` ago without a final reading, settling the order
    on the ledger when that was its last open lease (the metered use is posted, the rest of
-   the hold voided, the fee to the exchange).
+   the hold voided, the fee to the exchange);
+3. sweep: settle every order whose leases are all final but which no transaction settled
+   (:func:`~suangu.api.services.settle_stuck_orders`), so no hold stays pending for an order
+   that is done.
 
 Tests with a :class:`~suangu.api.clock.ManualClock` advance the clock and call ``tick()``;
 with the wall clock, :meth:`ClearingLoop.start` runs a thread that sleeps until the next
@@ -51,6 +54,7 @@ from suangu.api.services import (
     provider_ids,
     save_clearing,
     settle_if_done,
+    settle_stuck_orders,
     start_leases,
 )
 from suangu.api.settings import ApiSettings
@@ -230,6 +234,10 @@ class ClearingLoop:
                 settled += done
             except (Conflict, InvalidState):
                 continue  # a reading or a failure moved it meanwhile
+        try:
+            settled += settle_stuck_orders(self.db, self.ledger, self.settings.default_fee_bp, now)
+        except Conflict as err:  # a concurrent settlement got there first: next tick
+            log.warning("sweeping settled orders: %s", err)
         return started, completed, settled
 
     @staticmethod

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suangu.core.metering import ReadingSource
 from suangu.core.types import (
     MAX_DATA_GB,
     MAX_GPUS,
@@ -354,6 +355,9 @@ class ReadingIn(Request):
     interval_end: int = Field(ge=1, le=2**40)
     gpu_seconds: int = Field(ge=0, le=MAX_GPUS * 7 * 24 * 3600)
     energy_wh: int = Field(default=0, ge=0, le=10**12)
+    #: How the figures were obtained: ``nvml`` or ``slurm`` (measured) or ``nominal`` (board
+    #: power x time, an estimate; the default).
+    source: Annotated[ReadingSource, Field(strict=False)] = ReadingSource.NOMINAL
     #: The last reading of the lease: it is then completed and, once every lease of its order
     #: is, the order is settled on the ledger.
     final: bool = False
@@ -366,6 +370,7 @@ class ReadingOut(Response):
     interval_end: int
     gpu_seconds: int
     energy_wh: int
+    source: ReadingSource
     recorded_at: int
     new: bool
     lease_state: LeaseState

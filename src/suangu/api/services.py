@@ -26,6 +26,7 @@ from suangu.core import billing
 from suangu.core.clearing import clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
+from suangu.core.metering import check_reading
 from suangu.core.types import (
     Allocation,
     ClearingResult,
@@ -777,8 +778,12 @@ def record_reading(
     agent: str,
     fee: int,
     now: int,
+    settings: ApiSettings,
 ) -> dict[str, Any]:
-    """Store a reading, move the lease along, and settle its order when all its leases are done."""
+    """Store a reading, move the lease along, and settle its order when all its leases are
+    done. A new reading must be possible for the lease (:mod:`suangu.core.metering`: inside
+    its slot, not after ``now`` beyond the tolerance, no overlap, GPU time and energy bounded).
+    """
     key = f"{agent}:{lease.id}:{body.id}"
     reading = MeterReading(
         key,
@@ -788,6 +793,7 @@ def record_reading(
         body.gpu_seconds,
         body.energy_wh,
         now,
+        body.source,
     )
     known = any(r.idempotency_key == key for r in Meters(s).readings(lease.id))
     if not known and lease.state not in (LeaseState.SCHEDULED, LeaseState.RUNNING):
@@ -796,11 +802,11 @@ def record_reading(
             field="body.id",
             fix="send every reading before the final one",
         )
-    try:
-        stored, new = Meters(s).record(reading)
-    except ValidationError as err:
-        raise err.prefixed("body") from None
     clearings = Clearings(s)
+    window = clearings.lease_windows([lease.id], settings.grid, settings.max_pue)[lease.id]
+    stored, new = Meters(s).record(
+        reading, window, tolerance_s=settings.reading_tolerance_s, prefix="body."
+    )
     if new and lease.state is LeaseState.SCHEDULED:
         lease = clearings.move_lease(lease.id, LeaseState.RUNNING)
     if new and body.final and lease.state is LeaseState.RUNNING:
@@ -816,6 +822,7 @@ def record_reading(
         "interval_end": stored.interval_end,
         "gpu_seconds": stored.gpu_seconds,
         "energy_wh": stored.energy_wh,
+        "source": str(stored.source),
         "recorded_at": stored.recorded_at,
         "new": new,
         "lease_state": str(lease.state),
@@ -825,7 +832,7 @@ def record_reading(
 
 @dataclass(frozen=True)
 class FinalReading:
-    """A lease's last reading, for :func:`record_final_readings`."""
+    """A lease's last reading, for :func:`meter_final`."""
 
     lease_id: str
     reading: schemas.ReadingIn
@@ -838,26 +845,12 @@ def _lease_of(row: LeaseRow) -> Lease:
     )
 
 
-def record_final_readings(
+def meter_final(
     s: Session,
-    ledger: SqlLedger,
     provider_id: str,
     readings: Sequence[FinalReading],
-    fee: int,
     now: int,
-) -> tuple[int, int]:
-    """Record the final reading of many of a provider's leases at once, complete them, and
-    settle every order whose leases (of one clearing) are then all done; ``(readings
-    recorded, orders settled)``: :func:`meter_final` then :func:`settle_done_orders`.
-
-    Run it in ``db.transaction``: all of the batch, or nothing.
-    """
-    recorded, groups = meter_final(s, provider_id, readings, now)
-    return recorded, settle_done_orders(s, ledger, groups, fee, now)
-
-
-def meter_final(
-    s: Session, provider_id: str, readings: Sequence[FinalReading], now: int
+    settings: ApiSettings,
 ) -> tuple[int, set[tuple[str, str]]]:
     """Record the final reading of many of a provider's leases and complete them; ``(readings
     recorded, their (clearing id, order id) pairs)`` (settle those with
@@ -867,7 +860,8 @@ def meter_final(
     statements for the whole batch instead of a dozen per lease (what a provider agent that
     meters a whole slot sends): a reading already recorded (same agent and id) is skipped; a
     lease of another provider is :class:`~suangu.store.errors.NotFound`; a lease that is
-    completed, failed or settled takes no more readings (:class:`InvalidState`).
+    completed, failed or settled takes no more readings (:class:`InvalidState`); every new
+    reading must be possible for its lease (:func:`suangu.core.metering.check_reading`).
     """
     if not readings:
         return 0, set()
@@ -881,6 +875,8 @@ def meter_final(
             )
         )
     )
+    windows = Clearings(s).lease_windows(rows, settings.grid, settings.max_pue)
+    intervals = Meters(s).intervals(rows)
     new_rows: list[dict[str, Any]] = []
     done: set[str] = set()
     for i, item in enumerate(readings):
@@ -899,19 +895,19 @@ def meter_final(
                 field=f"{at}.id",
                 fix="send every reading before the final one",
             )
-        if body.interval_end <= body.interval_start:
-            raise ValidationError(
-                "must be after interval_start",
-                field=f"{at}.interval_end",
-                fix="send the agent's reading as metered",
-            )
-        most = row.gpus * (body.interval_end - body.interval_start)
-        if body.gpu_seconds > most:
-            raise ValidationError(
-                f"{body.gpu_seconds} GPU-seconds exceed the lease's {most} in the interval",
-                field=f"{at}.gpu_seconds",
-                fix="meter at most gpus x interval seconds",
-            )
+        others = intervals.setdefault(row.id, [])
+        check_reading(
+            body.interval_start,
+            body.interval_end,
+            body.gpu_seconds,
+            body.energy_wh,
+            windows[row.id],
+            now,
+            others,
+            tolerance_s=settings.reading_tolerance_s,
+            prefix=f"{at}.",
+        )
+        others.append((body.interval_start, body.interval_end))
         known.add(key)
         done.add(row.id)
         new_rows.append(
@@ -923,6 +919,7 @@ def meter_final(
                 "gpu_seconds": body.gpu_seconds,
                 "energy_wh": body.energy_wh,
                 "recorded_at": now,
+                "source": str(body.source),
             }
         )
     if not new_rows:
@@ -948,6 +945,13 @@ def settle_done_orders(
     """Settle each ``(clearing id, order id)`` of ``groups`` whose leases are now all
     completed or failed (none settled yet), in one ledger call; how many were settled.
 
+    Race-free under concurrent transactions: the orders' rows are locked (in id order, ``FOR
+    UPDATE`` on PostgreSQL; SQLite has one writer at a time) before their leases are counted.
+    When the last two leases of an order finish in two transactions at once, the second waits
+    for the first to commit and then, reading committed rows, sees both finished and settles
+    (without the lock each saw only its own lease finished, and neither settled).
+    :func:`settle_stuck_orders` sweeps up any order left with all leases final.
+
     The providers' and the exchange's accounts must exist (:func:`ensure_accounts` before the
     transaction, as the routes do)."""
     pairs = set(groups)
@@ -956,6 +960,7 @@ def settle_done_orders(
     finished = [str(LeaseState.COMPLETED), str(LeaseState.FAILED)]
     clearing_ids = sorted({c for c, _ in pairs})
     order_ids = sorted({o for _, o in pairs})
+    Orders(s).lock(order_ids)
     counts = s.execute(
         select(
             LeaseRow.clearing_id,
@@ -1032,6 +1037,51 @@ def settle_done_orders(
     if moved != len(settled):  # another transaction settled some of them meanwhile
         raise Conflict("leases changed meanwhile", field="lease", fix="retry")
     return len(ready)
+
+
+def stuck_orders(s: Session, limit: int = 500) -> list[tuple[str, str]]:
+    """``(clearing id, order id)`` groups whose leases are all completed or failed and not
+    settled: what :func:`settle_stuck_orders` settles (oldest clearings first)."""
+    finished = [str(LeaseState.COMPLETED), str(LeaseState.FAILED)]
+    q = (
+        select(LeaseRow.clearing_id, LeaseRow.order_id)
+        .group_by(LeaseRow.clearing_id, LeaseRow.order_id)
+        .having(func.sum(case((LeaseRow.state.in_(finished), 0), else_=1)) == 0)
+        .order_by(LeaseRow.clearing_id, LeaseRow.order_id)
+        .limit(limit)
+    )
+    return [(c, o) for c, o in s.execute(q)]
+
+
+def settle_stuck_orders(
+    db: Database, ledger: SqlLedger, default_fee_bp: int, now: int, limit: int = 500
+) -> int:
+    """The sweeper: settle every order whose leases of a clearing are all final but which no
+    transaction settled (a crash between a lease's last state change and its settlement, or
+    any other path that left it); how many orders were settled. The clearing loop runs it on
+    every tick, so no hold stays pending for an order that is done."""
+    with db.session_scope(write=False) as s:
+        groups = stuck_orders(s, limit)
+        if not groups:
+            return 0
+        providers = sorted(
+            {
+                p
+                for p in s.scalars(
+                    select(LeaseRow.provider_id)
+                    .where(LeaseRow.order_id.in_(sorted({o for _, o in groups})))
+                    .distinct()
+                )
+                if p
+            }
+        )
+    ensure_accounts(ledger, billing.new_exchange_accounts(), now)
+    ensure_accounts(ledger, [billing.new_provider_account(p) for p in providers], now)
+
+    def work(s: Session) -> int:
+        return settle_done_orders(s, ledger, groups, fee_bp(s, default_fee_bp), now)
+
+    return db.transaction(work)
 
 
 def settle_if_done(s: Session, ledger: SqlLedger, lease: Lease, fee: int, now: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suangu.core.metering import CLOCK_TOLERANCE_S, DEFAULT_MAX_PUE
 from suangu.core.types import TimeGrid
 
 
@@ -35,6 +36,11 @@ class ApiSettings(BaseModel):
     #: How long after a lease's slot ends the loop waits for its final reading before
     #: completing it from the readings it has.
     lease_grace_s: int = Field(default=900, ge=0)
+    #: Seconds a meter reading may end after the market clock's now (agents' clock skew).
+    reading_tolerance_s: int = Field(default=CLOCK_TOLERANCE_S, ge=0, le=3600)
+    #: The least PUE a reading's energy bound allows, whatever a site declares
+    #: (:mod:`suangu.core.metering`).
+    max_pue: float = Field(default=DEFAULT_MAX_PUE, ge=1.0, le=3.0)
 
     @property
     def grid(self) -> TimeGrid:

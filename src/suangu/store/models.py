@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from suangu.core.ledger import AccountKind, Asset, PendingStatus, TransferCode
+from suangu.core.metering import ReadingSource
 from suangu.core.types import ClearingStatus, OrderKind
 
 NAMING = {
@@ -394,6 +395,7 @@ class MeterReadingRow(Base):
         CheckConstraint("interval_end > interval_start", name="interval"),
         CheckConstraint("gpu_seconds >= 0", name="gpu_seconds"),
         CheckConstraint("energy_wh >= 0", name="energy_wh"),
+        one_of("source", [s.value for s in ReadingSource]),
         Index("ix_meter_readings_lease", "lease_id", "interval_start"),
     )
 
@@ -406,6 +408,10 @@ class MeterReadingRow(Base):
     gpu_seconds: Mapped[int]
     energy_wh: Mapped[int]
     recorded_at: Mapped[int]
+    #: How the figures were obtained (:class:`~suangu.core.metering.ReadingSource`).
+    source: Mapped[str] = mapped_column(
+        String(16), default="nominal", server_default="nominal", nullable=False
+    )
 
 
 # -- ledger -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import math
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -24,8 +25,10 @@ from typing import Any, Generic, TypeVar, cast
 from sqlalchemy import CursorResult, Insert, Result, Table, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from suangu.core import gpus as gpu_catalogue
 from suangu.core.billing import pool_providers
-from suangu.core.errors import ValidationError
+from suangu.core.errors import UnknownReferenceError, ValidationError
+from suangu.core.metering import CLOCK_TOLERANCE_S, LeaseWindow, ReadingSource, check_reading
 from suangu.core.types import (
     Allocation,
     ClearingResult,
@@ -39,6 +42,7 @@ from suangu.core.types import (
     Pool,
     PoolPrice,
     Site,
+    TimeGrid,
     Transfer,
     speed_of,
 )
@@ -162,6 +166,7 @@ class MeterReading:
     gpu_seconds: int
     energy_wh: int
     recorded_at: int
+    source: ReadingSource = ReadingSource.NOMINAL
 
 
 #: Order statuses a clearing may allocate to.
@@ -735,6 +740,20 @@ class Orders:
         cursor_out = f"{rows[-1].submitted_at}|{rows[-1].id}" if more else None
         return Page(tuple(_to_order(r) for r in rows), cursor_out)
 
+    def lock(self, order_ids: Iterable[str]) -> None:
+        """Lock the orders' rows until the transaction ends (in id order, so that two
+        transactions never wait on each other; SQLite: a no-op, one writer at a time)."""
+        ids = sorted(set(order_ids))
+        for chunk in range(0, len(ids), 500):
+            list(
+                self.s.scalars(
+                    select(OrderRow.id)
+                    .where(OrderRow.id.in_(ids[chunk : chunk + 500]))
+                    .order_by(OrderRow.id)
+                    .with_for_update()
+                )
+            )
+
     def cancel(self, order_id: str, buyer_id: str) -> OrderRecord:
         """Cancel an open order (atomically: a clearing that got there first wins)."""
         self.get(order_id, buyer_id)
@@ -1239,6 +1258,31 @@ class Clearings:
             raise Conflict(f"lease {lease_id!r} changed meanwhile", field="state", fix="retry")
         return self.lease(lease_id)
 
+    def lease_windows(
+        self, lease_ids: Iterable[str], grid: TimeGrid, max_pue: float
+    ) -> dict[str, LeaseWindow]:
+        """What bounds each lease's readings (:class:`~suangu.core.metering.LeaseWindow`):
+        its slot on ``grid``, its GPUs, the board power of its pool's class (the catalogue's
+        highest for a class it does not list) and max(site PUE, ``max_pue``)."""
+        ids = sorted(set(lease_ids))
+        out: dict[str, LeaseWindow] = {}
+        for chunk in range(0, len(ids), 500):
+            q = (
+                select(LeaseRow.id, LeaseRow.slot, LeaseRow.gpus, PoolRow.gpu_class, SiteRow.pue)
+                .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+                .join(SiteRow, SiteRow.id == PoolRow.site_id)
+                .where(LeaseRow.id.in_(ids[chunk : chunk + 500]))
+            )
+            for lease_id, slot, gpus, cls, pue in self.s.execute(q):
+                out[lease_id] = LeaseWindow(
+                    grid.slot_start(slot),
+                    grid.slot_start(slot + 1),
+                    gpus,
+                    _board_power_w(cls),
+                    max(float(pue), max_pue),
+                )
+        return out
+
     def set_hold(self, order_id: str, clearing_id: str, hold_transfer_id: str) -> int:
         """Attach a hold to the leases of an order in a clearing; how many leases."""
         done = self.s.execute(
@@ -1252,6 +1296,13 @@ class Clearings:
 # -- meter readings ---------------------------------------------------------------------------
 
 
+def _board_power_w(name: str) -> int:
+    try:
+        return gpu_catalogue.gpu_class(name).board_power_w
+    except UnknownReferenceError:
+        return max(g.board_power_w for g in gpu_catalogue.CATALOGUE.values())
+
+
 def _to_reading(row: MeterReadingRow) -> MeterReading:
     return MeterReading(
         row.idempotency_key,
@@ -1261,6 +1312,7 @@ def _to_reading(row: MeterReadingRow) -> MeterReading:
         row.gpu_seconds,
         row.energy_wh,
         row.recorded_at,
+        ReadingSource(row.source),
     )
 
 
@@ -1270,11 +1322,24 @@ class Meters:
     def __init__(self, session: Session) -> None:
         self.s = session
 
-    def record(self, reading: MeterReading) -> tuple[MeterReading, bool]:
+    def record(
+        self,
+        reading: MeterReading,
+        window: LeaseWindow,
+        *,
+        tolerance_s: int = CLOCK_TOLERANCE_S,
+        prefix: str = "",
+    ) -> tuple[MeterReading, bool]:
         """Store a reading once: ``(reading, True)`` when new, ``(first reading, False)`` for a
-        retry. The same key with other values raises :class:`Conflict`. Concurrent retries
-        race on the unique key: run this in ``db.transaction(..., retry_integrity=True)``."""
-        _check_reading(reading)
+        retry. The same key with other values raises :class:`Conflict`; a new reading must be
+        possible for its lease (:func:`suangu.core.metering.check_reading`, with
+        ``reading.recorded_at`` as the market clock's now and ``window`` from
+        :meth:`Clearings.lease_windows`). Concurrent retries race on the unique key: run this
+        in ``db.transaction(..., retry_integrity=True)``."""
+        if not reading.idempotency_key:
+            raise ValidationError(
+                "must not be empty", field=f"{prefix}id", fix="give every reading an id"
+            )
         lease = self.s.get(LeaseRow, reading.lease_id)
         if lease is None:
             raise _not_found("lease", reading.lease_id, "lease_id")
@@ -1289,13 +1354,17 @@ class Meters:
                 _without_time(old), _without_time(reading), "meter reading", old.idempotency_key
             )
             return old, False
-        most = lease.gpus * (reading.interval_end - reading.interval_start)
-        if reading.gpu_seconds > most:
-            raise ValidationError(
-                f"{reading.gpu_seconds} GPU-seconds exceed the lease's {most} in the interval",
-                field="gpu_seconds",
-                fix="meter at most gpus x interval seconds",
-            )
+        check_reading(
+            reading.interval_start,
+            reading.interval_end,
+            reading.gpu_seconds,
+            reading.energy_wh,
+            window,
+            reading.recorded_at,
+            self.intervals([reading.lease_id]).get(reading.lease_id, []),
+            tolerance_s=tolerance_s,
+            prefix=prefix,
+        )
         self.s.add(
             MeterReadingRow(
                 idempotency_key=reading.idempotency_key,
@@ -1305,10 +1374,26 @@ class Meters:
                 gpu_seconds=reading.gpu_seconds,
                 energy_wh=reading.energy_wh,
                 recorded_at=reading.recorded_at,
+                source=str(reading.source),
             )
         )
         self.s.flush()
         return reading, True
+
+    def intervals(self, lease_ids: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
+        """``lease id -> [(interval_start, interval_end), ...]`` of its stored readings."""
+        out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        ids = sorted(set(lease_ids))
+        for chunk in range(0, len(ids), 500):
+            for lease_id, start, end in self.s.execute(
+                select(
+                    MeterReadingRow.lease_id,
+                    MeterReadingRow.interval_start,
+                    MeterReadingRow.interval_end,
+                ).where(MeterReadingRow.lease_id.in_(ids[chunk : chunk + 500]))
+            ):
+                out[lease_id].append((int(start), int(end)))
+        return dict(out)
 
     def readings(self, lease_id: str) -> list[MeterReading]:
         q = (
@@ -1334,16 +1419,4 @@ class Meters:
 
 
 def _without_time(r: MeterReading) -> tuple[object, ...]:
-    return (r.lease_id, r.interval_start, r.interval_end, r.gpu_seconds, r.energy_wh)
-
-
-def _check_reading(r: MeterReading) -> None:
-    checks: Sequence[tuple[bool, str, str]] = (
-        (bool(r.idempotency_key), "idempotency_key", "must not be empty"),
-        (r.interval_end > r.interval_start, "interval_end", "must be after interval_start"),
-        (r.gpu_seconds >= 0, "gpu_seconds", "must be zero or more"),
-        (r.energy_wh >= 0, "energy_wh", "must be zero or more"),
-    )
-    for ok, field, message in checks:
-        if not ok:
-            raise ValidationError(message, field=field, fix="send the agent's reading as metered")
+    return (r.lease_id, r.interval_start, r.interval_end, r.gpu_seconds, r.energy_wh, r.source)

@@ -21,6 +21,7 @@ LABELS: dict[str, dict[str, str]] = {
         "green_share": "Green share of metered energy",
         "co2": "CO2 market-based (t)",
         "energy": "Metered energy (MWh)",
+        "measured_share": "Energy measured by meters (NVML, Slurm)",
         "heat_title": "Cleared price by site and hour",
         "heat_note": "Average price of the GPU-hours traded at each site in each hour, yuan per "
         "GPU-hour (grey: nothing traded). Dates in China Standard Time (UTC+8).",
@@ -81,6 +82,7 @@ LABELS: dict[str, dict[str, str]] = {
         "green_share": "计量电量中的绿电比例",
         "co2": "二氧化碳，基于市场法（吨）",
         "energy": "计量电量（兆瓦时）",
+        "measured_share": "实测电量占比（NVML、Slurm）",
         "heat_title": "各站点逐小时出清价格",
         "heat_note": "每个站点每小时成交 GPU 时的平均价格，元/GPU 时（灰色：无成交）。"
         "日期为北京时间（UTC+8）。",

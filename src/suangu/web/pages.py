@@ -104,6 +104,7 @@ def _cards(st: MarketStats, lang: str, public: bool) -> str:
     if st.metered_energy_wh and not public:
         cards += [
             _card(t(lang, "energy"), f"{st.metered_energy_wh / 1e6:,.1f}"),
+            _card(t(lang, "measured_share"), f"{st.measured_share:.1%}"),
             _card(t(lang, "green_share"), f"{st.green_share:.1%}"),
             _card(t(lang, "co2"), f"{grams / 1e6:,.2f}"),
         ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from suangu.core.ledger import AccountKind, Asset, TransferCode
+from suangu.core.metering import ReadingSource
 from suangu.core.types import class_speed
 from suangu.store.models import (
     LeaseRow,
@@ -84,6 +85,9 @@ class MarketStats:
     members: dict[str, tuple[str, str]]  # id -> (name, role)
     metered_gpu_hours: float
     metered_energy_wh: int
+    #: Of the metered energy, what meters measured (NVML, Slurm); the rest is nominal
+    #: (board power x time), see :class:`suangu.core.metering.ReadingSource`.
+    measured_energy_wh: int = 0
     leases: dict[str, int] = field(default_factory=dict)  # state -> leases
     #: per ledger: debits = credits, posted and pending alike (None: not checked)
     ledger_balanced: bool | None = None
@@ -139,6 +143,11 @@ class MarketStats:
         return wh, grams
 
     @property
+    def measured_share(self) -> float:
+        """Measured energy / metered energy (0 without readings)."""
+        return self.measured_energy_wh / self.metered_energy_wh if self.metered_energy_wh else 0.0
+
+    @property
     def green_share(self) -> float:
         """Certified green energy / metered energy (0 without energy records)."""
         wh, _ = self.green()
@@ -191,6 +200,18 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
     meter_q = select(
         func.coalesce(func.sum(MeterReadingRow.gpu_seconds), 0),
         func.coalesce(func.sum(MeterReadingRow.energy_wh), 0),
+        func.coalesce(
+            func.sum(
+                case(
+                    (
+                        MeterReadingRow.source != str(ReadingSource.NOMINAL),
+                        MeterReadingRow.energy_wh,
+                    ),
+                    else_=0,
+                )
+            ),
+            0,
+        ),
     )
     account_q = select(LedgerAccountRow).order_by(LedgerAccountRow.id)
     if member_id is not None:
@@ -257,7 +278,7 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
         )
         for r in s.scalars(account_q)
     )
-    gpu_s, energy = s.execute(meter_q).one()
+    gpu_s, energy, measured = s.execute(meter_q).one()
     members = {r.id: (r.name, r.role) for r in s.scalars(select(MemberRow).order_by(MemberRow.id))}
     balanced = None
     if member_id is None:
@@ -283,6 +304,7 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
         members=members,
         metered_gpu_hours=int(gpu_s) / 3600,
         metered_energy_wh=int(energy),
+        measured_energy_wh=int(measured),
         leases={str(st): int(n) for st, n in s.execute(state_q)},
         ledger_balanced=balanced,
     )

@@ -15,7 +15,7 @@ from suangu.store.errors import Conflict
 from suangu.store.models import OfferFillRow, Role
 from suangu.store.repositories import Orders
 
-from .conftest import NOW_SLOT, Api, build_world, order
+from .conftest import EPOCH, NOW_SLOT, Api, build_world, order
 
 
 def ok(r: Any, status: int = 200) -> Any:
@@ -172,9 +172,12 @@ def test_buyer_orders_operator_clears_provider_meters_balances(api: Api) -> None
     held = sum(x["price_fen"] * x["gpus"] for x in leases)
     assert buyer["debits_pending"] == held and buyer["balance"] == 1_000_000
 
-    # The provider meters every lease in full (the last reading of each is final).
-    for x in ok(api.call("GET", "/leases", "dc"))["items"]:
-        start = api.clock.now()
+    # The provider meters every lease in full (the last reading of each is final), once
+    # the leases' slots have passed: readings lie inside their lease's slot.
+    mine = ok(api.call("GET", "/leases", "dc"))["items"]
+    api.clock.set(EPOCH + (max(x["slot"] for x in mine) + 1) * 3600)
+    for x in mine:
+        start = EPOCH + x["slot"] * 3600
         half = x["gpus"] * 1800
         for k, final in ((1, False), (2, True)):
             got = ok(

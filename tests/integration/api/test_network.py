@@ -14,7 +14,7 @@ from suangu.core.types import Order, OrderKind, speed_of
 from suangu.store.models import Role
 from suangu.store.repositories import min_step
 
-from .conftest import NOW_SLOT, Api
+from .conftest import EPOCH, NOW_SLOT, Api
 
 
 def ok(r: Any, status: int = 200) -> Any:
@@ -176,8 +176,10 @@ def _market(api: Api, *, buyers: tuple[str, ...] = ("team",)) -> None:
 
 
 def _meter_all(api: Api, *, use: float = 1.0) -> None:
-    for x in ok(api.call("GET", "/leases?limit=500", "dc"))["items"]:
-        start = api.clock.now()
+    mine = ok(api.call("GET", "/leases?limit=500", "dc"))["items"]
+    api.clock.set(max(api.clock.now(), EPOCH + (max(x["slot"] for x in mine) + 1) * 3600))
+    for x in mine:
+        start = EPOCH + x["slot"] * 3600
         ok(
             api.call(
                 "POST",

@@ -107,6 +107,8 @@ def test_leases_run_complete_and_settle_on_the_clock(api: Api) -> None:
     for x in before:
         if x["buyer_id"] == "buy-a":
             gs = x["gpus"] * HOUR // 2 + 7  # an odd amount: rounding must still balance
+            # A reading is sent once its interval has passed.
+            api.clock.set(max(api.clock.now(), EPOCH + (x["slot"] + 1) * HOUR))
             r = api.call(
                 "POST",
                 f"/leases/{x['id']}/readings",

@@ -12,6 +12,7 @@ from suangu.core import billing
 from suangu.core.clearing import clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import CreateResult, PendingStatus
+from suangu.core.metering import LeaseWindow
 from suangu.core.types import Market, Offer, Order, OrderKind, Pool, Site, TimeGrid
 from suangu.store.db import Database
 from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
@@ -293,27 +294,33 @@ def test_meter_readings_are_idempotent(db: Database) -> None:
     with db.session_scope() as s:
         lease = Clearings(s).save("c1", T0, 0, 4, result)[0]
     gpus = lease.allocation.gpus
-    reading = MeterReading("agent-1:r1", lease.id, T0, T0 + 600, 600 * gpus, 1234, T0 + 601)
+    window = LeaseWindow(T0, T0 + 3600, gpus, 700, 1.2)
+    reading = MeterReading("agent-1:r1", lease.id, T0, T0 + 600, 600 * gpus, 234, T0 + 601)
     with db.session_scope() as s:
         meters = Meters(s)
-        assert meters.record(reading) == (reading, True)
-        again = MeterReading("agent-1:r1", lease.id, T0, T0 + 600, 600 * gpus, 1234, T0 + 999)
-        assert meters.record(again) == (reading, False)
+        assert meters.record(reading, window) == (reading, True)
+        again = MeterReading("agent-1:r1", lease.id, T0, T0 + 600, 600 * gpus, 234, T0 + 999)
+        assert meters.record(again, window) == (reading, False)
         with pytest.raises(Conflict):
-            meters.record(MeterReading("agent-1:r1", lease.id, T0, T0 + 600, 1, 1234, T0))
+            meters.record(MeterReading("agent-1:r1", lease.id, T0, T0 + 600, 1, 234, T0), window)
         with pytest.raises(ValidationError) as err:
-            meters.record(MeterReading("k2", lease.id, T0, T0 + 10, 10 * gpus + 1, 0, T0))
+            meters.record(
+                MeterReading("k2", lease.id, T0 + 600, T0 + 610, 10 * gpus + 1, 0, T0 + 610),
+                window,
+            )
         assert err.value.field == "gpu_seconds"
         with pytest.raises(ValidationError):
-            meters.record(MeterReading("k3", lease.id, T0, T0, 0, 0, T0))
+            meters.record(MeterReading("k3", lease.id, T0, T0, 0, 0, T0), window)
         with pytest.raises(NotFound):
-            meters.record(MeterReading("k4", "nope", T0, T0 + 1, 0, 0, T0))
+            meters.record(MeterReading("k4", "nope", T0, T0 + 1, 0, 0, T0), window)
 
     # Eight agents retry the same readings at once: each is stored exactly once.
     def submit(k: int) -> None:
-        for j in range(5):
-            r = MeterReading(f"agent-2:r{j}", lease.id, T0 + 600 * j, T0 + 600 * (j + 1), 60, 5, T0)
-            db.transaction(lambda s, r=r: Meters(s).record(r), retry_integrity=True)
+        for j in range(1, 6):
+            r = MeterReading(
+                f"agent-2:r{j}", lease.id, T0 + 600 * j, T0 + 600 * (j + 1), 60, 5, T0 + 3600
+            )
+            db.transaction(lambda s, r=r: Meters(s).record(r, window), retry_integrity=True)
 
     threads = [threading.Thread(target=submit, args=(k,)) for k in range(8)]
     for t in threads:
@@ -322,8 +329,47 @@ def test_meter_readings_are_idempotent(db: Database) -> None:
         t.join()
     with db.session_scope(write=False) as s:
         assert s.scalar(select(func.count()).select_from(MeterReadingRow)) == 6
-        assert Meters(s).totals([lease.id]) == {lease.id: (600 * gpus + 5 * 60, 1234 + 25)}
+        assert Meters(s).totals([lease.id]) == {lease.id: (600 * gpus + 5 * 60, 234 + 25)}
         assert len(Meters(s).readings(lease.id)) == 6
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "gpu_s", "wh", "now", "field"),
+    [
+        (T0 - 3600, T0 - 3000, 0, 0, T0, "interval_start"),  # before the lease's slot
+        (T0 + 3000, T0 + 4000, 0, 0, T0 + 4000, "interval_end"),  # past the slot's end
+        (T0, T0 + 600, 0, 0, T0 + 100, "interval_end"),  # in the future
+        (0, 1, 0, 0, T0, "interval_start"),  # dated 1970
+        (T0 + 300, T0 + 900, 60, 5, T0 + 900, "interval_start"),  # overlaps [T0, T0 + 600)
+        (T0 + 600, T0 + 1200, 0, 3 * 10**12, T0 + 1200, "energy_wh"),  # physically impossible
+    ],
+)
+def test_readings_must_be_possible_for_their_lease(
+    db: Database, start: int, end: int, gpu_s: int, wh: int, now: int, field: str
+) -> None:
+    seed(db)
+    with db.session_scope() as s:
+        Orders(s).submit(ORDERS[0], T0)
+    result = clear(_market(db))
+    with db.session_scope() as s:
+        lease = Clearings(s).save("c1", T0, 0, 4, result)[0]
+    gpus = lease.allocation.gpus
+    window = LeaseWindow(T0, T0 + 3600, gpus, 700, 1.2)
+    first = MeterReading("a:r1", lease.id, T0, T0 + 600, 600 * gpus, 100, T0 + 600)
+    with db.session_scope() as s:
+        Meters(s).record(first, window)
+        with pytest.raises(ValidationError) as err:
+            Meters(s).record(MeterReading("a:r2", lease.id, start, end, gpu_s, wh, now), window)
+    assert err.value.field == field
+    assert err.value.fix
+    with db.session_scope(write=False) as s:
+        assert Meters(s).readings(lease.id) == [first]
+    # The most the GPUs can use at full board power and the PUE bound is accepted.
+    most = window.max_energy_wh(600)
+    assert most == -(-gpus * 700 * 1.2 * 600 // 3600)
+    ok = MeterReading("a:r3", lease.id, T0 + 600, T0 + 1200, 600 * gpus, most, T0 + 1200)
+    with db.session_scope() as s:
+        assert Meters(s).record(ok, window) == (ok, True)
 
 
 def test_clearing_refuses_an_order_cancelled_meanwhile(db: Database) -> None:

@@ -99,6 +99,7 @@ def list_readings(
             "interval_end": r.interval_end,
             "gpu_seconds": r.gpu_seconds,
             "energy_wh": r.energy_wh,
+            "source": str(r.source),
             "recorded_at": r.recorded_at,
             "new": False,
             "lease_state": str(lease.state),
@@ -134,7 +135,7 @@ def post_reading(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         current = _lease(s, who, lease_id)
         fee = fee_bp(s, ctx.settings.default_fee_bp)
-        out = record_reading(s, ctx.ledger, current, body, who.member_id, fee, now)
+        out = record_reading(s, ctx.ledger, current, body, who.member_id, fee, now, ctx.settings)
         return (201 if out["new"] else 200), out
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
