@@ -57,6 +57,7 @@ from suangu.api.market_energy import MarketEnergy
 from suangu.api.schemas import ReadingIn
 from suangu.api.services import FinalReading, fee_bp, meter_final, settle_done_orders
 from suangu.api.settings import ApiSettings
+from suangu.core import billing
 from suangu.core.energy import accounting
 from suangu.core.energy.model import SiteYear
 from suangu.core.errors import SuanguError, ValidationError
@@ -413,10 +414,11 @@ class _Run:
     def _deposits(self, buyers: list[str]) -> None:
         need: dict[str, int] = defaultdict(int)
         hours = self.grid.slot_hours
+        classes = sorted({p.gpu_class for p in self.sc.pools})
         for s in self.stream.orders:
             if s.submit_slot < self.sc.hours:
                 o = s.order
-                need[o.buyer_id] += o.limit_fen * o.max_gpu_slots(hours) * hours
+                need[o.buyer_id] += billing.max_cost_fen(o, hours, classes)
         for b in buyers:
             if need[b] > 0:
                 self.call(

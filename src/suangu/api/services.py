@@ -6,6 +6,7 @@ time comes in as ``now`` from the app's injected clock.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -78,6 +79,7 @@ from suangu.store.repositories import (
 )
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 FEE_SETTING = "fee_bp"
 #: Most orders one YAML body may hold.
 MAX_YAML_ORDERS = 1000
@@ -583,17 +585,26 @@ def prepare_clearing(
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
-    Orders whose buyer cannot fund the hold (its leases and its data transfer charges) are
-    left out and the market cleared again, so that every allocation saved has its money
-    held. ``adjust`` (the energy model) turns each market into the one cleared;
-    ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
+    Only funded orders enter the solve (:func:`suangu.core.billing.funded_orders`: the
+    buyer's available money covers the order's maximum cost at its limit), so the market is
+    solved once and every allocation saved has its money held. Should a hold still exceed
+    what its buyer has (a pricing rule broken), that order is left out and the market
+    cleared again, as a safety net. ``adjust`` (the energy model) turns each market into the
+    one cleared; ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
     offers = tuple(_remaining_offers(db_read, first, first + n_slots))
-    orders = clearable_orders(db_read, grid, first, first + n_slots)
-    excluded: list[str] = []
+    candidates = clearable_orders(db_read, grid, first, first + n_slots)
+    classes = sorted({p.gpu_class for p in pools})
+    hours = grid.slot_hours
+
+    def cost(order: Order) -> int:
+        return billing.max_cost_fen(order, hours, classes)
+
+    available = _available(db_read, {o.buyer_id for o in candidates})
+    orders, excluded = billing.funded_orders(candidates, available, cost)
     while True:
         market = Market(
             grid,
@@ -625,6 +636,7 @@ def prepare_clearing(
                     unfunded.append(h.user_data)
         if not unfunded:
             return PreparedClearing(clearing_id, first, n_slots, result, holds, sorted(excluded))
+        log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
         excluded += unfunded
         drop = set(unfunded)
         orders = [o for o in orders if o.id not in drop]

@@ -45,7 +45,8 @@ refuses a pool sold by several providers).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.ledger import (
@@ -61,7 +62,14 @@ from suangu.core.ledger import (
     transfer,
     void,
 )
-from suangu.core.types import SECONDS_PER_HOUR, Allocation, ClearingResult
+from suangu.core.types import (
+    SECONDS_PER_HOUR,
+    Allocation,
+    ClearingResult,
+    Order,
+    OrderKind,
+    speed_of,
+)
 
 #: Basis points in one whole (a fee of 10,000 bp takes everything).
 BP_PER_WHOLE = 10_000
@@ -188,6 +196,54 @@ def withdrawal(
 
 # ---------------------------------------------------------------------------------------------
 # Clearing -> holds
+
+
+def max_cost_fen(order: Order, slot_hours: int, classes: Iterable[str] = ()) -> int:
+    """The most ``order`` can be charged by one clearing, data transfer included, given that
+    nobody pays above their limit: ``limit x its most GPU-slots x slot hours``
+    (:meth:`Order.max_gpu_slots`). A batch or service order's limit is per reference
+    GPU-hour of work, so a faster class costs no more in total; a whole-window service order
+    (no ``gpu_hours``) buys GPU time, and a GPU-hour of a class ``speed`` times the reference
+    may cost ``speed x limit``: the fastest of the market's ``classes`` it may use counts."""
+    most = order.limit_fen * order.max_gpu_slots(slot_hours) * slot_hours
+    if (
+        order.kind is not OrderKind.SERVICE
+        or order.gpu_hours
+        or not (order.reference_class or order.speed)
+    ):
+        return most
+    speeds = [1.0]
+    for c in classes:
+        if order.gpu_classes and c not in order.gpu_classes:
+            continue
+        try:
+            speeds.append(speed_of(order, c))
+        except UnknownReferenceError:
+            continue
+    return math.ceil(most * max(speeds))
+
+
+def funded_orders(
+    orders: Sequence[Order], available: Mapping[str, int], cost: Callable[[Order], int]
+) -> tuple[list[Order], list[str]]:
+    """Split ``orders`` into those that may enter a clearing and the ids of those that may not.
+
+    The funding rule: an order enters only when its buyer's available money (posted balance
+    less pending holds) still covers its maximum cost (``cost``, :func:`max_cost_fen`) after
+    the buyer's orders before it, in id order. Every hold the clearing then takes is covered,
+    so a clearing is solved once: an order from a buyer who cannot pay never enters the solve
+    (it stays open, and enters a later clearing once the buyer's money covers it)."""
+    left = dict(available)
+    funded: list[Order] = []
+    unfunded: list[str] = []
+    for order in sorted(orders, key=lambda o: o.id):
+        need = cost(order)
+        if need <= left.get(order.buyer_id, 0):
+            left[order.buyer_id] -= need
+            funded.append(order)
+        else:
+            unfunded.append(order.id)
+    return funded, unfunded
 
 
 def hold_id(clearing_id: str, order_id: str) -> str:

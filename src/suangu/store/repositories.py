@@ -941,6 +941,8 @@ class Clearings:
                     "offered_gpus": p.offered_gpus,
                 }
                 for p in result.prices
+                # A failed clearing found no allocation: its prices say nothing of the market.
+                if result.status is not ClearingStatus.FAILED
             ],
         )
         _insert(
@@ -1184,11 +1186,13 @@ class Clearings:
         return None if row_id is None else self.get(row_id)
 
     def prices(self, pool_id: str, first_slot: int, end_slot: int) -> list[PoolPrice]:
-        """The latest clearing's price of ``pool_id`` for each slot in the range."""
+        """The latest clearing's price of ``pool_id`` for each slot in the range (a failed
+        clearing publishes no prices)."""
+        published = ClearingRow.status != str(ClearingStatus.FAILED)
         latest = (
             select(PriceRow.slot, func.max(ClearingRow.run_at).label("run_at"))
             .join(ClearingRow, ClearingRow.id == PriceRow.clearing_id)
-            .where(PriceRow.pool_id == pool_id, PriceRow.slot >= first_slot)
+            .where(PriceRow.pool_id == pool_id, PriceRow.slot >= first_slot, published)
             .where(PriceRow.slot < end_slot)
             .group_by(PriceRow.slot)
             .subquery()
@@ -1200,7 +1204,7 @@ class Clearings:
                 latest,
                 (latest.c.slot == PriceRow.slot) & (latest.c.run_at == ClearingRow.run_at),
             )
-            .where(PriceRow.pool_id == pool_id)
+            .where(PriceRow.pool_id == pool_id, published)
             .order_by(PriceRow.slot, ClearingRow.id.desc())
         )
         out: dict[int, PoolPrice] = {}

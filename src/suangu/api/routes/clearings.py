@@ -119,8 +119,9 @@ def run_clearing(
 ) -> JSONResponse:
     """Clear the open orders and offers now, hold the buyers' money, store the leases.
 
-    Orders whose buyer cannot fund its hold are left out (``excluded_orders``) and the market
-    is cleared again without them. Partly filled batch and service orders bid again for the
+    Orders whose buyer cannot fund their maximum cost are left out (``excluded_orders``: the
+    funding rule of :func:`suangu.core.billing.funded_orders`) before the market is solved,
+    so it is solved once. Partly filled batch and service orders bid again for the
     rest of their work; sites with energy data get modelled green shares.
     """
     spec = body or schemas.ClearingIn()
