@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from suangu.api import schemas
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
-from suangu.core import billing
+from suangu.core import billing, lifecycle
 from suangu.core.clearing import clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
@@ -71,11 +71,8 @@ from suangu.store.repositories import (
     OfferRecord,
     OrderRecord,
     Orders,
-    min_step,
     order_record,
     rowcount,
-    work_done,
-    work_left,
 )
 
 R = TypeVar("R")
@@ -451,14 +448,13 @@ class PreparedClearing:
 def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
     """Open offers over the horizon, less what earlier clearings sold of them (only the
     horizon's slots are read)."""
-    sold: dict[tuple[str, int], int] = {
-        (o, t): int(g)
-        for o, t, g in s.execute(
-            select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
-            .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
-            .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
-        )
-    }
+    sold: dict[str, dict[int, int]] = defaultdict(dict)
+    for o, t, g in s.execute(
+        select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
+        .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
+        .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+    ):
+        sold[o][t] = int(g)
     slots: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     owner: dict[str, tuple[str, str]] = {}
     for offer_id, provider_id, pool_id, slot, gpus, reserve in s.execute(
@@ -479,22 +475,21 @@ def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
         .order_by(OfferRow.id, OfferSlotRow.slot)
     ):
         owner[offer_id] = (provider_id, pool_id)
-        slots[offer_id].append((slot, max(0, gpus - sold.get((offer_id, slot), 0)), reserve))
+        slots[offer_id].append((slot, gpus, reserve))
     out = []
     for offer_id, rows in slots.items():
-        if not any(g for _, g, _ in rows):
-            continue
         provider_id, pool_id = owner[offer_id]
-        out.append(
-            Offer(
-                offer_id,
-                provider_id,
-                pool_id,
-                rows[0][0],
-                tuple(g for _, g, _ in rows),
-                tuple(r for _, _, r in rows),
-            )
+        listed = Offer(
+            offer_id,
+            provider_id,
+            pool_id,
+            rows[0][0],
+            tuple(g for _, g, _ in rows),
+            tuple(r for _, _, r in rows),
         )
+        left = lifecycle.remaining(listed, sold.get(offer_id, {}), first, end)
+        if left is not None:
+            out.append(left)
     return out
 
 
@@ -512,32 +507,9 @@ def _available(s: Session, buyers: Iterable[str]) -> dict[str, int]:
 MarketHook = Callable[[Market], Market]
 
 
-def _reopened(order: Order, done: float, last_slot: int, first: int, step: float) -> Order | None:
-    """What is left of a partly filled order for a clearing from slot ``first`` on, or None.
-
-    As in the simulation (:mod:`suangu.sim.simulate`): a gang order never reopens; a batch or
-    service order bids for its remaining work in the slots after the last slot it holds (a
-    core order allows ``gpus`` GPUs in every slot, so earlier slots are not bid for again).
-    ``done`` is the work allocated so far in reference GPU-hours (speed x GPU-hours); ``step``
-    the least work one GPU-slot does for the order (:func:`min_step`): less left than that,
-    or less than one GPU-hour, and the order does not reopen.
-    """
-    if order.kind is OrderKind.GANG:
-        return None
-    release = max(order.release_slot, first, last_slot + 1)
-    if release >= order.deadline_slot:
-        return None
-    if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
-        return replace(order, release_slot=release)
-    left = work_left(order, done, step)
-    if left is None:
-        return None
-    return replace(order, release_slot=release, gpu_hours=left)
-
-
 def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[Order]:
     """The orders a clearing of ``[first, end)`` takes: open ones, and the rest of partly
-    filled batch and service orders (see :func:`_reopened`), by id."""
+    filled batch and service orders (see :func:`suangu.core.lifecycle.reopened`), by id."""
     orders = Orders(s).open_orders(first, end)
     partly = (
         OrderRow.status == str(OrderStatus.PARTIALLY),
@@ -561,11 +533,13 @@ def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[O
     for row in s.scalars(select(OrderRow).where(*partly)):
         order = order_record(row).order
         got = held.get(row.id, [])
-        done = work_done(order, [(c, n) for c, n, _ in got], hours)
+        done = lifecycle.work_done(order, [(c, n) for c, n, _ in got], hours)
         last = max((t for _, _, t in got), default=-1)
         if (order.reference_class or order.speed) and classes is None:
             classes = list(s.scalars(select(PoolRow.gpu_class).distinct()))
-        rest = _reopened(order, done, last, first, min_step(order, classes or [], hours))
+        rest = lifecycle.reopened(
+            order, done, last, first, lifecycle.steps(order, classes or [], hours)[0]
+        )
         if rest is not None:
             orders.append(rest)
     return sorted(orders, key=lambda o: o.id)

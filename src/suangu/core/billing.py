@@ -205,6 +205,8 @@ def max_cost_fen(order: Order, slot_hours: int, classes: Iterable[str] = ()) -> 
     GPU-hour of work, so a faster class costs no more in total; a whole-window service order
     (no ``gpu_hours``) buys GPU time, and a GPU-hour of a class ``speed`` times the reference
     may cost ``speed x limit``: the fastest of the market's ``classes`` it may use counts."""
+    if order.kind is OrderKind.BATCH and (order.reference_class or order.speed):
+        return order.limit_fen * order.gpu_hours  # no GPU-hour costs more than limit x speed
     most = order.limit_fen * order.max_gpu_slots(slot_hours) * slot_hours
     if (
         order.kind is not OrderKind.SERVICE

@@ -84,7 +84,7 @@ from typing import Any
 
 import numpy as np
 
-from suangu.core import billing
+from suangu.core import billing, lifecycle
 from suangu.core.clearing import clear
 from suangu.core.clearing.checks import check_clearing
 from suangu.core.energy import accounting, hooks
@@ -382,14 +382,9 @@ class _OrderState:
     def work_left(self) -> float:
         return self.order.gpu_hours - self.done
 
-    @property
-    def filled(self) -> bool:
-        """Batch work: less is left than one GPU-slot of the fastest class it may use does
-        (whole GPU-slots cannot do less: the rest is the rounding of the hourly grid; without
-        speeds, exactly the old rule ``allocated >= full``). Others: every GPU-slot given."""
-        if self.order.kind is OrderKind.BATCH:
-            return self.done > 0 and self.work_left < self.max_step - 1e-9
-        return self.allocated >= self.full > 0
+    def filled(self, slot_hours: int) -> bool:
+        """The lifecycle's one fill rule (:func:`suangu.core.lifecycle.is_filled`)."""
+        return lifecycle.is_filled(self.order, self.done, self.allocated, self.min_step, slot_hours)
 
     @property
     def order(self) -> Order:
@@ -409,14 +404,6 @@ class _Hold:
 
 #: Firm-order protection: a firm order is captive when at most this many pools can serve it.
 CAPTIVE_POOLS = 2
-
-
-def _max_spend(order: Order, slot_hours: int) -> int:
-    """The most an order can cost at its limit, fen (with speeds: its limit per reference
-    GPU-hour times its work, as no GPU-hour costs more than ``limit x speed``)."""
-    if order.kind is OrderKind.BATCH and (order.reference_class or order.speed):
-        return order.limit_fen * order.gpu_hours
-    return order.limit_fen * order.max_gpu_slots(slot_hours) * slot_hours
 
 
 def _p95(values: Sequence[float]) -> float:
@@ -571,9 +558,10 @@ class _Simulation:
                 fix="member ids must differ between buyers and providers",
             )
         need: dict[str, int] = defaultdict(int)
+        classes = sorted({p.gpu_class for p in self.sc.pools})
         for s in self.states:
             if s.stream.submit_slot < self.sc.hours:
-                need[s.order.buyer_id] += _max_spend(s.order, self.hours)
+                need[s.order.buyer_id] += billing.max_cost_fen(s.order, self.hours, classes)
         self.deposits = sum(need.values())
         self._submit(
             [billing.deposit(f"deposit-{b}", b, need[b]) for b in buyers if need[b] > 0],
@@ -620,35 +608,18 @@ class _Simulation:
                     width * (order.deadline_slot - start) > room
                 ):
                     release, gpus = start, width
-            if release >= order.deadline_slot:
+            rest = lifecycle.reopened(
+                order, st.done, st.last_slot, h, st.min_step, release=release, gpus=gpus
+            )
+            if rest is None:
                 st.closed = True
                 continue
-            if order.kind is OrderKind.GANG:
-                if order.deadline_slot - release < order.duration_slots:
-                    st.closed = True
-                    continue
-                out.append(replace(order, release_slot=release))
-                continue
-            if order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
-                out.append(replace(order, release_slot=release, gpus=gpus))
-                continue
-            left = math.floor(st.work_left + 1e-9)
-            if st.work_left < st.min_step - 1e-9 or left < 1:
-                st.closed = True
-                continue
-            out.append(replace(order, release_slot=release, gpus=gpus, gpu_hours=left))
+            out.append(rest)
         return out
 
     def _steps(self, order: Order) -> tuple[float, float]:
-        """The least and most work one GPU-slot does for ``order``: slot hours x the speed of
-        its slowest and fastest class in the scenario."""
-        if not (order.reference_class or order.speed):
-            return float(self.hours), float(self.hours)
-        classes = {p.gpu_class for p in self.sc.pools}
-        if order.gpu_classes:
-            classes &= order.gpu_classes
-        speeds = [speed_of(order, c) for c in classes] or [1.0]
-        return min(speeds) * self.hours, max(speeds) * self.hours
+        """The least and most work one GPU-slot does for ``order`` in the scenario."""
+        return lifecycle.steps(order, {p.gpu_class for p in self.sc.pools}, self.hours)
 
     def _open_offers(
         self, h: int, end: int, held: dict[tuple[str, int], int] | None = None
@@ -658,11 +629,10 @@ class _Simulation:
         left: dict[str, list[int]] = {}
         for offer in self.sc.offers:
             lo, hi = max(offer.start_slot, h), min(offer.end_slot, end)
-            if hi > lo:
-                left[offer.id] = [
-                    offer.gpus[s - offer.start_slot] - self.sold[(offer.id, s)]
-                    for s in range(lo, hi)
-                ]
+            sold = {s: self.sold[(offer.id, s)] for s in range(lo, hi)}
+            rest = lifecycle.remaining(offer, sold, h, end)
+            if rest is not None:
+                left[offer.id] = list(rest.gpus)
         for (pool_id, s), gpus in sorted((held or {}).items()):
             cheapest = sorted(
                 (o.reserve_fen[s - o.start_slot], o.id, o.start_slot)
@@ -1007,11 +977,11 @@ class _Simulation:
                 waits.append(float((st.first_slot - st.stream.submit_slot) * self.hours))
             if st.order.id in self.firm and st.order.deadline_slot <= span:
                 firm += 1
-                missed += not st.filled
-                unservable += not st.filled and not self._feasible_pools(st)
+                missed += not st.filled(self.hours)
+                unservable += not st.filled(self.hours) and not self._feasible_pools(st)
             row = kinds[st.order.kind.value]
             row["total"] += 1
-            if st.filled:
+            if st.filled(self.hours):
                 filled += 1
                 row["filled"] += 1
             elif st.allocated > 0:

@@ -29,6 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from suangu.core.ledger import AccountKind, Asset, PendingStatus, TransferCode
+
+# The lifecycle's states are the core's (re-exported for the store's users).
+from suangu.core.lifecycle import LeaseState as LeaseState
+from suangu.core.lifecycle import OfferStatus as OfferStatus
+from suangu.core.lifecycle import OrderStatus as OrderStatus
 from suangu.core.metering import ReadingSource
 from suangu.core.types import ClearingStatus, OrderKind
 
@@ -52,27 +57,6 @@ class Role(StrEnum):
     PROVIDER = "provider"
     BUYER = "buyer"
     AUDITOR = "auditor"
-
-
-class OrderStatus(StrEnum):
-    OPEN = "open"
-    CLEARED = "cleared"
-    PARTIALLY = "partially"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-
-class OfferStatus(StrEnum):
-    OPEN = "open"
-    WITHDRAWN = "withdrawn"
-
-
-class LeaseState(StrEnum):
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SETTLED = "settled"
 
 
 def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:

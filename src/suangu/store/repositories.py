@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,13 @@ from sqlalchemy.orm import Session
 from suangu.core import gpus as gpu_catalogue
 from suangu.core.billing import pool_providers
 from suangu.core.errors import UnknownReferenceError, ValidationError
+from suangu.core.lifecycle import (
+    CLEARABLE,
+    LEASE_TRANSITIONS,
+    is_filled,
+    steps,
+    work_done,
+)
 from suangu.core.metering import CLOCK_TOLERANCE_S, LeaseWindow, ReadingSource, check_reading
 from suangu.core.types import (
     Allocation,
@@ -44,7 +50,6 @@ from suangu.core.types import (
     Site,
     TimeGrid,
     Transfer,
-    speed_of,
 )
 from suangu.store.db import TransientConflict
 from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
@@ -170,16 +175,7 @@ class MeterReading:
 
 
 #: Order statuses a clearing may allocate to.
-_CLEARABLE = (str(OrderStatus.OPEN), str(OrderStatus.PARTIALLY))
-
-#: Lease states a lease may move to from each state.
-LEASE_TRANSITIONS: Mapping[LeaseState, frozenset[LeaseState]] = {
-    LeaseState.SCHEDULED: frozenset({LeaseState.RUNNING, LeaseState.FAILED}),
-    LeaseState.RUNNING: frozenset({LeaseState.COMPLETED, LeaseState.FAILED}),
-    LeaseState.COMPLETED: frozenset({LeaseState.SETTLED}),
-    LeaseState.FAILED: frozenset({LeaseState.SETTLED}),
-    LeaseState.SETTLED: frozenset(),
-}
+_CLEARABLE = tuple(sorted(str(x) for x in CLEARABLE))
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -798,42 +794,6 @@ class Orders:
 # -- clearings, prices, leases ----------------------------------------------------------------
 
 
-def weighted(order: Order) -> bool:
-    """Whether ``order``'s work is counted in reference GPU-hours (a batch or service order
-    of some GPU-hours with a reference class or speeds): a GPU-hour of class c does
-    ``speed_of(order, c)`` of it."""
-    return bool(order.reference_class or order.speed) and (
-        order.kind is OrderKind.BATCH or (order.kind is OrderKind.SERVICE and order.gpu_hours > 0)
-    )
-
-
-def work_done(order: Order, got: Iterable[tuple[str, int]], slot_hours: int) -> float:
-    """Reference GPU-hours done by ``got``: ``(GPU class, GPU-slots)`` pairs."""
-    return sum(speed_of(order, c) * n * slot_hours for c, n in got)
-
-
-def min_step(order: Order, classes: Iterable[str], slot_hours: int) -> float:
-    """The least work one GPU-slot does for ``order``: slot hours x the speed of its slowest
-    class among ``classes`` (the exchange's pools' classes), as :mod:`suangu.sim.simulate`
-    counts it."""
-    if not (order.reference_class or order.speed):
-        return float(slot_hours)
-    eligible = set(classes)
-    if order.gpu_classes:
-        eligible &= order.gpu_classes
-    return min([speed_of(order, c) for c in eligible] or [1.0]) * slot_hours
-
-
-def work_left(order: Order, done: float, step: float) -> int | None:
-    """The whole reference GPU-hours of work an order still bids for after ``done``, or
-    None when what is left is less than one GPU-slot does (``step``) or one GPU-hour."""
-    rest = order.gpu_hours - done
-    left = math.floor(rest + 1e-9)
-    if rest < step - 1e-9 or left < 1:
-        return None
-    return left
-
-
 def lease_id(clearing_id: str, a: Allocation) -> str:
     return f"{clearing_id}:{a.order_id}:{a.pool_id}:{a.slot}"
 
@@ -1099,15 +1059,12 @@ class Clearings:
                 raise _not_found("order", order_id, "allocations.order_id")
             order = _to_order(row).order
             mine = got.get(order_id, [])
-            if weighted(order):
-                if classes is None:
-                    classes = list(self.s.scalars(select(PoolRow.gpu_class).distinct()))
-                left = work_left(
-                    order, work_done(order, mine, hours), min_step(order, classes, hours)
-                )
-                filled = left is None
-            else:
-                filled = sum(n for _, n in mine) >= order.max_gpu_slots(hours)
+            if (order.reference_class or order.speed) and classes is None:
+                classes = list(self.s.scalars(select(PoolRow.gpu_class).distinct()))
+            step, _ = steps(order, classes or [], hours)
+            filled = is_filled(
+                order, work_done(order, mine, hours), sum(n for _, n in mine), step, hours
+            )
             status = OrderStatus.CLEARED if filled else OrderStatus.PARTIALLY
             by_status.setdefault(status, []).append(order_id)
         for status, order_ids in sorted(by_status.items()):

@@ -8,11 +8,9 @@ from typing import Any
 import pytest
 
 from suangu.api import orderbatch
-from suangu.api.services import _reopened
 from suangu.core import billing
 from suangu.core.types import Order, OrderKind, speed_of
 from suangu.store.models import Role
-from suangu.store.repositories import min_step
 
 from .conftest import EPOCH, NOW_SLOT, Api
 
@@ -334,17 +332,5 @@ def test_speed_weighted_orders_clear_and_reopen_by_work(api: Api) -> None:
     assert ok(api.call("GET", "/clearings/c3", "audit"))["allocations"] == []
 
 
-def test_reopened_counts_work_in_reference_hours() -> None:
-    plain = Order("o", "b", OrderKind.BATCH, 2, 0, 10, 100, gpu_hours=8)
-    assert min_step(plain, ["H100-SXM-80GB"], 1) == 1.0
-    rest = _reopened(plain, 6.0, 2, 3, 1.0)
-    assert rest is not None and (rest.gpu_hours, rest.release_slot) == (2, 3)
-    assert _reopened(plain, 7.5, 2, 3, 1.0) is None  # half a GPU-hour left
-    fast = Order("o", "b", OrderKind.BATCH, 2, 0, 10, 100, gpu_hours=8, reference_class="A800")
-    step = min_step(fast, ["H100-SXM-80GB", "A800-SXM-80GB"], 1)
-    assert step == pytest.approx(1.0)  # the slowest class, A800, does one hour per slot
-    assert min_step(fast, ["H100-SXM-80GB"], 1) == pytest.approx(989.4 / 312.0)
-    assert _reopened(fast, 8 - 2.5, 2, 3, 989.4 / 312.0) is None
-    rest = _reopened(fast, 8 - 3.5, 2, 3, 989.4 / 312.0)
-    assert rest is not None and rest.gpu_hours == 3
+def test_the_network_account_has_its_name() -> None:
     assert billing.exchange_network_account() == "exchange:network:CNY"
