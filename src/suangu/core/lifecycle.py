@@ -35,11 +35,23 @@ clearings sold of it.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from suangu.core.types import Offer, Order, OrderKind, speed_of
+from suangu.core.types import (
+    Allocation,
+    ClearingResult,
+    Market,
+    Offer,
+    OfferFill,
+    Order,
+    OrderKind,
+    Transfer,
+    speed_of,
+    transfer_slots,
+)
 
 
 class OrderStatus(StrEnum):
@@ -173,3 +185,150 @@ def remaining(offer: Offer, sold: Mapping[int, int], first: int, end: int) -> Of
         return None
     reserve = offer.reserve_fen[lo - offer.start_slot : hi - offer.start_slot]
     return Offer(offer.id, offer.provider_id, offer.pool_id, lo, free, reserve)
+
+
+# -- commit late, plan early ----------------------------------------------------------------------
+
+#: The default firmness horizon: the slot about to start.
+DEFAULT_FIRM_SLOTS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """A clearing split by the firmness rule (:func:`commit`)."""
+
+    #: What becomes firm now (leases, sold capacity, held money): the clearing's allocations
+    #: inside the firmness horizon and every started gang's whole run, with the offer fills
+    #: and data transfers that serve them and their welfare; prices as cleared.
+    firm: ClearingResult
+    #: The rest: the buyers' planned schedule at this clearing's prices, which the next
+    #: clearing plans again with whatever orders have arrived meanwhile.
+    planned: tuple[Allocation, ...]
+
+
+def commit(result: ClearingResult, market: Market, firm_slots: int | None) -> Commitment:
+    """Commit late, plan early: split ``result`` (a clearing of ``market``) into what is firm
+    now and what stays a plan.
+
+    An allocation is firm when its slot is within ``firm_slots`` slots of the market's first
+    slot (the operator's firmness horizon; None: everything is firm, the commit-at-once rule),
+    plus the slots its input data takes to reach the pool's region: work planned right after
+    its data arrives is firm, because the transfer starts when the clearing decides (left
+    as a plan, every later clearing would restart the transfer and push the work back).
+    A gang whose run starts inside the horizon is firm whole (a started gang keeps its run);
+    one that starts later stays planned whole. An order with a minimum green share is served
+    whole the same way: its share, and the prices that make its payment individually
+    rational, hold over all of its slots together. The firm part carries:
+
+    * the offer fills that serve its allocations: every fill of a slot inside the horizon,
+      and beyond it the firm gangs' GPUs of each pool-slot, taken from the pool's cheapest
+      offers first (by reserve, then offer id);
+    * each order's data transfers in proportion to its firm work in the far region (GB and
+      charges scaled, charges rounded down to whole fen as the clearing rounds them);
+    * its welfare: ``sum limit x speed x GPU-hours - reserves of its fills - carrier charges``
+      (the clearing's definition, restricted to the firm part).
+
+    Prices, link prices and rejected gangs are the clearing's own.
+    """
+    if firm_slots is None:
+        return Commitment(result, ())
+    cutoff = market.first_slot + firm_slots
+    hours = result.slot_hours
+    orders = {o.id: o for o in market.orders}
+    by_order: dict[str, list[Allocation]] = defaultdict(list)
+    for a in result.allocations:
+        by_order[a.order_id].append(a)
+    region = {s.id: s.region for s in market.sites}
+    pool_region = {p.id: region.get(p.site_id, "") for p in market.pools}
+    links = {link.key: link for link in market.links}
+    slot_seconds = market.grid.slot_seconds
+
+    def delay(order: Order | None, pool_id: str) -> int:
+        """Slots its data takes to reach the pool: a transfer that must start now to serve a
+        planned slot makes that slot firm (the data leaves home when the clearing decides)."""
+        if order is None or not order.data_gb or not order.home:
+            return 0
+        far = pool_region[pool_id]
+        if far == order.home:
+            return 0
+        return transfer_slots(order, links.get((order.home, far)), slot_seconds)
+
+    def is_firm(a: Allocation) -> bool:
+        order = orders.get(a.order_id)
+        horizon = cutoff + delay(order, a.pool_id)
+        if order is not None and (order.kind is OrderKind.GANG or order.min_green_share > 0):
+            # Served whole: a gang's run, or work whose green share is an average over all
+            # of its slots (its prices are individually rational only in total).
+            return min(x.slot - delay(order, x.pool_id) for x in by_order[a.order_id]) < cutoff
+        return a.slot < horizon
+
+    firm = tuple(a for a in result.allocations if is_firm(a))
+    planned = tuple(a for a in result.allocations if not is_firm(a))
+    if not planned:
+        return Commitment(result, ())
+    # Fills: all of a slot inside the horizon; beyond it, the firm gangs' GPUs per pool-slot.
+    late: dict[tuple[str, int], int] = defaultdict(int)
+    for a in firm:
+        if a.slot >= cutoff:
+            late[(a.pool_id, a.slot)] += a.gpus
+    fills: list[OfferFill] = [f for f in result.fills if f.slot < cutoff]
+    by_cell: dict[tuple[str, int], list[OfferFill]] = defaultdict(list)
+    for f in result.fills:
+        if f.slot >= cutoff and (f.pool_id, f.slot) in late:
+            by_cell[(f.pool_id, f.slot)].append(f)
+    for cell, need in sorted(late.items()):
+        for f in sorted(by_cell[cell], key=lambda f: (f.reserve_fen, f.offer_id)):
+            take = min(need, f.gpus)
+            if take > 0:
+                fills.append(replace(f, gpus=take))
+                need -= take
+    fills.sort(key=lambda f: (f.offer_id, f.slot))
+    # Transfers, in proportion to the firm work at the far end.
+    pool_class = {p.id: p.gpu_class for p in market.pools}
+
+    def work(allocations: Iterable[Allocation]) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = defaultdict(float)
+        for a in allocations:
+            order = orders.get(a.order_id)
+            speed = speed_of(order, pool_class[a.pool_id], market.catalogue) if order else 1.0
+            out[(a.order_id, pool_region[a.pool_id])] += speed * a.gpus
+        return out
+
+    all_work, firm_work = work(result.allocations), work(firm)
+    transfers: list[Transfer] = []
+    for t in result.transfers:
+        total = all_work.get((t.order_id, t.to_region), 0.0)
+        mine = firm_work.get((t.order_id, t.to_region), 0.0)
+        if mine <= 0 or total <= 0:
+            continue
+        if mine >= total:
+            transfers.append(t)
+            continue
+        gb = t.gb * mine / total
+        transfers.append(
+            replace(
+                t,
+                gb=gb,
+                carrier_fen=math.floor(gb * t.transfer_fen_per_gb + 1e-9),
+                congestion_fen=math.floor(gb * t.congestion_fen_per_gb + 1e-9),
+            )
+        )
+    value = 0.0
+    for a in firm:
+        order = orders.get(a.order_id)
+        limit = order.limit_fen if order else a.price_fen
+        speed = speed_of(order, pool_class[a.pool_id], market.catalogue) if order else 1.0
+        value += limit * speed * a.gpus * hours
+    reserves = sum(f.reserve_fen * f.gpus for f in fills) * hours
+    carriers = sum(t.carrier_fen for t in transfers)
+    welfare = math.floor(value + 1e-6) - reserves - carriers
+    return Commitment(
+        replace(
+            result,
+            allocations=firm,
+            fills=tuple(fills),
+            transfers=tuple(transfers),
+            welfare_fen=welfare,
+        ),
+        planned,
+    )

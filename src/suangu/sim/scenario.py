@@ -34,6 +34,9 @@ Scenario (YAML)
          price_per_gb: 0.06}                                # yuan per GB moved (<= 2 decimals)
     time_preference: 0.01           # default 0: yuan per GPU-hour per slot of delay
     protect_firm_hours: 24          # default 0 (off): firm-order protection's look-back
+    firm_slots: 1                   # default null: slots of each clearing that become firm
+                                    # (leases); later slots are a plan the next clearing
+                                    # re-plans; null: every allocation is firm at once
 
 With ``energy.model`` true, each site uses the packaged energy-data site named by its
 ``energy_site`` (default: its own id; the ids are the keys of ``suangu/data/energy/sites.yaml``),
@@ -394,6 +397,9 @@ class ScenarioSpec(_Spec):
     #: hours of history behind the ``suangu`` policy's firm-order protection; 0 = none
     #: (see :mod:`suangu.sim.simulate`).
     protect_firm_hours: int = Field(default=0, ge=0, le=MAX_HOURS)
+    #: the firmness horizon: slots of each clearing that become firm (commit late, plan
+    #: early; :func:`suangu.core.lifecycle.commit`); None: every allocation is firm at once.
+    firm_slots: int | None = Field(default=None, ge=1, le=MAX_LOOKAHEAD)
 
 
 class OrderSpec(_Spec):
@@ -472,6 +478,7 @@ _FIX: Mapping[str, str] = {
     "lookahead": "the clearing horizon in slots, e.g. 24",
     "time_preference": "yuan per GPU-hour per slot of delay, e.g. 0.01 (0 = none)",
     "protect_firm_hours": "hours of firm demand the protection looks back on, e.g. 24 (0 = off)",
+    "firm_slots": "slots of each clearing that become firm, e.g. 1 (null: all at once)",
     "exchange_fee_bps": "the fee in basis points: 300 = 3%",
     "utc_offset_hours": "hours east of UTC of the daily profiles' clock: 8 for China",
     "id": "give every object a unique id without leading or trailing spaces",
@@ -594,6 +601,8 @@ class Scenario:
     links: tuple[Link, ...] = ()
     #: hours of history behind the ``suangu`` policy's firm-order protection (0 = off)
     protect_firm_hours: int = 0
+    #: the firmness horizon in slots (None: every allocation is firm at once)
+    firm_slots: int | None = None
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -1016,6 +1025,7 @@ def _convert_scenario(spec: ScenarioSpec, file: str, lines: Mapping[Loc, int]) -
         links=_links(spec, {s.region for s in sites}, file, lines),
         delay_fen=spec.time_preference,
         protect_firm_hours=spec.protect_firm_hours,
+        firm_slots=spec.firm_slots,
     )
 
 

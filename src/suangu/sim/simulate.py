@@ -303,6 +303,18 @@ class SimulationReport:
     #: of those missed, orders no single pool could serve alone at their limit in their window
     #: (:func:`suangu.core.network.feasible_pools`)
     firm_unservable: int = 0
+    #: orders whose deadline falls within the span, and of those the ones filled by it
+    deadline_orders: int = 0
+    deadlines_met: int = 0
+    #: GPU-hours allocated to orders (deadline within the span) that then missed it: work
+    #: that served nothing when a job needs all of its work by its deadline
+    wasted_gpu_hours: float = 0.0
+    #: the firmness horizon the clearings committed (None: every allocation at once)
+    firm_slots: int | None = None
+
+    @property
+    def deadline_share(self) -> float:
+        return self.deadlines_met / self.deadline_orders if self.deadline_orders else 0.0
 
     @property
     def net_welfare_fen(self) -> int:
@@ -337,6 +349,7 @@ class SimulationReport:
         data["orders_waited"] = len(waits)
         data["net_welfare_fen"] = self.net_welfare_fen
         data["fill_rate"] = round(self.fill_rate, 4)
+        data["deadline_share"] = round(self.deadline_share, 4)
         data["transfer_gb"] = round(self.transfer_gb, 1)
         data["work_asked_h"] = round(self.work_asked_h, 1)
         data["work_done_h"] = round(self.work_done_h, 1)
@@ -767,10 +780,12 @@ class _Simulation:
         self.methods[result.method] += 1
         if result.status is ClearingStatus.FAILED:
             return wall, solve, True
+        problems = check_clearing(market, result, uniform_prices=uniform)
+        # Commit late, plan early: what lies beyond the firmness horizon stays a plan that
+        # the next clearing plans again (a started gang keeps its run).
+        result = lifecycle.commit(result, market, self.sc.firm_slots).firm
         settlement = settle(result)
-        problems = check_clearing(market, result, uniform_prices=uniform) + check_settlement(
-            market, result, settlement
-        )
+        problems += check_settlement(market, result, settlement)
         if problems:
             raise SimulationError(
                 f"the clearing at slot {h} broke {len(problems)} rule(s): "
@@ -967,10 +982,18 @@ class _Simulation:
         asked = done = 0.0
         waits: list[float] = []
         firm = missed = unservable = 0
+        due = met = 0
+        wasted = 0.0
         for st in self.states:
             if st.stream.submit_slot >= span:
                 after += 1
                 continue
+            if st.order.deadline_slot <= span:
+                due += 1
+                if st.filled(self.hours):
+                    met += 1
+                else:
+                    wasted += st.allocated * self.hours
             asked += _asked(st.order, self.hours)
             done += st.done if st.order.kind is OrderKind.BATCH else st.allocated * self.hours
             if st.first_slot >= 0:
@@ -1046,6 +1069,10 @@ class _Simulation:
             firm_orders=firm,
             firm_missed=missed,
             firm_unservable=unservable,
+            deadline_orders=due,
+            deadlines_met=met,
+            wasted_gpu_hours=wasted,
+            firm_slots=self.sc.firm_slots,
         )
 
     def _energy_summary(self) -> EnergySummary | None:
