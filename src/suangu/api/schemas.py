@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from suangu.core.text import check_name
 from suangu.core.types import (
     MAX_DATA_GB,
     MAX_GPUS,
@@ -27,8 +28,9 @@ T = TypeVar("T")
 #: Ids chosen by clients: letters, digits, ``.``, ``_`` and ``-`` (no ``:``: ids are joined
 #: with it in lease and transfer ids).
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Label = Annotated[str, Field(max_length=200)]
+#: Names people read: no control or bidirectional characters (:mod:`suangu.core.text`).
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_name)]
+Label = Annotated[str, Field(max_length=200), AfterValidator(check_name)]
 Slot = Annotated[int, Field(ge=0, le=2**31)]
 MAX_SLOTS = 24 * 366
 MAX_AMOUNT_FEN = 10**12

@@ -24,8 +24,9 @@ from typing import Any, Generic, TypeVar, cast
 from sqlalchemy import CursorResult, Insert, Result, Table, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from suangu.core.billing import pool_providers
+from suangu.core.billing import RESERVED_MEMBER_IDS, pool_providers, reserved_member_id
 from suangu.core.errors import ValidationError
+from suangu.core.text import unsafe_char
 from suangu.core.types import (
     Allocation,
     ClearingResult,
@@ -273,6 +274,21 @@ class Members:
     def create(self, member_id: str, name: str, role: Role | str, now: int) -> Member:
         if not member_id or not member_id.strip():
             raise ValidationError("must not be empty", field="id", fix="name the member")
+        if unsafe_char(name) is not None or not name.strip():
+            raise ValidationError(
+                f"must be plain text, not empty, without control or bidirectional characters "
+                f"(found {unsafe_char(name) or 'only spaces'})",
+                field="name",
+                fix="give the member's name as plain text",
+            )
+        if reserved_member_id(member_id):
+            raise ValidationError(
+                f"{member_id!r} is reserved for the exchange's internal accounts",
+                field="id",
+                fix="choose another member id (reserved: "
+                + ", ".join(sorted(RESERVED_MEMBER_IDS))
+                + ")",
+            )
         member = Member(member_id, name, _enum(Role, role, "role"), now)
         existing = self.s.get(MemberRow, member_id)
         if existing is not None:
