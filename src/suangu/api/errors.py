@@ -185,22 +185,22 @@ def document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def allowed_methods(app: Any, scope: dict[str, Any]) -> list[str]:
-    """The methods of every route of ``app`` whose path matches the request's (what ``Allow``
-    of a 405 says: the same set as the OpenAPI document's path)."""
-    from starlette.routing import Match
+def allowed_methods(app: Any, path: str) -> list[str] | None:
+    """The methods that ``app``'s OpenAPI document lists for the path templates matching
+    ``path`` (what ``Allow`` of a 405 says: ``/orders/yaml`` takes ``POST`` and, as an
+    order id, ``GET``), or None if no documented path matches."""
+    import re
 
-    methods: set[str] = set()
-    for route in app.routes:
-        route_methods = getattr(route, "methods", None)
-        if not route_methods:
-            continue
-        probe = dict(scope, method=next(iter(route_methods)))
-        match, _ = route.matches(probe)
-        if match is Match.FULL:
-            methods |= set(route_methods)
-    methods.discard("HEAD")
-    return sorted(methods)
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, item in app.openapi().get("paths", {}).items():
+            parts = re.split(r"(\{[^}/]+\})", template)
+            regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            table.append((re.compile(regex + "$"), sorted(m.upper() for m in item)))
+        app.state.allow_table = table
+    found = [set(methods) for regex, methods in table if regex.match(path)]
+    return sorted(set().union(*found)) if found else None
 
 
 def status_of(err: BaseException) -> tuple[int, str]:
@@ -325,7 +325,9 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
         headers = dict(err.headers) if err.headers else {}
         if err.status_code == 405:
-            headers["Allow"] = ", ".join(allowed_methods(request.app, dict(request.scope)))
+            methods = allowed_methods(request.app, request.url.path)
+            if methods is not None:
+                headers["Allow"] = ", ".join(methods)
         return problem(
             err.status_code,
             str(err.detail),

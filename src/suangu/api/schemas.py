@@ -31,8 +31,11 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-
 #: Names people read: no control or bidirectional characters (:mod:`suangu.core.text`).
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_name)]
 Label = Annotated[str, Field(max_length=200), AfterValidator(check_name)]
-Slot = Annotated[int, Field(ge=0, le=2**31)]
 MAX_SLOTS = 24 * 366
+#: The last slot a client may name: every slot derived from it (an offer's slots, a
+#: clearing's horizon, an order's window) still fits the database's 32-bit integers.
+MAX_SLOT = 2**31 - 1 - 2 * MAX_SLOTS
+Slot = Annotated[int, Field(ge=0, le=MAX_SLOT)]
 MAX_AMOUNT_FEN = 10**12
 
 

@@ -28,7 +28,7 @@ from suangu.api.context import ApiContext
 from suangu.api.errors import PayloadTooLarge, UnsupportedMediaType
 from suangu.api.idempotency import fingerprint, respond, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
-from suangu.api.services import MAX_YAML_BYTES, order_from_json, order_out, orders_from_yaml
+from suangu.api.services import order_from_json, order_out, orders_from_yaml
 from suangu.core.errors import ValidationError
 from suangu.core.types import Order
 from suangu.store.db import PG_POOL_SIZE
@@ -52,12 +52,24 @@ async def _yaml_body(request: Request) -> bytes:
             field="header.Content-Type",
             fix="send Content-Type: application/yaml",
         )
+    cap = _ctx_of(request).settings.max_yaml_bytes
     size = request.headers.get("content-length", "")
-    if size.isdigit() and int(size) > MAX_YAML_BYTES:
-        raise PayloadTooLarge(
-            f"{size} bytes", field="body", fix=f"send at most {MAX_YAML_BYTES} bytes"
-        )
-    return await request.body()
+    if size.isdigit() and int(size) > cap:
+        raise PayloadTooLarge(f"{size} bytes", field="body", fix=f"send at most {cap} bytes")
+    # Chunked (no length): read as it comes, and stop at the limit.
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > cap:
+            raise PayloadTooLarge(
+                f"more than {cap} bytes", field="body", fix=f"send at most {cap} bytes"
+            )
+    return bytes(raw)
+
+
+def _ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
 
 
 def _submit(s: Session, orders: list[Order], now: int) -> list[OrderRecord]:
@@ -118,7 +130,14 @@ def create_orders_yaml(
     key: IdemKey = None,
 ) -> JSONResponse:
     """Submit orders from a YAML job spec: all of them, or none."""
-    orders = orders_from_yaml(raw, who.member_id, ctx.settings.grid, ctx.current_slot())
+    orders = orders_from_yaml(
+        raw,
+        who.member_id,
+        ctx.settings.grid,
+        ctx.current_slot(),
+        max_bytes=ctx.settings.max_yaml_bytes,
+        max_depth=ctx.settings.max_yaml_depth,
+    )
     now = ctx.now()
     return run_write(
         ctx,
