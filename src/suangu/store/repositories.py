@@ -763,9 +763,10 @@ class Orders:
         record = self.get(order_id, buyer_id)
         if rowcount(done) == 0 and record.status is not OrderStatus.CANCELLED:
             raise InvalidState(
-                f"order {order_id!r} is {record.status}, only open orders can be cancelled",
+                f"order {order_id!r} is {record.status}: only open and partly filled "
+                "orders can be cancelled",
                 field="status",
-                fix="nothing to cancel",
+                fix="nothing to cancel: a cleared order's leases run and settle as usual",
             )
         return record
 

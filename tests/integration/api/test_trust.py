@@ -24,7 +24,7 @@ from suangu.api.settings import ApiSettings
 from suangu.store.models import IdempotencyRow, MemberRow, Role
 from suangu.store.repositories import Members
 
-from .conftest import API, BACKENDS, EPOCH, T0, Api, _database
+from .conftest import API, BACKENDS, EPOCH, NOW_SLOT, T0, Api, _database, build_world
 from .test_bad_input import YAML_ORDER, assert_problem
 
 
@@ -348,3 +348,94 @@ def test_405_allow_lists_the_paths_methods_as_documented(world: Api) -> None:
         )
         allow = {m.strip() for m in r.headers["allow"].split(",")}
         assert allow == {m.upper() for m in documented}, (path, r.headers["allow"])
+
+
+# -- 10: cancelling a partly filled order ---------------------------------------------------------
+
+
+def test_a_partly_filled_order_can_be_cancelled(api: Api) -> None:
+    """A big order filled in part by two clearings (one lease in the current slot, two in
+    later slots): cancel stops what has not started (those leases fail, their clearing's hold
+    is released at once), the running part settles as usual, the order is never offered
+    again, and every fen is accounted for."""
+    build_world(api)
+    ledger = api.client.app.state.ctx.ledger
+    before = ledger.lookup_account("buyer:buy-a:CNY")
+    assert before is not None
+    big = {
+        "id": "big",
+        "kind": "batch",
+        "gpus": 4,
+        "release_slot": NOW_SLOT,
+        "deadline_slot": NOW_SLOT + 40,
+        "limit_fen": 5000,
+        "gpu_hours": 4 * 30,
+        "regions": ["inner-mongolia"],
+    }
+    assert api.call("POST", "/orders", "buy-a", json=big).status_code == 201
+    for cid, first, n in (("clr-now", NOW_SLOT, 1), ("clr-later", NOW_SLOT + 1, 2)):
+        r = api.call(
+            "POST", "/clearings", "op", json={"id": cid, "first_slot": first, "n_slots": n}
+        )
+        assert r.status_code == 201, r.text
+    assert api.call("GET", "/orders/big", "buy-a").json()["status"] == "partially"
+    leases = api.call("GET", "/leases?order_id=big", "buy-a").json()["items"]
+    assert {x["clearing_id"] for x in leases} == {"clr-now", "clr-later"}
+    held = ledger.lookup_account("buyer:buy-a:CNY")
+    assert held is not None and held.debits_pending > before.debits_pending
+
+    r = api.call("POST", "/orders/big/cancel", "buy-a", headers={"Idempotency-Key": "c-big"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"
+    leases = {x["id"]: x for x in api.call("GET", "/leases?order_id=big", "op").json()["items"]}
+    later = [x for x in leases.values() if x["clearing_id"] == "clr-later"]
+    now_ = [x for x in leases.values() if x["clearing_id"] == "clr-now"]
+    assert later and {x["state"] for x in later} == {"settled"}  # failed, then settled
+    assert now_ and {x["state"] for x in now_} == {"scheduled"}  # its slot has begun: it runs
+    after_cancel = ledger.lookup_account("buyer:buy-a:CNY")
+    assert after_cancel is not None
+    # clr-later's hold is released in full (nothing was metered on it), clr-now's still held.
+    assert before.debits_pending < after_cancel.debits_pending < held.debits_pending
+    assert after_cancel.debits_posted == before.debits_posted
+    ledger.check_invariants()
+    # Again: the same answer, nothing moves.
+    again = api.call("POST", "/orders/big/cancel", "buy-a")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+    # A later clearing never offers it again.
+    r = api.call("POST", "/clearings", "op", json={"id": "clr-after", "first_slot": NOW_SLOT + 3})
+    assert r.status_code == 201, r.text
+    assert "big" not in {x["order_id"] for x in r.json().get("allocations", [])}
+    assert all(
+        x["clearing_id"] != "clr-after"
+        for x in api.call("GET", "/leases?order_id=big", "op").json()["items"]
+    )
+    # The running lease completes with its reading and settles as usual: paid for what it ran.
+    lease = now_[0]
+    api.clock.set(EPOCH + (NOW_SLOT + 1) * 3600 + 10)
+    r = api.call(
+        "POST",
+        f"/leases/{lease['id']}/readings",
+        "prov-a",
+        json={
+            "id": "r-big",
+            "interval_start": EPOCH + NOW_SLOT * 3600,
+            "interval_end": EPOCH + (NOW_SLOT + 1) * 3600,
+            "gpu_seconds": lease["gpus"] * 3600,
+            "energy_wh": 100,
+            "final": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert api.call("GET", f"/leases/{lease['id']}", "op").json()["state"] == "settled"
+    end = ledger.lookup_account("buyer:buy-a:CNY")
+    assert end is not None
+    assert end.debits_pending == before.debits_pending
+    assert end.debits_posted - before.debits_posted == lease["gpus"] * lease["price_fen"]
+    ledger.check_invariants()
+    assert api.call("GET", "/orders/big", "buy-a").json()["status"] == "cancelled"
+
+
+def test_a_cleared_or_expired_order_is_still_409(world: Api) -> None:
+    r = world.call("POST", "/orders/ord-buy-a/cancel", "buy-a")
+    assert_problem(r, 409, "status")

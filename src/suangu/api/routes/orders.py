@@ -22,13 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from suangu.api import orderbatch, pagination, schemas
+from suangu.api import cancel, orderbatch, pagination, schemas
 from suangu.api.auth import BuyerOrReader, BuyerWriting, Principal
 from suangu.api.context import ApiContext
 from suangu.api.errors import PayloadTooLarge, UnsupportedMediaType
 from suangu.api.idempotency import fingerprint, respond, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
-from suangu.api.services import order_from_json, order_out, orders_from_yaml
+from suangu.api.services import (
+    ensure_accounts,
+    fee_bp,
+    order_from_json,
+    order_out,
+    orders_from_yaml,
+)
+from suangu.core import billing
 from suangu.core.errors import ValidationError
 from suangu.core.types import Order
 from suangu.store.db import PG_POOL_SIZE
@@ -193,10 +200,30 @@ def get_order(order_id: str, who: BuyerOrReader, ctx: Ctx) -> dict[str, Any]:
 def cancel_order(
     order_id: str, request: Request, who: BuyerWriting, ctx: Ctx, key: IdemKey = None
 ) -> JSONResponse:
-    """Cancel an open order; once a clearing has allocated to it, it can no longer be."""
+    """Cancel an order. An open order is cancelled; a partly filled one stops its remaining
+    work: it is not offered to clearings again, its leases that have not started fail
+    (nothing paid for them) and the holds of its clearings whose leases are all done are
+    settled, the rest released (:mod:`suangu.api.cancel`). Running leases run and settle as
+    usual. A cleared or expired order is a 409."""
+    now = ctx.now()
+    with ctx.db.session_scope(write=False) as s:
+        _get(s, who, order_id)
+        providers = cancel.provider_ids(s, order_id)
+    if providers:
+        ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
+        ensure_accounts(ctx.ledger, [billing.new_provider_account(p) for p in providers], now)
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         _get(s, who, order_id)
-        return 200, order_out(Orders(s).cancel(order_id, who.member_id))
+        record = cancel.cancel_order(
+            s,
+            ctx.ledger,
+            order_id,
+            who.member_id,
+            current_slot=ctx.current_slot(),
+            fee_bp=fee_bp(s, ctx.settings.default_fee_bp),
+            now=now,
+        )
+        return 200, order_out(record)
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)
