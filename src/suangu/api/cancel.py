@@ -31,14 +31,6 @@ from suangu.store.models import LeaseRow, LeaseState, OrderRow, OrderStatus
 from suangu.store.repositories import OrderRecord, Orders, rowcount
 
 
-def _not_started(order_id: str, current_slot: int) -> tuple[object, ...]:
-    return (
-        LeaseRow.order_id == order_id,
-        LeaseRow.state == str(LeaseState.SCHEDULED),
-        LeaseRow.slot > current_slot,
-    )
-
-
 def provider_ids(s: Session, order_id: str) -> list[str]:
     """The providers of the order's leases (their accounts must exist before settling)."""
     q = select(LeaseRow.provider_id).where(LeaseRow.order_id == order_id).distinct()
