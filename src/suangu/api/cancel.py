@@ -54,7 +54,11 @@ def cancel_order(
         return orders.cancel(order_id, buyer_id)  # open, cancelled, or a 409
     pending = list(
         s.execute(
-            select(LeaseRow.id, LeaseRow.clearing_id).where(*_not_started(order_id, current_slot))
+            select(LeaseRow.id, LeaseRow.clearing_id).where(
+                LeaseRow.order_id == order_id,
+                LeaseRow.state == str(LeaseState.SCHEDULED),
+                LeaseRow.slot > current_slot,
+            )
         )
     )
     done = s.execute(
