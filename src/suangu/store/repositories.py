@@ -836,6 +836,11 @@ def lease_id(clearing_id: str, a: Allocation) -> str:
     return f"{clearing_id}:{a.order_id}:{a.pool_id}:{a.slot}"
 
 
+def lease_record(row: LeaseRow) -> Lease:
+    """The lease of a stored row (for listings that select rows themselves)."""
+    return _to_lease(row)
+
+
 def _to_lease(row: LeaseRow) -> Lease:
     allocation = Allocation(
         row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen

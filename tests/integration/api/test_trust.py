@@ -439,3 +439,61 @@ def test_a_partly_filled_order_can_be_cancelled(api: Api) -> None:
 def test_a_cleared_or_expired_order_is_still_409(world: Api) -> None:
     r = world.call("POST", "/orders/ord-buy-a/cancel", "buy-a")
     assert_problem(r, 409, "status")
+
+
+# -- Low: pagination -----------------------------------------------------------------------------
+
+
+def test_next_urls_never_echo_the_host_or_forwarded_headers(world: Api) -> None:
+    spoof = {"Host": "evil.example", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "x.y"}
+    page = world.call("GET", "/members?limit=1", "op", headers=spoof).json()
+    assert page["next"].startswith(f"{API}/members?limit=1&cursor=")
+    assert "evil" not in page["next"] and "https" not in page["next"]
+
+
+def test_next_urls_use_the_configured_public_url(api: Api) -> None:
+    app = create_app(
+        api.db,
+        api.clock,
+        ApiSettings(grid_epoch=EPOCH, public_url="https://exchange.example/"),
+        energy=False,
+        dashboard=False,
+    )
+    client = TestClient(app)
+    api.member("op", Role.OPERATOR)
+    api.member("m-1", Role.BUYER)
+    r = client.get(
+        f"{API}/members?limit=1",
+        headers={"Authorization": f"Bearer {api.tokens['op']}", "Host": "evil.example"},
+    )
+    assert r.json()["next"].startswith(f"https://exchange.example{API}/members?limit=1&cursor=")
+
+
+def test_a_page_of_leases_reads_one_page_from_the_database(world: Api) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = world.db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        page = world.call("GET", "/leases?limit=1", "op").json()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    reads = [x for x in statements if "FROM leases" in x]
+    assert reads and all("LIMIT" in x.upper() for x in reads), reads
+    second = world.call("GET", f"/leases?limit=1&cursor={page['next_cursor']}", "op").json()
+    whole = world.call("GET", "/leases?limit=2", "op").json()["items"]
+    assert page["items"] + second["items"] == whole
+
+
+@pytest.mark.parametrize(("path", "who"), [("/orders", "buy-a"), ("/leases", "buy-a")])
+def test_offset_cursors_are_read_by_every_listing(world: Api, path: str, who: str) -> None:
+    whole = world.call("GET", f"{path}?limit=500", who).json()["items"]
+    assert whole
+    page = world.call("GET", f"{path}?limit=2&cursor=o:0", who).json()
+    assert page["items"] == whole[:2]
