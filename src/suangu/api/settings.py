@@ -50,6 +50,9 @@ class ApiSettings(BaseModel):
     #: process): requests per second and burst per API key, per client address without a
     #: key, and failed authentications (401) per client address.
     rate_limit: bool = True
+    #: The public dashboard is rendered once per this many seconds of the market clock
+    #: (per process and language) and served from that cache in between; 0: every time.
+    dashboard_cache_s: int = Field(default=60, ge=0, le=3600)
     key_rate_per_s: float = Field(default=100.0, gt=0, le=1e6)
     key_burst: int = Field(default=1000, ge=1, le=10**7)
     address_rate_per_s: float = Field(default=20.0, gt=0, le=1e6)
