@@ -23,6 +23,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_headers_conformance,
@@ -110,7 +111,7 @@ def _fuzz_one(op: Any, mode: Any, headers: dict[str, str]) -> str | None:
         run()
     except Unsatisfiable:  # nothing to make invalid (an operation without input)
         return None
-    except Exception as err:  # a check failed: what broke, with the case to reproduce it
+    except (Exception, FailureGroup) as err:  # what broke, with the case to reproduce it
         return str(err)[:2000]
     return None
 
