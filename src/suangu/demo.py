@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -351,7 +352,7 @@ class _Run:
             f"/members/{member_id}/keys",
             OPERATOR,
             {"label": "demo"},
-            idempotency_key=f"demo-key-{member_id}",
+            idempotency_key=f"demo-key-{member_id}-{uuid.uuid4().hex}",
         )
         self.tokens[member_id] = key["token"]
         self.members.append(DemoMember(member_id, name, str(role), key["token"]))

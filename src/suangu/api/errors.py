@@ -148,8 +148,12 @@ def document_problems(app: FastAPI) -> None:
         doc = get_openapi(
             title=app.title,
             version=app.version,
+            openapi_version=app.openapi_version,
+            summary=app.summary,
             description=app.description,
             routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
         )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = PROBLEM_SCHEMA

@@ -29,6 +29,17 @@ T = TypeVar("T")
 #: with it in lease and transfer ids).
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 #: Names people read: no control or bidirectional characters (:mod:`suangu.core.text`).
+#: Order and offer ids: an :data:`Id`, optionally in the caller's own namespace
+#: (``<member id>~<name>``: nobody else can take it, so no 409 ever says that another member
+#: has it; :func:`suangu.core.types.check_scope`).
+ScopedId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(~[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+    ),
+]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_name)]
 Label = Annotated[str, Field(max_length=200), AfterValidator(check_name)]
 MAX_SLOTS = 24 * 366
@@ -139,7 +150,7 @@ class PoolOut(Response):
 
 
 class OfferIn(Request):
-    id: Id
+    id: ScopedId
     pool_id: Id
     start_slot: Slot
     #: GPUs offered in slots ``start_slot``, ``start_slot + 1``, ...
@@ -167,7 +178,7 @@ class OfferOut(Response):
 class OrderIn(Request):
     """A bid. ``limit_fen`` is the most paid per GPU-hour; empty filters mean any."""
 
-    id: Id
+    id: ScopedId
     kind: Annotated[OrderKind, Field(strict=False)]
     gpus: int = Field(ge=1, le=MAX_GPUS)
     release_slot: Slot

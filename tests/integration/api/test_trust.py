@@ -497,3 +497,52 @@ def test_offset_cursors_are_read_by_every_listing(world: Api, path: str, who: st
     assert whole
     page = world.call("GET", f"{path}?limit=2&cursor=o:0", who).json()
     assert page["items"] == whole[:2]
+
+
+# -- Low: ids in a member's own namespace ---------------------------------------------------------
+
+
+def _order(order_id: str) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "kind": "batch",
+        "gpus": 1,
+        "release_slot": NOW_SLOT,
+        "deadline_slot": NOW_SLOT + 2,
+        "limit_fen": 100,
+        "gpu_hours": 1,
+    }
+
+
+def test_ids_in_a_members_namespace_are_its_alone(world: Api) -> None:
+    """``buy-b~x`` can only be buy-b's: buy-a asking for it is refused whether or not it
+    exists (the answer tells nothing about buy-b), and the same name in buy-a's namespace
+    never meets buy-b's."""
+    name = fresh("job")
+    for who in ("buy-a", "buy-b"):
+        r = world.call("POST", "/orders", who, json=_order(f"{who}~{name}"))
+        assert r.status_code == 201, r.text
+        assert r.json()["id"] == f"{who}~{name}"
+    before = world.call("POST", "/orders", "buy-a", json=_order(f"buy-b~{name}"))
+    never = world.call("POST", "/orders", "buy-a", json=_order(f"buy-b~{fresh('none')}"))
+    for r in (before, never):
+        body = assert_problem(r, 422, "body.id")
+        assert "namespace" in body["detail"]
+    assert before.json()["fix"] == never.json()["fix"]
+    yaml = YAML_ORDER.replace("id: yaml-1", f"id: buy-b~{name}y")
+    assert_problem(yaml_post(world, yaml), 422, "body.id")
+    got = world.call("GET", f"/orders/buy-a~{name}", "buy-a").json()
+    assert got["buyer_id"] == "buy-a"
+
+
+def test_offer_ids_in_a_providers_namespace_are_its_alone(world: Api) -> None:
+    offer = {
+        "pool_id": "site-a-h100",
+        "start_slot": NOW_SLOT + 60,
+        "gpus": [1],
+        "reserve_fen": [5],
+    }
+    r = world.call("POST", "/offers", "prov-a", json={"id": f"prov-b~{fresh('o')}", **offer})
+    assert_problem(r, 422, "body.id")
+    r = world.call("POST", "/offers", "prov-a", json={"id": f"prov-a~{fresh('o')}", **offer})
+    assert r.status_code == 201, r.text
