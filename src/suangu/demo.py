@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -287,13 +288,19 @@ class _Run:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, who: str, body: Any = None, ok: int = 201) -> Any:
-        r = self.client.request(
-            method,
-            PREFIX + path,
-            json=body,
-            headers={"Authorization": f"Bearer {self.tokens[who]}"},
-        )
+    def call(
+        self,
+        method: str,
+        path: str,
+        who: str,
+        body: Any = None,
+        ok: int = 201,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        r = self.client.request(method, PREFIX + path, json=body, headers=headers)
         if r.status_code != ok:
             try:
                 problem = r.json()
@@ -341,7 +348,13 @@ class _Run:
     def _member(self, member_id: str, role: Role) -> None:
         name = member_id.replace("-", " ").title()
         self.call("POST", "/members", OPERATOR, {"id": member_id, "name": name, "role": role})
-        key = self.call("POST", f"/members/{member_id}/keys", OPERATOR, {"label": "demo"})
+        key = self.call(
+            "POST",
+            f"/members/{member_id}/keys",
+            OPERATOR,
+            {"label": "demo"},
+            idempotency_key=f"demo-key-{member_id}-{uuid.uuid4().hex}",
+        )
         self.tokens[member_id] = key["token"]
         self.members.append(DemoMember(member_id, name, str(role), key["token"]))
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from suangu.api import errors
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
+from suangu.api.limits import BodyLimit, RateLimit
 from suangu.api.market_energy import MarketEnergy
 from suangu.api.routes import ROUTERS
 from suangu.api.scheduler import ClearingLoop
@@ -91,6 +92,19 @@ def create_app(
         from suangu.web import mount_dashboard
 
         mount_dashboard(app, private=private_dashboard)
+    errors.document_problems(app)
+    # Outermost last: the rate limit, then the body size, then the app (auth, routes).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit:
+        app.add_middleware(
+            RateLimit,
+            key_rate=settings.key_rate_per_s,
+            key_burst=settings.key_burst,
+            address_rate=settings.address_rate_per_s,
+            address_burst=settings.address_burst,
+            failure_rate=settings.auth_failures_per_s,
+            failure_burst=settings.auth_failure_burst,
+        )
     return app
 
 

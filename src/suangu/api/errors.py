@@ -16,8 +16,12 @@ unknown object (or another member's)           404
 request body too large                         413
 wrong ``Content-Type``                         415
 ``ValidationError`` (core), request schema     422
+too many requests (:mod:`suangu.api.limits`)   429
 ``RetryExhausted`` (lock contention)           503
 =============================================  =====
+
+The OpenAPI document (:func:`document_problems`) gives every operation these answers as
+``application/problem+json`` of the schema ``Problem``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,124 @@ STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (SolverError, 503, "Solver failed"),
     (SuanguError, 400, "Bad request"),
 )
+
+
+#: The problem answers every operation may give, as documented in OpenAPI.
+PROBLEM_STATUSES = {
+    400: "Malformed request (body, header or parameters)",
+    401: "No, unknown or revoked API key",
+    403: "The key's role may not do this",
+    404: "No such object (or another member's)",
+    405: "Method not allowed (the `Allow` header lists the path's methods)",
+    409: "Conflict with stored data or state, or an Idempotency-Key reused",
+    413: "Request body too large",
+    415: "Unsupported Content-Type",
+    422: "Invalid input: `field` names it",
+    429: "Too many requests: see `Retry-After`",
+    500: "Internal error",
+    503: "Busy: retry later",
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details, with the field at fault and a fix.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "code": {"type": "string"},
+        "field": {"type": ["string", "null"]},
+        "fix": {"type": ["string", "null"]},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "fix": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document say what errors look like: the ``Problem`` schema as
+    ``application/problem+json`` for each status of :data:`PROBLEM_STATUSES` on every
+    operation (replacing FastAPI's own 422 schema, which the API never sends), with
+    ``Retry-After`` on 429 and ``Allow`` on 405."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version=app.openapi_version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
+        )
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        ref = {"$ref": "#/components/schemas/Problem"}
+        for item in doc.get("paths", {}).values():
+            for op in item.values():
+                answers = op.setdefault("responses", {})
+                for status, what in PROBLEM_STATUSES.items():
+                    answer: dict[str, Any] = {
+                        "description": what,
+                        "content": {PROBLEM_JSON: {"schema": ref}},
+                    }
+                    if status == 429:
+                        answer["headers"] = {
+                            "Retry-After": {
+                                "description": "seconds to wait",
+                                "schema": {"type": "integer"},
+                            }
+                        }
+                    if status == 405:
+                        answer["headers"] = {
+                            "Allow": {
+                                "description": "the path's methods",
+                                "schema": {"type": "string"},
+                            }
+                        }
+                    answers[str(status)] = answer
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def allowed_methods(app: Any, path: str) -> list[str] | None:
+    """The methods that ``app``'s OpenAPI document lists for the path templates matching
+    ``path`` (what ``Allow`` of a 405 says: ``/orders/yaml`` takes ``POST`` and, as an
+    order id, ``GET``), or None if no documented path matches."""
+    import re
+
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, item in app.openapi().get("paths", {}).items():
+            parts = re.split(r"(\{[^}/]+\})", template)
+            regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            table.append((re.compile(regex + "$"), sorted(m.upper() for m in item)))
+        app.state.allow_table = table
+    found = [set(methods) for regex, methods in table if regex.match(path)]
+    return sorted(set().union(*found)) if found else None
 
 
 def status_of(err: BaseException) -> tuple[int, str]:
@@ -205,6 +327,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        headers = dict(err.headers) if err.headers else {}
+        if err.status_code == 405:
+            methods = allowed_methods(request.app, request.url.path)
+            if methods is not None:
+                headers["Allow"] = ", ".join(methods)
         return problem(
             err.status_code,
             str(err.detail),
@@ -213,7 +340,7 @@ def install(app: FastAPI) -> None:
             field="path" if err.status_code in (404, 405) else None,
             fix="see the endpoints at /docs",
             instance=request.url.path,
-            headers=dict(err.headers) if err.headers else None,
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)

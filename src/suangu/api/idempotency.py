@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from suangu.api.auth import Principal
 from suangu.api.context import ApiContext
-from suangu.api.errors import IdempotencyConflict
+from suangu.api.errors import PROBLEM_JSON, IdempotencyConflict, problem
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.store.db import Database
 from suangu.store.errors import Unauthorized
@@ -97,7 +97,33 @@ def check_key(key: str | None) -> str | None:
 
 def respond(status: int, body: Any, replayed: bool) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    media = PROBLEM_JSON if status >= 400 else None
+    return JSONResponse(body, status_code=status, headers=headers, media_type=media)
+
+
+def secret_issued(what: str, fix: str) -> Callable[[int, Any], tuple[int, Any]]:
+    """What to record for a write whose response holds a secret (an API key's token): never
+    the response itself, but a 409 problem that a replay answers with, naming the object
+    that the first request created (``what`` and the response's ``id``) and how to go on
+    (``fix``, where ``{id}`` stands for the object's id)."""
+
+    def record(_status: int, body: Any) -> tuple[int, Any]:
+        object_id = str(body.get("id", "")) if isinstance(body, dict) else ""
+        detail = (
+            f"this Idempotency-Key already created {what} {object_id!r}; its secret was in "
+            "the first response only and is not kept, so it cannot be shown again"
+        )
+        body = problem(
+            409,
+            "Conflict",
+            detail,
+            code="secret_not_replayable",
+            field=FIELD,
+            fix=fix.replace("{id}", object_id),
+        ).body
+        return 409, json.loads(body)
+
+    return record
 
 
 def key_conflict() -> IdempotencyConflict:
@@ -159,12 +185,15 @@ def run_write(
     fn: Callable[[Session], tuple[int, Any]],
     *,
     rename: Mapping[str, str] | None = None,
+    record: Callable[[int, Any], tuple[int, Any]] | None = None,
 ) -> JSONResponse:
     """Run ``fn(session) -> (status, body)`` in one transaction, recorded under ``key``.
 
     ``rename`` maps the field names of the store's errors to the request's (``id`` ->
     ``body.id``), so that a problem names what the client sent. A revoked key is a 401 (and
-    is dropped from this process's key cache).
+    is dropped from this process's key cache). ``record(status, body)``: what to
+    keep for replays instead of the response (:func:`secret_issued` for a response that
+    holds a secret: a replay gets a 409 problem instead of the secret).
     """
     key = check_key(key)
     names = dict(rename or {})
@@ -192,14 +221,15 @@ def run_write(
             return row.status, row.body, True
         encoded = jsonable_encoder(body)
         if key is not None:
+            kept_status, kept = (status, encoded) if record is None else record(status, encoded)
             s.connection().execute(
                 _RECORD,
                 {
                     "member_id": who.member_id,
                     "key": key,
                     "request_hash": digest,
-                    "status": status,
-                    "body": encoded,
+                    "status": kept_status,
+                    "body": jsonable_encoder(kept),
                     "created_at": ctx.now(),
                 },
             )

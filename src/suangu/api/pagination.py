@@ -135,9 +135,20 @@ def page_query(
     return [row[0] for row in found], nxt
 
 
+def next_url(request: Request, next_cursor: str) -> str:
+    """The URL of the next page: the request's path and query with ``cursor`` replaced,
+    relative (``/api/v1/orders?limit=50&cursor=...``) or under the configured
+    ``ApiSettings.public_url``. Never built from the request's ``Host`` or
+    ``X-Forwarded-*`` headers, which the client chooses."""
+    url = request.url.include_query_params(cursor=next_cursor)
+    relative = url.path + (f"?{url.query}" if url.query else "")
+    ctx = getattr(request.app.state, "ctx", None)
+    base = getattr(getattr(ctx, "settings", None), "public_url", None)
+    return relative if not base else base.rstrip("/") + relative
+
+
 def body(request: Request, items: list[Any], next_cursor: str | None) -> dict[str, Any]:
-    """The JSON of a page: ``items``, ``next_cursor`` and the ``next`` URL."""
-    url = None
-    if next_cursor is not None:
-        url = str(request.url.include_query_params(cursor=next_cursor))
+    """The JSON of a page: ``items``, ``next_cursor`` and the ``next`` URL
+    (:func:`next_url`)."""
+    url = None if next_cursor is None else next_url(request, next_cursor)
     return {"items": items, "next_cursor": next_cursor, "next": url}

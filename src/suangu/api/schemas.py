@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suangu.core.metering import ReadingSource
+from suangu.core.text import check_name
 from suangu.core.types import (
     MAX_DATA_GB,
     MAX_GPUS,
@@ -28,10 +29,25 @@ T = TypeVar("T")
 #: Ids chosen by clients: letters, digits, ``.``, ``_`` and ``-`` (no ``:``: ids are joined
 #: with it in lease and transfer ids).
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Label = Annotated[str, Field(max_length=200)]
-Slot = Annotated[int, Field(ge=0, le=2**31)]
+#: Names people read: no control or bidirectional characters (:mod:`suangu.core.text`).
+#: Order and offer ids: an :data:`Id`, optionally in the caller's own namespace
+#: (``<member id>~<name>``: nobody else can take it, so no 409 ever says that another member
+#: has it; :func:`suangu.core.types.check_scope`).
+ScopedId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(~[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+    ),
+]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_name)]
+Label = Annotated[str, Field(max_length=200), AfterValidator(check_name)]
 MAX_SLOTS = 24 * 366
+#: The last slot a client may name: every slot derived from it (an offer's slots, a
+#: clearing's horizon, an order's window) still fits the database's 32-bit integers.
+MAX_SLOT = 2**31 - 1 - 2 * MAX_SLOTS
+Slot = Annotated[int, Field(ge=0, le=MAX_SLOT)]
 MAX_AMOUNT_FEN = 10**12
 
 
@@ -135,7 +151,7 @@ class PoolOut(Response):
 
 
 class OfferIn(Request):
-    id: Id
+    id: ScopedId
     pool_id: Id
     start_slot: Slot
     #: GPUs offered in slots ``start_slot``, ``start_slot + 1``, ...
@@ -163,7 +179,7 @@ class OfferOut(Response):
 class OrderIn(Request):
     """A bid. ``limit_fen`` is the most paid per GPU-hour; empty filters mean any."""
 
-    id: Id
+    id: ScopedId
     kind: Annotated[OrderKind, Field(strict=False)]
     gpus: int = Field(ge=1, le=MAX_GPUS)
     release_slot: Slot

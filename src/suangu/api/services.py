@@ -15,12 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-import yaml
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from suangu.api import schemas
+from suangu.api import schemas, yamlin
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
 from suangu.core import billing, lifecycle
@@ -80,7 +79,9 @@ log = logging.getLogger(__name__)
 FEE_SETTING = "fee_bp"
 #: Most orders one YAML body may hold.
 MAX_YAML_ORDERS = 1000
-MAX_YAML_BYTES = 1_000_000
+MAX_YAML_BYTES = 262_144
+#: How deep a YAML job spec may nest (it needs 3 levels: orders:, the list, an order's map).
+MAX_YAML_DEPTH = 20
 
 # -- conversions ------------------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ def _slot_of(when: Decimal | datetime, grid: TimeGrid, field: str) -> int:
     else:
         seconds = when * 3600
     slots = seconds / grid.slot_seconds
-    if seconds < 0 or slots != slots.to_integral_value() or slots >= 2**31:
+    if seconds < 0 or slots != slots.to_integral_value() or slots > schemas.MAX_SLOT:
         raise ValidationError(
             f"is not a slot boundary at or after the grid's start ({when})",
             field=field,
@@ -336,25 +337,20 @@ def _pydantic_field(err: PydanticValidationError, prefix: str) -> ValidationErro
     return ValidationError(message, field=path, fix="see the order spec in suangu.sim.scenario")
 
 
-def orders_from_yaml(text: bytes, buyer_id: str, grid: TimeGrid, current: int) -> list[Order]:
-    """Orders of a YAML job spec as the CLI reads it: one order mapping, or ``orders:``."""
-    if len(text) > MAX_YAML_BYTES:
-        raise ValidationError(
-            f"is {len(text)} bytes; at most {MAX_YAML_BYTES}", field="body", fix="split it"
-        )
-    try:
-        data = yaml.safe_load(text.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise MalformedBody("is not UTF-8 text", field="body", fix="send UTF-8 YAML") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "malformed YAML"
-        raise MalformedBody(
-            f"malformed YAML{where}: {problem}",
-            field="body",
-            fix="check the indentation and the ':' after each key",
-        ) from None
+def orders_from_yaml(
+    text: bytes,
+    buyer_id: str,
+    grid: TimeGrid,
+    current: int,
+    *,
+    max_bytes: int = MAX_YAML_BYTES,
+    max_depth: int = MAX_YAML_DEPTH,
+) -> list[Order]:
+    """Orders of a YAML job spec as the CLI reads it: one order mapping, or ``orders:``.
+
+    The YAML is bounded before it is built (:func:`suangu.api.yamlin.load`): at most
+    ``max_bytes``, nested at most ``max_depth`` deep, no alias."""
+    data = yamlin.load(text, max_bytes=max_bytes, max_depth=max_depth)
     if not isinstance(data, dict):
         raise MalformedBody(
             "must be a YAML mapping: one order, or orders: with a list",

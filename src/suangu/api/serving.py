@@ -89,6 +89,9 @@ def serve(
         workers=workers,
         backlog=BACKLOG,
         access_log=access_log,
+        # Client addresses and schemes are the connection's: no X-Forwarded-* is trusted
+        # (rate limits count per address; URLs never come from request headers).
+        proxy_headers=False,
     )
     sock = listen(host, port)
     try:

@@ -41,6 +41,30 @@ class ApiSettings(BaseModel):
     #: The least PUE a reading's energy bound allows, whatever a site declares
     #: (:mod:`suangu.core.metering`).
     max_pue: float = Field(default=DEFAULT_MAX_PUE, ge=1.0, le=3.0)
+    #: The largest request body, bytes: a longer one is a 413 before it is read (before the
+    #: key is checked), whether it says its length or comes chunked
+    #: (:class:`suangu.api.limits.BodyLimit`).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30)
+    #: The largest YAML job spec (``POST /orders/yaml``), bytes, and how deep it may nest.
+    max_yaml_bytes: int = Field(default=262_144, ge=1024, le=1 << 30)
+    max_yaml_depth: int = Field(default=20, ge=4, le=200)
+    #: The public URL of the API (e.g. ``https://exchange.example.com``) for the ``next``
+    #: links of pages; None: ``next`` is a relative URL (path and query). Never read from the
+    #: request's ``Host`` or ``X-Forwarded-*`` headers.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    #: Rate limits (:class:`suangu.api.limits.RateLimit`, token buckets in each worker
+    #: process): requests per second and burst per API key, per client address without a
+    #: key, and failed authentications (401) per client address.
+    rate_limit: bool = True
+    #: The public dashboard is rendered once per this many seconds of the market clock
+    #: (per process and language) and served from that cache in between; 0: every time.
+    dashboard_cache_s: int = Field(default=60, ge=0, le=3600)
+    key_rate_per_s: float = Field(default=100.0, gt=0, le=1e6)
+    key_burst: int = Field(default=1000, ge=1, le=10**7)
+    address_rate_per_s: float = Field(default=20.0, gt=0, le=1e6)
+    address_burst: int = Field(default=100, ge=1, le=10**7)
+    auth_failures_per_s: float = Field(default=1.0, gt=0, le=1e6)
+    auth_failure_burst: int = Field(default=20, ge=1, le=10**7)
 
     @property
     def grid(self) -> TimeGrid:

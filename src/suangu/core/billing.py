@@ -76,6 +76,19 @@ BP_PER_WHOLE = 10_000
 EXCHANGE = "exchange"
 EXTERNAL = "external"
 BANK = "bank"
+#: Owners of the ledger's internal accounts (the exchange's, the bank's, the certificate
+#: issuer's and the atmosphere's), and the heads of account ids (``buyer:<member>:CNY``): no
+#: member may have one of these ids, in any case, or it would be taken for the owner of
+#: these accounts (``GET /accounts`` shows a member the accounts it owns).
+RESERVED_MEMBER_IDS = frozenset(
+    {EXCHANGE, EXTERNAL, BANK, "issuer", "atmosphere", "buyer", "provider", "operator"}
+)
+
+
+def reserved_member_id(member_id: str) -> bool:
+    """Whether ``member_id`` is one of :data:`RESERVED_MEMBER_IDS` (ignoring case)."""
+    return member_id.strip().lower() in RESERVED_MEMBER_IDS
+
 
 # ---------------------------------------------------------------------------------------------
 # Account ids and account specs

@@ -52,6 +52,22 @@ def _check_id(value: str, field_name: str = "id") -> None:
     )
 
 
+#: Separates a member's namespace from the rest of an order or offer id: ``buy-a~job-7`` can
+#: only ever be member ``buy-a``'s (member ids never hold it). Ids without it are global.
+SCOPE = "~"
+
+
+def check_scope(object_id: str, owner: str, field_name: str = "id") -> None:
+    """An id in a member's namespace (``<member>~<name>``) must be ``owner``'s."""
+    head, sep, _ = object_id.partition(SCOPE)
+    _require(
+        not sep or head == owner,
+        field_name,
+        f"{object_id!r} is in the namespace of member {head!r}, not {owner!r}",
+        f"use {owner}{SCOPE}<name> (yours alone), or an id without {SCOPE!r}",
+    )
+
+
 def _check_int(value: Any, field_name: str, lo: int, hi: int, fix: str) -> None:
     _require(
         isinstance(value, int) and not isinstance(value, bool),
@@ -178,6 +194,7 @@ class Offer:
         _check_id(self.id)
         _check_id(self.provider_id, "provider_id")
         _check_id(self.pool_id, "pool_id")
+        check_scope(self.id, self.provider_id)
         _check_int(self.start_slot, "start_slot", 0, 2**31, "slots count from the grid epoch")
         gpus = tuple(self.gpus)
         reserve = tuple(self.reserve_fen)
@@ -259,6 +276,7 @@ class Order:
     def __post_init__(self) -> None:
         _check_id(self.id)
         _check_id(self.buyer_id, "buyer_id")
+        check_scope(self.id, self.buyer_id)
         try:
             kind = OrderKind(self.kind)
         except ValueError:

@@ -25,7 +25,7 @@ from sqlalchemy import CursorResult, Insert, Result, Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from suangu.core import gpus as gpu_catalogue
-from suangu.core.billing import pool_providers
+from suangu.core.billing import RESERVED_MEMBER_IDS, pool_providers, reserved_member_id
 from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.lifecycle import (
     CLEARABLE,
@@ -35,6 +35,7 @@ from suangu.core.lifecycle import (
     work_done,
 )
 from suangu.core.metering import CLOCK_TOLERANCE_S, LeaseWindow, ReadingSource, check_reading
+from suangu.core.text import unsafe_char
 from suangu.core.types import (
     Allocation,
     ClearingResult,
@@ -274,6 +275,21 @@ class Members:
     def create(self, member_id: str, name: str, role: Role | str, now: int) -> Member:
         if not member_id or not member_id.strip():
             raise ValidationError("must not be empty", field="id", fix="name the member")
+        if unsafe_char(name) is not None or not name.strip():
+            raise ValidationError(
+                f"must be plain text, not empty, without control or bidirectional characters "
+                f"(found {unsafe_char(name) or 'only spaces'})",
+                field="name",
+                fix="give the member's name as plain text",
+            )
+        if reserved_member_id(member_id):
+            raise ValidationError(
+                f"{member_id!r} is reserved for the exchange's internal accounts",
+                field="id",
+                fix="choose another member id (reserved: "
+                + ", ".join(sorted(RESERVED_MEMBER_IDS))
+                + ")",
+            )
         member = Member(member_id, name, _enum(Role, role, "role"), now)
         existing = self.s.get(MemberRow, member_id)
         if existing is not None:
@@ -762,9 +778,10 @@ class Orders:
         record = self.get(order_id, buyer_id)
         if rowcount(done) == 0 and record.status is not OrderStatus.CANCELLED:
             raise InvalidState(
-                f"order {order_id!r} is {record.status}, only open orders can be cancelled",
+                f"order {order_id!r} is {record.status}: only open and partly filled "
+                "orders can be cancelled",
                 field="status",
-                fix="nothing to cancel",
+                fix="nothing to cancel: a cleared order's leases run and settle as usual",
             )
         return record
 
@@ -796,6 +813,11 @@ class Orders:
 
 def lease_id(clearing_id: str, a: Allocation) -> str:
     return f"{clearing_id}:{a.order_id}:{a.pool_id}:{a.slot}"
+
+
+def lease_record(row: LeaseRow) -> Lease:
+    """The lease of a stored row (for listings that select rows themselves)."""
+    return _to_lease(row)
 
 
 def _to_lease(row: LeaseRow) -> Lease:

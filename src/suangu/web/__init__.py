@@ -10,9 +10,10 @@ def mount_dashboard(app: FastAPI, *, private: bool = False) -> None:
 
     ``private``: also the members' balances and the per-member pages (``/member/{id}``).
     """
-    from suangu.web.pages import router
+    from suangu.web.pages import PageCache, router
 
     app.state.private_dashboard = private
+    app.state.public_pages = PageCache()
     app.include_router(router)
 
 

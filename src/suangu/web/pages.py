@@ -12,6 +12,8 @@ external resource (they work offline, from what ``pip install`` put on the machi
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -321,12 +323,44 @@ def _sections(st: MarketStats, request: Request, lang: str, *, private: bool) ->
     return "".join(parts)
 
 
+class PageCache:
+    """The public dashboard's pages of the current market-clock tick (one tick:
+    ``ApiSettings.dashboard_cache_s`` seconds of the app's clock): anonymous visitors share
+    one rendering per language and tick instead of reading the whole market each, and one
+    renders while the others wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tick: int | None = None
+        self._pages: dict[str, str] = {}
+
+    def get(self, tick: int, lang: str, render: Callable[[], str]) -> str:
+        with self._lock:
+            if tick != self._tick:
+                self._tick, self._pages = tick, {}
+            page = self._pages.get(lang)
+            if page is None:
+                page = self._pages[lang] = render()
+            return page
+
+
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, lang: Lang = None) -> HTMLResponse:
-    """The market overview."""
+    """The market overview (the public one cached per market-clock tick: :class:`PageCache`)."""
     lang = pick(lang)
     ctx = _ctx(request)
     private = bool(request.app.state.private_dashboard)
+    every = ctx.settings.dashboard_cache_s
+    if private or every == 0:
+        return _dashboard(request, lang, ctx, private)
+    cache: PageCache = request.app.state.public_pages
+    html = cache.get(
+        ctx.now() // every, lang, lambda: bytes(_dashboard(request, lang, ctx, False).body).decode()
+    )
+    return HTMLResponse(html)
+
+
+def _dashboard(request: Request, lang: str, ctx: ApiContext, private: bool) -> HTMLResponse:
     with ctx.db.session_scope(write=False) as s:
         st = market_stats(s, ctx.settings.grid.slot_hours)
     if not private:  # public market data only: no balances, no per-member figures

@@ -162,7 +162,10 @@ RULES: dict[tuple[str, str], Rule] = {
         200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"member_id": t.member}
     ),
     ("POST", "/members/{member_id}/keys"): Rule(
-        201, {OP: ALL}, lambda t: {"member_id": t.member}, lambda t: {"json": {"label": "x"}}
+        201,
+        {OP: ALL},
+        lambda t: {"member_id": t.member},
+        lambda t: {"json": {"label": "x"}, "headers": {"Idempotency-Key": fresh("k")}},
     ),
     ("GET", "/members/{member_id}/keys"): Rule(
         200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"member_id": t.member}

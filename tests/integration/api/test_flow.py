@@ -33,7 +33,16 @@ def test_buyer_orders_operator_clears_provider_meters_balances(api: Api) -> None
             ),
             201,
         )
-        new = ok(api.call("POST", f"/members/{member_id}/keys", "op", json={"label": "ci"}), 201)
+        new = ok(
+            api.call(
+                "POST",
+                f"/members/{member_id}/keys",
+                "op",
+                json={"label": "ci"},
+                headers={"Idempotency-Key": f"key-{member_id}"},
+            ),
+            201,
+        )
         assert new["token"].startswith("sg_") and new["role"] == role
         api.tokens[member_id] = new["token"]
     listed = ok(api.call("GET", "/members/team/keys", "team"))["items"]

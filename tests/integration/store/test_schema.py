@@ -155,3 +155,54 @@ def test_0004_upgrades_a_ledger_in_use(engine_url: tuple[str, Engine]) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_upgrading_takes_api_keys_out_of_idempotency_records(
+    engine_url: tuple[str, Engine],
+) -> None:
+    """Records of key creations made before 0008 held the token: the upgrade replaces them
+    with the 409 problem that a replay now answers, and leaves other records alone."""
+    import json
+
+    from sqlalchemy import insert, select
+
+    from suangu.store.models import IdempotencyRow, MemberRow
+
+    _, engine = engine_url
+    migrate(engine, "0004")
+    token = "sg_abcdef012345_" + "s" * 43
+    key_body = {"id": "key_abcdef012345", "member_id": "team", "token": token, "role": "buyer"}
+    order_body = {"id": "o-1", "status": "open"}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(MemberRow), [{"id": "op", "name": "Op", "role": "operator", "created_at": 1}]
+        )
+        conn.execute(
+            insert(IdempotencyRow),
+            [
+                {
+                    "member_id": "op",
+                    "key": "k-key",
+                    "request_hash": "h",
+                    "status": 201,
+                    "body": key_body,
+                    "created_at": 1,
+                },
+                {
+                    "member_id": "op",
+                    "key": "k-order",
+                    "request_hash": "h",
+                    "status": 201,
+                    "body": order_body,
+                    "created_at": 1,
+                },
+            ],
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = {r.key: r for r in conn.execute(select(IdempotencyRow.__table__))}
+    assert token not in json.dumps(rows["k-key"].body)
+    assert rows["k-key"].status == 409
+    assert rows["k-key"].body["code"] == "secret_not_replayable"
+    assert "key_abcdef012345" in rows["k-key"].body["fix"]
+    assert rows["k-order"].body == order_body and rows["k-order"].status == 201

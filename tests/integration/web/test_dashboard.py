@@ -125,3 +125,32 @@ def test_svg_helpers_escape_and_scale() -> None:
     assert empty.startswith("<svg") and empty.endswith("</svg>")
     parts = svg.stacked([("k", [svg.Part("a", 0, "#000"), svg.Part("b", 0, "#fff")])], label="s")
     assert "<title>" not in parts  # nothing to draw for a row of zeros
+
+
+def test_the_public_page_is_rendered_once_per_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anonymous visitors share one rendering per market-clock tick (60 s) and language."""
+    from suangu.web import pages
+
+    calls: list[int] = []
+    real = pages.market_stats
+
+    def counted(*args: object, **kw: object) -> object:
+        calls.append(1)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pages, "market_stats", counted)
+    engine = make_engine(sqlite_url(tmp_path / "x.db"))
+    migrate(engine)
+    clock = ManualClock(1_767_225_600)
+    client = TestClient(create_app(Database(engine), clock, energy=False))
+    first = client.get("/").text
+    assert [client.get("/").text for _ in range(5)] == [first] * 5
+    assert len(calls) == 1
+    client.get("/?lang=zh")
+    assert len(calls) == 2
+    clock.advance(60)
+    client.get("/")
+    assert len(calls) == 3
+    engine.dispose()

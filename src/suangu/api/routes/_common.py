@@ -21,6 +21,17 @@ IdemKey = Annotated[
         "response; the same key with another body is a 409.",
     ),
 ]
+#: For writes whose retry without a key would do the work twice unseen (a new API key).
+IdemKeyRequired = Annotated[
+    str,
+    Header(
+        alias=HEADER,
+        min_length=1,
+        max_length=MAX_KEY,
+        description="Required: any unique string; a retry with the same key and body does "
+        "not do the work again.",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
 Cursor = Annotated[
     str | None,

@@ -19,7 +19,6 @@ from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.services import (
     account_out,
-    account_owner,
     ensure_accounts,
     fee_bp,
     set_fee_bp,
@@ -27,7 +26,7 @@ from suangu.api.services import (
 )
 from suangu.core import billing
 from suangu.core.errors import ValidationError
-from suangu.core.ledger import Asset, CreateResult
+from suangu.core.ledger import AccountKind, Asset, CreateResult
 from suangu.store.errors import Conflict, NotFound
 from suangu.store.ledger import account_from_row
 from suangu.store.models import LedgerAccountRow, Role
@@ -36,10 +35,17 @@ from suangu.store.repositories import Members
 router = APIRouter(tags=["ledger"])
 
 
+#: The kinds of account a member may own; the exchange's internal accounts are never a
+#: member's, whatever their owner is called (member ids that name an internal owner are
+#: refused too: :data:`suangu.core.billing.RESERVED_MEMBER_IDS`).
+MEMBER_KINDS = (str(AccountKind.BUYER), str(AccountKind.PROVIDER))
+
+
 def _check_account(ctx: Any, who: Principal, account_id: str) -> None:
     with ctx.db.session_scope(write=False) as s:
-        owner = account_owner(s, account_id)
-    if owner is None or not who.may_see(owner):
+        row = s.get(LedgerAccountRow, account_id)
+        owner, kind = (None, None) if row is None else (row.owner, row.kind)
+    if owner is None or not who.may_see(owner) or (not who.sees_all and kind not in MEMBER_KINDS):
         raise NotFound(
             f"no account {account_id!r}", field="path.account_id", fix="list your accounts"
         )
@@ -57,7 +63,9 @@ def list_accounts(
     """Balances: a member's own accounts; operators and auditors see every account."""
     q = select(LedgerAccountRow).order_by(LedgerAccountRow.id)
     if not who.sees_all:
-        q = q.where(LedgerAccountRow.owner == who.member_id)
+        q = q.where(
+            LedgerAccountRow.owner == who.member_id, LedgerAccountRow.kind.in_(MEMBER_KINDS)
+        )
     if ledger is not None:
         q = q.where(LedgerAccountRow.ledger == str(ledger))
     with ctx.db.session_scope(write=False) as s:

@@ -38,8 +38,8 @@ def prices(
     request: Request,
     ctx: Ctx,
     pool_id: str | None = None,
-    first_slot: Annotated[int | None, Query(ge=0, le=2**31)] = None,
-    end_slot: Annotated[int | None, Query(ge=1, le=2**31)] = None,
+    first_slot: Annotated[int | None, Query(ge=0, le=schemas.MAX_SLOT)] = None,
+    end_slot: Annotated[int | None, Query(ge=1, le=schemas.MAX_SLOT)] = None,
     limit: Limit = 200,
     cursor: Cursor = None,
 ) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from suangu.api import pagination, schemas
 from suangu.api.auth import Anyone, Operator, Principal, Reader, allow, forget_key
-from suangu.api.idempotency import fingerprint, run_write
-from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
+from suangu.api.idempotency import fingerprint, run_write, secret_issued
+from suangu.api.routes._common import Ctx, Cursor, IdemKey, IdemKeyRequired, Limit
 from suangu.api.services import ensure_accounts, key_out, member_accounts, member_out
 from suangu.store.errors import NotFound
 from suangu.store.models import ApiKeyRow, MemberRow, Role
@@ -52,7 +52,7 @@ def create_member(
         key,
         fingerprint("POST", request.url.path, body),
         lambda s: (201, member_out(Members(s).create(body.id, body.name, body.role, now))),
-        rename={"id": "body.id", "role": "body.role"},
+        rename={"id": "body.id", "role": "body.role", "name": "body.name"},
     )
     if resp.status_code == 201:
         ensure_accounts(ctx.ledger, member_accounts(body.id, body.role), now)
@@ -90,10 +90,14 @@ def create_key(
     request: Request,
     who: Operator,
     ctx: Ctx,
+    key: IdemKeyRequired,
     body: schemas.KeyIn | None = None,
-    key: IdemKey = None,
 ) -> JSONResponse:
-    """A new API key for the member; the token is in this response only."""
+    """A new API key for the member; the token is in this response only.
+
+    Needs an ``Idempotency-Key``: a retry with the same key (the first response was lost)
+    mints no second key; it answers 409 naming the key the first request created, whose
+    token is not kept anywhere (revoke it and create another)."""
     label = body.label if body is not None else ""
     now = ctx.now()
 
@@ -104,7 +108,19 @@ def create_key(
             raise NotFound(err.message, field="path.member_id", fix=err.fix) from None
         return 201, {**key_out(new.key), "token": new.token}
 
-    return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
+    return run_write(
+        ctx,
+        who,
+        key,
+        fingerprint("POST", request.url.path, body),
+        work,
+        record=secret_issued(
+            "the API key",
+            "use the token of the first response; if it was lost, revoke {id} "
+            f"(DELETE /members/{member_id}/keys/{{id}}) and create a new key with a new "
+            "Idempotency-Key",
+        ),
+    )
 
 
 @router.get("/members/{member_id}/keys", response_model=schemas.PageOut[schemas.KeyOut])

@@ -22,14 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from suangu.api import orderbatch, pagination, schemas
+from suangu.api import cancel, orderbatch, pagination, schemas
 from suangu.api.auth import BuyerOrReader, BuyerWriting, Principal
 from suangu.api.context import ApiContext
 from suangu.api.errors import PayloadTooLarge, UnsupportedMediaType
 from suangu.api.idempotency import fingerprint, respond, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
-from suangu.api.services import MAX_YAML_BYTES, order_from_json, order_out, orders_from_yaml
-from suangu.core.errors import ValidationError
+from suangu.api.services import (
+    ensure_accounts,
+    fee_bp,
+    order_from_json,
+    order_out,
+    orders_from_yaml,
+)
+from suangu.core import billing
 from suangu.core.types import Order
 from suangu.store.db import PG_POOL_SIZE
 from suangu.store.errors import NotFound
@@ -52,12 +58,24 @@ async def _yaml_body(request: Request) -> bytes:
             field="header.Content-Type",
             fix="send Content-Type: application/yaml",
         )
+    cap = _ctx_of(request).settings.max_yaml_bytes
     size = request.headers.get("content-length", "")
-    if size.isdigit() and int(size) > MAX_YAML_BYTES:
-        raise PayloadTooLarge(
-            f"{size} bytes", field="body", fix=f"send at most {MAX_YAML_BYTES} bytes"
-        )
-    return await request.body()
+    if size.isdigit() and int(size) > cap:
+        raise PayloadTooLarge(f"{size} bytes", field="body", fix=f"send at most {cap} bytes")
+    # Chunked (no length): read as it comes, and stop at the limit.
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > cap:
+            raise PayloadTooLarge(
+                f"more than {cap} bytes", field="body", fix=f"send at most {cap} bytes"
+            )
+    return bytes(raw)
+
+
+def _ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
 
 
 def _submit(s: Session, orders: list[Order], now: int) -> list[OrderRecord]:
@@ -118,7 +136,14 @@ def create_orders_yaml(
     key: IdemKey = None,
 ) -> JSONResponse:
     """Submit orders from a YAML job spec: all of them, or none."""
-    orders = orders_from_yaml(raw, who.member_id, ctx.settings.grid, ctx.current_slot())
+    orders = orders_from_yaml(
+        raw,
+        who.member_id,
+        ctx.settings.grid,
+        ctx.current_slot(),
+        max_bytes=ctx.settings.max_yaml_bytes,
+        max_depth=ctx.settings.max_yaml_depth,
+    )
     now = ctx.now()
     return run_write(
         ctx,
@@ -140,18 +165,12 @@ def list_orders(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """A buyer's own orders, oldest first; operators and auditors see every order."""
+    q = select(OrderRow).order_by(OrderRow.submitted_at, OrderRow.id)
+    if not who.sees_all:
+        q = q.where(OrderRow.buyer_id == who.member_id)
+    if status is not None:
+        q = q.where(OrderRow.status == str(status))
     with ctx.db.session_scope(write=False) as s:
-        if not who.sees_all:
-            try:
-                pg = Orders(s).page(who.member_id, limit=limit, cursor=cursor, status=status)
-            except ValidationError as err:
-                raise ValidationError(
-                    err.message, field=f"query.{err.field}", fix=err.fix
-                ) from None
-            return pagination.body(request, [order_out(r) for r in pg.items], pg.next_cursor)
-        q = select(OrderRow).order_by(OrderRow.submitted_at, OrderRow.id)
-        if status is not None:
-            q = q.where(OrderRow.status == str(status))
         rows, nxt = pagination.page_query(s, q, limit, cursor)
         items = [order_out(order_record(r)) for r in rows]
     return pagination.body(request, items, nxt)
@@ -174,10 +193,30 @@ def get_order(order_id: str, who: BuyerOrReader, ctx: Ctx) -> dict[str, Any]:
 def cancel_order(
     order_id: str, request: Request, who: BuyerWriting, ctx: Ctx, key: IdemKey = None
 ) -> JSONResponse:
-    """Cancel an open order; once a clearing has allocated to it, it can no longer be."""
+    """Cancel an order. An open order is cancelled; a partly filled one stops its remaining
+    work: it is not offered to clearings again, its leases that have not started fail
+    (nothing paid for them) and the holds of its clearings whose leases are all done are
+    settled, the rest released (:mod:`suangu.api.cancel`). Running leases run and settle as
+    usual. A cleared or expired order is a 409."""
+    now = ctx.now()
+    with ctx.db.session_scope(write=False) as s:
+        _get(s, who, order_id)
+        providers = cancel.provider_ids(s, order_id)
+    if providers:
+        ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
+        ensure_accounts(ctx.ledger, [billing.new_provider_account(p) for p in providers], now)
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         _get(s, who, order_id)
-        return 200, order_out(Orders(s).cancel(order_id, who.member_id))
+        record = cancel.cancel_order(
+            s,
+            ctx.ledger,
+            order_id,
+            who.member_id,
+            current_slot=ctx.current_slot(),
+            fee_bp=fee_bp(s, ctx.settings.default_fee_bp),
+            now=now,
+        )
+        return 200, order_out(record)
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)
