@@ -14,6 +14,7 @@ Two workloads: the trace's jobs as divisible batch orders, and the same jobs all
 ``bench/results/commitment.jsonl``::
 
     .venv/bin/python bench/bench_commitment.py [--load 1.2] [--days 7] [--seed 0]
+                                               [--workload divisible|all-or-nothing]
 """
 
 from __future__ import annotations
@@ -59,9 +60,14 @@ def main() -> None:
     parser.add_argument("--load", type=float, default=1.2)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workload", choices=["divisible", "all-or-nothing"], action="append", default=None
+    )
     args = parser.parse_args()
     sc, stream, _ = bench_inputs(days=args.days, load=args.load, seed=args.seed)
     workloads = {"divisible": stream, "all-or-nothing": all_or_nothing(stream)}
+    if args.workload:
+        workloads = {k: v for k, v in workloads.items() if k in args.workload}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"{'workload':<15} {'rule':<8} {'deadlines met':>15} {'share':>7} "

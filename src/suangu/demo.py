@@ -266,6 +266,7 @@ class _Run:
             horizon_slots=scenario.lookahead,
             default_fee_bp=scenario.fee_bp,
             delay_fen=scenario.delay_fen,
+            firm_slots=scenario.firm_slots,
         )
         self.app = create_app(
             db,

@@ -32,7 +32,7 @@ offers:
 
 def _scenario(tmp_path: Path, firm_slots: int | None) -> Scenario:
     path = tmp_path / f"commit-{firm_slots}.yaml"
-    firm = "" if firm_slots is None else f"firm_slots: {firm_slots}"
+    firm = "firm_slots: null" if firm_slots is None else f"firm_slots: {firm_slots}"
     path.write_text(SCENARIO.format(firm=firm), encoding="utf-8")
     return load_scenario(path)
 

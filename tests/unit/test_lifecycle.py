@@ -14,47 +14,54 @@ FAST = 989.4 / 312.0
 
 def test_reopened_counts_work_in_reference_hours() -> None:
     plain = Order("o", "b", OrderKind.BATCH, 2, 0, 10, 100, gpu_hours=8)
-    assert lifecycle.steps(plain, [H100], 1) == (1.0, 1.0)
-    rest = lifecycle.reopened(plain, 6.0, 2, 3, 1.0)
+    one = (1.0, 1.0)
+    assert lifecycle.steps(plain, [H100], 1) == one
+    rest = lifecycle.reopened(plain, 6.0, 6, 2, 3, one, 1)
     assert rest is not None and (rest.gpu_hours, rest.release_slot) == (2, 3)
-    assert lifecycle.reopened(plain, 7.5, 2, 3, 1.0) is None  # half a GPU-hour left
+    assert lifecycle.reopened(plain, 8.0, 8, 2, 3, one, 1) is None  # all of it
     fast = Order("o", "b", OrderKind.BATCH, 2, 0, 10, 100, gpu_hours=8, reference_class="A800")
-    lo, hi = lifecycle.steps(fast, [H100, A800], 1)
-    assert lo == pytest.approx(1.0) and hi == pytest.approx(FAST)
-    assert lifecycle.steps(fast, [H100], 1)[0] == pytest.approx(FAST)
-    assert lifecycle.reopened(fast, 8 - 2.5, 2, 3, FAST) is None
-    rest = lifecycle.reopened(fast, 8 - 3.5, 2, 3, FAST)
+    both = lifecycle.steps(fast, [H100, A800], 1)
+    assert both == (pytest.approx(1.0), pytest.approx(FAST))
+    only_h100 = lifecycle.steps(fast, [H100], 1)
+    assert only_h100 == (pytest.approx(FAST), pytest.approx(FAST))
+    # 3.5 left: more than an H100 slot does, so not filled; bids for 3 whole hours.
+    rest = lifecycle.reopened(fast, 8 - 3.5, 2, 2, 3, only_h100, 1)
     assert rest is not None and rest.gpu_hours == 3
+    # 2.5 left: less than an H100 slot does, the rounding of the grid: filled.
+    assert lifecycle.reopened(fast, 8 - 2.5, 2, 2, 3, both, 1) is None
 
 
 def test_one_fill_rule() -> None:
+    one = (1.0, 1.0)
     plain = Order("o", "b", OrderKind.BATCH, 2, 0, 10, 100, gpu_hours=8)
-    assert not lifecycle.is_filled(plain, 0.0, 0, 1.0, 1)
-    assert not lifecycle.is_filled(plain, 7.0, 7, 1.0, 1)
-    assert lifecycle.is_filled(plain, 8.0, 8, 1.0, 1)
+    assert not lifecycle.is_filled(plain, 0.0, 0, one, 1)
+    assert not lifecycle.is_filled(plain, 7.0, 7, one, 1)
+    assert lifecycle.is_filled(plain, 8.0, 8, one, 1)
     fast = Order("o", "b", OrderKind.BATCH, 2, 0, 10, 100, gpu_hours=8, reference_class="A800")
-    # 2 H100 slots do 6.34 reference hours: 1.66 left, more than an A800 slot does (1.0):
-    # the order can still take a GPU-slot, so it is not filled ...
-    assert not lifecycle.is_filled(fast, 2 * FAST, 2, 1.0, 1)
-    # ... while in a market of H100s only (one slot does 3.17) it is.
-    assert lifecycle.is_filled(fast, 2 * FAST, 2, FAST, 1)
-    # A filled order never reopens, and an order that does not reopen for lack of work is filled.
-    for done in (0.0, 2.0, 6.9, 7.0, 7.5, 8.0):
-        filled = lifecycle.is_filled(fast, done, 1, 1.0, 1)
-        assert filled == (lifecycle.reopened(fast, done, 0, 1, 1.0) is None)
+    both = (1.0, FAST)
+    # 2 H100 slots do 6.34 reference hours: 1.66 left, less than an H100 slot: filled.
+    assert lifecycle.is_filled(fast, 2 * FAST, 2, both, 1)
+    assert not lifecycle.is_filled(fast, FAST, 1, both, 1)  # 4.83 left
+    # A filled order never reopens.
+    for done in (0.0, 2.0, 4.0, 5.0, 6.9, 7.5, 8.0):
+        if lifecycle.is_filled(fast, done, 1, both, 1):
+            assert lifecycle.reopened(fast, done, 1, 0, 1, both, 1) is None
+    for done in (0.0, 2.0, 7.0, 8.0):
+        filled = lifecycle.is_filled(plain, done, int(done), one, 1)
+        assert filled == (lifecycle.reopened(plain, done, int(done), 0, 1, one, 1) is None)
     gang = Order("g", "b", OrderKind.GANG, 8, 0, 10, 100, duration_slots=3)
-    assert lifecycle.is_filled(gang, 0.0, 24, 1.0, 1)
+    assert lifecycle.is_filled(gang, 0.0, 24, one, 1)
     service = Order("s", "b", OrderKind.SERVICE, 2, 0, 4, 100)
-    assert not lifecycle.is_filled(service, 0.0, 7, 1.0, 1)
-    assert lifecycle.is_filled(service, 0.0, 8, 1.0, 1)
+    assert not lifecycle.is_filled(service, 0.0, 7, one, 1)
+    assert lifecycle.is_filled(service, 0.0, 8, one, 1)
 
 
 def test_gangs_bid_whole_until_served() -> None:
     gang = Order("g", "b", OrderKind.GANG, 8, 0, 10, 100, duration_slots=3)
-    again = lifecycle.reopened(gang, 0.0, -1, 5, 1.0)
+    again = lifecycle.reopened(gang, 0.0, 0, -1, 5, (1.0, 1.0), 1)
     assert again is not None and again.release_slot == 5 and again.gpus == 8
-    assert lifecycle.reopened(gang, 0.0, -1, 8, 1.0) is None  # its run no longer fits
-    assert lifecycle.reopened(gang, 24.0, 4, 5, 1.0) is None  # served: never again
+    assert lifecycle.reopened(gang, 0.0, 0, -1, 8, (1.0, 1.0), 1) is None  # its run no longer fits
+    assert lifecycle.reopened(gang, 24.0, 24, 4, 5, (1.0, 1.0), 1) is None  # served: never again
 
 
 def test_remaining_capacity() -> None:

@@ -314,6 +314,22 @@ class DataTransferOut(Response):
     congestion_fen: int
 
 
+class PlannedOut(Response):
+    """A GPU-slot the latest clearing planned for the order beyond its firmness horizon: at
+    that clearing's price, indicative, not a contract (the next clearing plans again; the
+    buyer never pays above its limit)."""
+
+    pool_id: str
+    slot: int
+    gpus: int
+    price_fen: int
+
+
+class OrderDetailOut(OrderOut):
+    #: The planned schedule (commit late, plan early): empty when nothing is planned.
+    planned: list[PlannedOut] = Field(default_factory=list)
+
+
 class ClearingSummaryOut(Response):
     id: str
     run_at: int
@@ -324,6 +340,8 @@ class ClearingSummaryOut(Response):
     welfare_fen: int
     n_allocations: int
     excluded_orders: list[str] = Field(default_factory=list)
+    #: Allocations planned beyond the firmness horizon (not leases).
+    n_planned: int = 0
 
 
 class ClearingOut(ClearingSummaryOut):

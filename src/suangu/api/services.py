@@ -436,9 +436,12 @@ class PreparedClearing:
     id: str
     first_slot: int
     n_slots: int
+    #: What became firm (:func:`suangu.core.lifecycle.commit`): leases, fills, holds.
     result: ClearingResult
     holds: list[Transfer]
     excluded: list[str]
+    #: Allocations beyond the firmness horizon: the buyers' planned schedule.
+    planned: tuple[Allocation, ...] = ()
 
 
 def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
@@ -533,9 +536,9 @@ def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[O
         last = max((t for _, _, t in got), default=-1)
         if (order.reference_class or order.speed) and classes is None:
             classes = list(s.scalars(select(PoolRow.gpu_class).distinct()))
-        rest = lifecycle.reopened(
-            order, done, last, first, lifecycle.steps(order, classes or [], hours)[0]
-        )
+        steps = lifecycle.steps(order, classes or [], hours)
+        gpu_slots = sum(n for _, n, _ in got)
+        rest = lifecycle.reopened(order, done, gpu_slots, last, first, steps, hours)
         if rest is not None:
             orders.append(rest)
     return sorted(orders, key=lambda o: o.id)
@@ -552,6 +555,7 @@ def prepare_clearing(
     adjust: MarketHook | None = None,
     *,
     delay_fen: int = 0,
+    firm_slots: int | None = None,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -561,6 +565,9 @@ def prepare_clearing(
     what its buyer has (a pricing rule broken), that order is left out and the market
     cleared again, as a safety net. ``adjust`` (the energy model) turns each market into the
     one cleared; ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
+    Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
+    within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
+    as the buyers' planned schedule.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
@@ -589,7 +596,8 @@ def prepare_clearing(
         )
         if adjust is not None:
             market = adjust(market)
-        result = clear(market)
+        commitment = lifecycle.commit(clear(market), market, firm_slots)
+        result = commitment.firm
         holds = billing.holds_for_clearing(result, clearing_id, timeout_s, with_transfers=True)
         need: dict[str, list[Transfer]] = defaultdict(list)
         buyer_of = {o.id: o.buyer_id for o in orders}
@@ -605,7 +613,15 @@ def prepare_clearing(
                 else:
                     unfunded.append(h.user_data)
         if not unfunded:
-            return PreparedClearing(clearing_id, first, n_slots, result, holds, sorted(excluded))
+            return PreparedClearing(
+                clearing_id,
+                first,
+                n_slots,
+                result,
+                holds,
+                sorted(excluded),
+                commitment.planned,
+            )
         log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
         excluded += unfunded
         drop = set(unfunded)
@@ -637,6 +653,7 @@ def save_clearing(
         prepared.n_slots,
         prepared.result,
         hold_ids=hold_ids,
+        planned=prepared.planned,
     )
 
 
@@ -686,6 +703,7 @@ def clearing_round(
                 settings.hold_timeout_s,
                 adjust,
                 delay_fen=settings.delay_fen,
+                firm_slots=settings.firm_slots,
             )
         try:
             return save(prepared)

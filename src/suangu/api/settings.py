@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suangu.core.lifecycle import DEFAULT_FIRM_SLOTS
 from suangu.core.metering import CLOCK_TOLERANCE_S, DEFAULT_MAX_PUE
 from suangu.core.types import TimeGrid
 
@@ -36,6 +37,10 @@ class ApiSettings(BaseModel):
     #: How long after a lease's slot ends the loop waits for its final reading before
     #: completing it from the readings it has.
     lease_grace_s: int = Field(default=900, ge=0)
+    #: The firmness horizon (commit late, plan early): slots of each clearing that become
+    #: leases; later slots are the buyers' planned schedule, which the next clearing plans
+    #: again (:func:`suangu.core.lifecycle.commit`). None: every allocation at once.
+    firm_slots: int | None = Field(default=DEFAULT_FIRM_SLOTS, ge=1, le=24 * 14)
     #: Seconds a meter reading may end after the market clock's now (agents' clock skew).
     reading_tolerance_s: int = Field(default=CLOCK_TOLERANCE_S, ge=0, le=3600)
     #: The least PUE a reading's energy bound allows, whatever a site declares

@@ -116,6 +116,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.gpus import ALIASES
+from suangu.core.lifecycle import DEFAULT_FIRM_SLOTS
 from suangu.core.types import (
     MAX_DATA_GB,
     MAX_GPUS,
@@ -399,7 +400,7 @@ class ScenarioSpec(_Spec):
     protect_firm_hours: int = Field(default=0, ge=0, le=MAX_HOURS)
     #: the firmness horizon: slots of each clearing that become firm (commit late, plan
     #: early; :func:`suangu.core.lifecycle.commit`); None: every allocation is firm at once.
-    firm_slots: int | None = Field(default=None, ge=1, le=MAX_LOOKAHEAD)
+    firm_slots: int | None = Field(default=DEFAULT_FIRM_SLOTS, ge=1, le=MAX_LOOKAHEAD)
 
 
 class OrderSpec(_Spec):
@@ -602,7 +603,7 @@ class Scenario:
     #: hours of history behind the ``suangu`` policy's firm-order protection (0 = off)
     protect_firm_hours: int = 0
     #: the firmness horizon in slots (None: every allocation is firm at once)
-    firm_slots: int | None = None
+    firm_slots: int | None = DEFAULT_FIRM_SLOTS
 
     @property
     def regions(self) -> tuple[str, ...]:

@@ -397,7 +397,9 @@ class _OrderState:
 
     def filled(self, slot_hours: int) -> bool:
         """The lifecycle's one fill rule (:func:`suangu.core.lifecycle.is_filled`)."""
-        return lifecycle.is_filled(self.order, self.done, self.allocated, self.min_step, slot_hours)
+        return lifecycle.is_filled(
+            self.order, self.done, self.allocated, (self.min_step, self.max_step), slot_hours
+        )
 
     @property
     def order(self) -> Order:
@@ -622,7 +624,15 @@ class _Simulation:
                 ):
                     release, gpus = start, width
             rest = lifecycle.reopened(
-                order, st.done, st.last_slot, h, st.min_step, release=release, gpus=gpus
+                order,
+                st.done,
+                st.allocated,
+                st.last_slot,
+                h,
+                (st.min_step, st.max_step),
+                self.hours,
+                release=release,
+                gpus=gpus,
             )
             if rest is None:
                 st.closed = True
@@ -881,7 +891,16 @@ class _Simulation:
         room: dict[str, int] = {}  # energy site -> green Wh not yet certified in this slot
         issued: dict[str, int] = defaultdict(int)  # provider -> Wh to issue
         chains: list[Transfer] = []
-        for a, used in sorted(leases, key=lambda x: accounting.lease_id(x[0])):
+        # One energy record per (order, pool, slot): an order that two clearings served in
+        # the same pool-slot (protection gives back GPUs it holds in part) is metered once.
+        merged: dict[str, tuple[Allocation, int]] = {}
+        for a, used in leases:
+            key = accounting.lease_id(a)
+            if key in merged:
+                b, before = merged[key]
+                a, used = replace(b, gpus=b.gpus + a.gpus), before + used
+            merged[key] = (a, used)
+        for _, (a, used) in sorted(merged.items()):
             sy = self.site_years[self.site_of[a.pool_id]]
             provider = self.sc.providers[a.pool_id]
             gpu = self.pools[a.pool_id].gpu_class

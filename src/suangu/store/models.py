@@ -373,6 +373,29 @@ class LeaseRow(Base):
     )
 
 
+class PlannedAllocationRow(Base):
+    """Work a clearing planned beyond its firmness horizon (commit late, plan early): the
+    buyer's planned schedule at the clearing's prices, not a contract. The next clearing plans
+    again; an order's plan is the latest clearing's."""
+
+    __tablename__ = "planned_allocations"
+    __table_args__ = (
+        UniqueConstraint("clearing_id", "order_id", "pool_id", "slot", name="uq_planned_alloc"),
+        CheckConstraint("gpus >= 1", name="gpus"),
+        CheckConstraint("price_fen >= 0", name="price_fen"),
+        Index("ix_planned_allocations_order", "order_id", "clearing_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    clearing_id: Mapped[str] = mapped_column(ForeignKey("clearings.id"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id"))
+    slot: Mapped[int]
+    gpus: Mapped[int]
+    price_fen: Mapped[int]
+
+
 class MeterReadingRow(Base):
     __tablename__ = "meter_readings"
     __table_args__ = (

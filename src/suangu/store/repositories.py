@@ -71,6 +71,7 @@ from suangu.store.models import (
     OfferStatus,
     OrderRow,
     OrderStatus,
+    PlannedAllocationRow,
     PoolRow,
     PriceRow,
     Role,
@@ -872,8 +873,12 @@ class Clearings:
         *,
         hold_ids: Mapping[str, str] | None = None,
         providers: Mapping[str, str] | None = None,
+        planned: Sequence[Allocation] = (),
     ) -> list[Lease]:
         """Store a clearing and everything it decided, in the caller's transaction.
+
+        ``result`` is what became firm (:func:`suangu.core.lifecycle.commit`); ``planned`` the
+        allocations beyond the firmness horizon, stored as the buyers' planned schedule.
 
         One lease per allocation; ``hold_ids`` maps order id -> its hold transfer (recorded
         in the same transaction or before); ``providers`` maps pool id -> provider (default:
@@ -973,6 +978,22 @@ class Clearings:
                     "hold_transfer_id": x.hold_transfer_id,
                 }
                 for x in leases
+            ],
+        )
+        _insert(
+            self.s,
+            PlannedAllocationRow,
+            [
+                {
+                    "clearing_id": clearing_id,
+                    "order_id": a.order_id,
+                    "buyer_id": a.buyer_id,
+                    "pool_id": a.pool_id,
+                    "slot": a.slot,
+                    "gpus": a.gpus,
+                    "price_fen": a.price_fen,
+                }
+                for a in planned
             ],
         )
         _insert(
@@ -1083,9 +1104,12 @@ class Clearings:
             mine = got.get(order_id, [])
             if (order.reference_class or order.speed) and classes is None:
                 classes = list(self.s.scalars(select(PoolRow.gpu_class).distinct()))
-            step, _ = steps(order, classes or [], hours)
             filled = is_filled(
-                order, work_done(order, mine, hours), sum(n for _, n in mine), step, hours
+                order,
+                work_done(order, mine, hours),
+                sum(n for _, n in mine),
+                steps(order, classes or [], hours),
+                hours,
             )
             status = OrderStatus.CLEARED if filled else OrderStatus.PARTIALLY
             by_status.setdefault(status, []).append(order_id)
@@ -1214,6 +1238,39 @@ class Clearings:
                 q = q.where(column == value)
         q = q.order_by(LeaseRow.slot, LeaseRow.order_id, LeaseRow.pool_id, LeaseRow.clearing_id)
         return [_to_lease(r) for r in self.s.scalars(q)]
+
+    def planned(self, order_id: str) -> list[Allocation]:
+        """The order's planned schedule: what the latest clearing that served or planned it
+        planned beyond its firmness horizon (empty once a clearing made the rest firm)."""
+        touched = (
+            select(LeaseRow.clearing_id.label("cid"))
+            .where(LeaseRow.order_id == order_id)
+            .union(
+                select(PlannedAllocationRow.clearing_id.label("cid")).where(
+                    PlannedAllocationRow.order_id == order_id
+                )
+            )
+            .subquery()
+        )
+        latest = self.s.execute(
+            select(ClearingRow.id)
+            .where(ClearingRow.id.in_(select(touched.c.cid)))
+            .order_by(ClearingRow.run_at.desc(), ClearingRow.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if latest is None:
+            return []
+        rows = self.s.scalars(
+            select(PlannedAllocationRow)
+            .where(
+                PlannedAllocationRow.order_id == order_id,
+                PlannedAllocationRow.clearing_id == latest,
+            )
+            .order_by(PlannedAllocationRow.slot, PlannedAllocationRow.pool_id)
+        )
+        return [
+            Allocation(r.order_id, r.buyer_id, r.pool_id, r.slot, r.gpus, r.price_fen) for r in rows
+        ]
 
     def lease(self, lease_id: str) -> Lease:
         row = self.s.get(LeaseRow, lease_id)

@@ -32,7 +32,9 @@ router = APIRouter(tags=["clearings"])
 CLEARING_LOCK_WAIT_S = 60.0
 
 
-def _summary(row: ClearingRow, n_allocations: int, excluded: list[str]) -> dict[str, Any]:
+def _summary(
+    row: ClearingRow, n_allocations: int, excluded: list[str], n_planned: int = 0
+) -> dict[str, Any]:
     return {
         "id": row.id,
         "run_at": row.run_at,
@@ -43,6 +45,7 @@ def _summary(row: ClearingRow, n_allocations: int, excluded: list[str]) -> dict[
         "welfare_fen": row.welfare_fen,
         "n_allocations": n_allocations,
         "excluded_orders": excluded,
+        "n_planned": n_planned,
     }
 
 
@@ -167,7 +170,7 @@ def _save(
     leases = save_clearing(s, ctx.ledger, prepared, now)
     row = s.get(ClearingRow, prepared.id)
     assert row is not None
-    return 201, _summary(row, len(leases), prepared.excluded)
+    return 201, _summary(row, len(leases), prepared.excluded, len(prepared.planned))
 
 
 @router.get("/clearings", response_model=schemas.PageOut[schemas.ClearingSummaryOut])

@@ -40,7 +40,7 @@ from suangu.core.types import Order
 from suangu.store.db import PG_POOL_SIZE
 from suangu.store.errors import NotFound
 from suangu.store.models import OrderRow, OrderStatus
-from suangu.store.repositories import OrderRecord, Orders, order_record
+from suangu.store.repositories import Clearings, OrderRecord, Orders, order_record
 
 router = APIRouter(tags=["orders"])
 BODY_ID = {"id": "body.id"}
@@ -183,10 +183,21 @@ def _get(s: Session, who: Principal, order_id: str) -> OrderRecord:
         raise NotFound(err.message, field="path.order_id", fix="list your orders") from None
 
 
-@router.get("/orders/{order_id}", response_model=schemas.OrderOut)
+@router.get("/orders/{order_id}", response_model=schemas.OrderDetailOut)
 def get_order(order_id: str, who: BuyerOrReader, ctx: Ctx) -> dict[str, Any]:
+    """An order, with its planned schedule: what the latest clearing planned for it beyond
+    the firmness horizon (indicative; the next clearing plans again)."""
     with ctx.db.session_scope(write=False) as s:
-        return order_out(_get(s, who, order_id))
+        record = _get(s, who, order_id)
+        live = record.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY)
+        planned = Clearings(s).planned(order_id) if live else []
+        return {
+            **order_out(record),
+            "planned": [
+                {"pool_id": a.pool_id, "slot": a.slot, "gpus": a.gpus, "price_fen": a.price_fen}
+                for a in planned
+            ],
+        }
 
 
 @router.post("/orders/{order_id}/cancel", response_model=schemas.OrderOut)
