@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from suangu import __version__
+from suangu import __version__, ops_cli
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
@@ -677,6 +677,7 @@ def _print_energy(console: Console, e: EnergySummary) -> None:
 
 report_app = typer.Typer(help="Reports: energy and carbon of a site.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+app.add_typer(ops_cli.audit_app, name="audit")
 
 
 @report_app.command("energy")

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from suangu.api import errors
+from suangu.api import errors, observe
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
 from suangu.api.market_energy import MarketEnergy
@@ -91,6 +91,7 @@ def create_app(
         from suangu.web import mount_dashboard
 
         mount_dashboard(app, private=private_dashboard)
+    observe.install(app)  # request ids, logs, metrics: the outermost middleware
     return app
 
 
