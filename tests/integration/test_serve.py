@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from suangu.api.metrics import iter_samples
 
 
 def _free_port() -> int:
@@ -55,3 +60,60 @@ def test_serve_with_a_bad_database_url_says_so() -> None:
     assert out.returncode == 2
     assert "database_url" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr + out.stdout
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str, scheme: str = "http") -> Iterator[tuple[str, Path]]:
+    """``suangu serve`` on a free port in a subprocess: its base URL and its log file."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "SUANGU_DATABASE_URL": f"sqlite:///{tmp_path / 'suangu.db'}"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "suangu.cli", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"{scheme}://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/api/v1/market/grid", timeout=2, verify=False)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "server did not start in 60 s"
+                time.sleep(0.2)
+        yield base, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_serve_prints_its_url_logs_json_and_sums_metrics_over_workers(tmp_path: Path) -> None:
+    with serving(tmp_path, "--workers", "2", "--no-clearing-loop") as (base, log):
+        for k in range(12):
+            r = httpx.get(f"{base}/api/v1/market/grid", headers={"X-Request-ID": f"t-{k}"})
+            assert r.headers["x-request-id"] == f"t-{k}"
+        counts = []
+        for _ in range(4):  # whichever worker answers, it sums both workers' samples
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            counts.append(
+                sum(
+                    v
+                    for n, lab, v in iter_samples(text)
+                    if n == "suangu_http_request_duration_seconds_count"
+                    and lab["route"] == "/api/v1/market/grid"
+                )
+            )
+        assert min(counts) >= 12, counts
+        time.sleep(0.5)
+        lines = log.read_text().splitlines()
+    assert f"Serving Suangu at {base}/" in "\n".join(lines)
+    docs = [json.loads(line) for line in lines if line.startswith("{")]
+    access = [d for d in docs if d.get("logger") == "uvicorn.access"]
+    assert {d.get("request_id") for d in access} >= {f"t-{k}" for k in range(12)}
+    assert all(d["level"] and d["ts"] for d in docs)

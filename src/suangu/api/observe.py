@@ -46,10 +46,19 @@ class RequestInfo:
 
     @property
     def route(self) -> str | None:
-        """The template of the route that served the request (``None``: no route matched)."""
+        """The template of the route that served the request, with the prefix it is mounted
+        under (``/api/v1/orders/{order_id}``); ``None``: no route matched."""
         route = self.scope.get("route")
-        path = getattr(route, "path", None)
-        return path if isinstance(path, str) else None
+        template = getattr(route, "path", None)
+        if not isinstance(template, str):
+            return None
+        # Some FastAPI versions keep an included router's prefix out of its routes' paths:
+        # take it from the request's path (the API's path parameters are one segment each).
+        actual = str(self.scope.get("path", ""))
+        extra = actual.count("/") - template.count("/")
+        if extra <= 0 or ":path}" in template:
+            return template
+        return "/".join(actual.split("/")[: extra + 1]) + template
 
     @property
     def path_params(self) -> dict[str, Any]:
@@ -89,6 +98,8 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        from suangu.api.metrics import observe_request
+
         rid = _incoming_id(scope)
         info = RequestInfo(rid, str(scope.get("method", "GET")), scope)
         status = 500
@@ -106,12 +117,16 @@ class ObserveMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             CURRENT.reset(token)
-            del start, status  # metrics: part 2
+            observe_request(info.method, info.route, status, time.perf_counter() - start)
 
 
 def install(app: Any) -> None:
-    """Add :class:`ObserveMiddleware` to ``app`` (call last: it then wraps every other
-    middleware, so that their answers carry the request id too)."""
+    """Add :class:`ObserveMiddleware` to ``app`` and serve ``/metrics``
+    (:mod:`suangu.api.metrics`). Call it last: the middleware then wraps every other one,
+    so that their answers carry the request id too."""
+    from suangu.api import metrics
+
+    metrics.mount(app)
     app.add_middleware(ObserveMiddleware)
 
 
