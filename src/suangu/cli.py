@@ -745,6 +745,7 @@ def _print_energy(console: Console, e: EnergySummary) -> None:
 report_app = typer.Typer(help="Reports: energy and carbon of a site.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 app.add_typer(ops_cli.audit_app, name="audit")
+app.add_typer(ops_cli.admin_app, name="admin")
 
 
 @report_app.command("energy")

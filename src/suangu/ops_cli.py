@@ -164,3 +164,119 @@ def verify_command(
             )
     if not verdict.ok:
         raise typer.Exit(1)
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+admin_app = typer.Typer(help="Set up an exchange: the first operator.", no_args_is_help=True)
+
+
+def create_first_operator(url: str, member_id: str, name: str, now: int) -> str:
+    """Migrate the database at ``url``, create the operator ``member_id`` with a key, and
+    return the key's token; a :class:`~suangu.store.errors.Conflict` if any operator
+    exists. One at a time: on PostgreSQL under an advisory lock, on SQLite under the write
+    lock, so two concurrent runs make one operator."""
+    from sqlalchemy import select, text
+    from sqlalchemy.orm import Session
+
+    from suangu.store import audit
+    from suangu.store.db import open_database
+    from suangu.store.errors import Conflict
+    from suangu.store.models import MemberRow, Role
+    from suangu.store.repositories import Members
+
+    db = open_database(url)
+
+    def work(s: Session) -> str:
+        if db.dialect == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _INIT_LOCK})
+        existing = s.scalars(
+            select(MemberRow.id).where(MemberRow.role == str(Role.OPERATOR)).limit(1)
+        ).first()
+        if existing is not None:
+            raise Conflict(
+                f"the exchange has an operator already ({existing!r})",
+                field="operator",
+                fix="ask an operator for a key (POST /api/v1/members/{id}/keys); "
+                "admin init only starts an empty exchange",
+            )
+        members = Members(s)
+        members.create(member_id, name, Role.OPERATOR, now)
+        new = members.create_key(member_id, now, label="admin init")
+        by = "suangu admin init"
+        audit.note(
+            s,
+            audit.Entry(
+                now,
+                None,
+                audit.SYSTEM,
+                "member.create",
+                f"member:{member_id}",
+                None,
+                {"role": "operator", "by": by},
+            ),
+            audit.Entry(
+                now,
+                None,
+                audit.SYSTEM,
+                "key.create",
+                f"key:{new.key.id}",
+                None,
+                {"member_id": member_id, "by": by},
+            ),
+        )
+        return new.token
+
+    try:
+        return db.transaction(work)
+    finally:
+        db.dispose()
+
+
+#: PostgreSQL advisory lock key of ``admin init`` ("init" in ASCII).
+_INIT_LOCK = 0x696E6974
+
+
+@admin_app.command("init")
+def init_command(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="SUANGU_DATABASE_URL",
+            help="SQLAlchemy URL; default: the SQLite file suangu.db here.",
+            show_default=False,
+        ),
+    ] = None,
+    member_id: Annotated[str, typer.Option("--id", help="The operator's member id.")] = "operator",
+    name: Annotated[str, typer.Option("--name", help="The operator's name.")] = "Exchange operator",
+) -> None:
+    """Create the exchange's first operator and print its API key, once.
+
+    Migrates the database first. Refuses when an operator exists: operators then create
+    members and keys through the API. The key is printed on stdout only (nothing else is),
+    so that `KEY=$(suangu admin init)` keeps it; it is stored as a hash and cannot be shown
+    again.
+    """
+    import time
+
+    from suangu.store.db import DEFAULT_URL
+
+    url = database_url or DEFAULT_URL
+    try:
+        token = create_first_operator(url, member_id, name, int(time.time()))
+    except SuanguError as err:
+        _fail(err)
+    except Exception as err:  # a bad URL or a database that is down: one line, no trace
+        _fail(
+            ValidationError(
+                str(err).splitlines()[0],
+                field="database_url",
+                fix="check SUANGU_DATABASE_URL or --database-url",
+            )
+        )
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold green]Created[/] operator {escape(member_id)!r}. Its API key, shown this once "
+        "(keep it secret; it is stored only as a hash):"
+    )
+    typer.echo(token)

@@ -117,3 +117,72 @@ def test_serve_prints_its_url_logs_json_and_sums_metrics_over_workers(tmp_path: 
     access = [d for d in docs if d.get("logger") == "uvicorn.access"]
     assert {d.get("request_id") for d in access} >= {f"t-{k}" for k in range(12)}
     assert all(d["level"] and d["ts"] for d in docs)
+
+
+def _self_signed(where: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with ``cryptography``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = where / "cert.pem", where / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_serve_over_tls(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    args = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--no-clearing-loop")
+    with serving(tmp_path, *args, scheme="https") as (base, log):
+        trusted = ssl.create_default_context(cafile=str(cert))
+        r = httpx.get(f"{base}/api/v1/market/grid", verify=trusted, timeout=5)
+        assert r.status_code == 200 and r.url.scheme == "https"
+        try:
+            httpx.get(base.replace("https", "http") + "/api/v1/market/grid", timeout=5)
+            raise AssertionError("plain HTTP was answered")
+        except httpx.TransportError:
+            pass
+    assert f"Serving Suangu at {base}/" in log.read_text()
+
+
+def test_serve_needs_both_tls_files(tmp_path: Path) -> None:
+    cert, _ = _self_signed(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "suangu.cli", "serve", "--ssl-certfile", str(cert)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "ssl_keyfile" in out.stderr and "Traceback" not in out.stderr
