@@ -19,10 +19,11 @@ Appending happens in the transaction of the write it records, so a write that ro
 leaves no entry: code that writes calls :func:`note` with the open session, and the entries
 are appended when the transaction commits (the ``before_commit`` hooks of
 :meth:`suangu.store.db.Database.session_scope`), after everything else it did. Appends are
-serialised: on PostgreSQL by a row lock on the head (``SELECT ... FOR UPDATE``, held to the
-commit, which follows at once); on SQLite by its one writer at a time. The head is the last
-lock a write takes, so it adds no deadlock. Triggers refuse ``UPDATE`` and ``DELETE`` on
-``audit_log`` (migration 0006).
+serialised: on PostgreSQL by the row lock of the head (an ``UPDATE ... RETURNING`` that
+reserves the numbers, held to the commit, which follows at once; then one statement inserts
+the entries and moves the head's hash: two round trips); on SQLite by its one writer at a
+time. The head is the last lock a write takes, so it adds no deadlock. Triggers refuse
+``UPDATE`` and ``DELETE`` on ``audit_log`` (migration 0006).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from suangu.store.db import before_commit
@@ -175,19 +176,42 @@ def _flush(s: Session) -> None:
         append(s, pending)
 
 
+#: PostgreSQL: insert the entries (one JSON parameter) and move the head's hash, in one
+#: statement of constant text (prepared once per connection, no per-call compilation).
+_PG_APPEND = text(
+    "WITH added AS (INSERT INTO audit_log (seq, at, member_id, role, action, object, "
+    "request_id, detail, prev_hash, hash) SELECT seq, at, member_id, role, action, object, "
+    "request_id, detail, prev_hash, hash FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r("
+    "seq bigint, at bigint, member_id varchar, role varchar, action varchar, object varchar, "
+    "request_id varchar, detail text, prev_hash varchar, hash varchar)) "
+    "UPDATE audit_head SET hash = :hash WHERE id = 1"
+)
+
+
 def append(s: Session, entries: Sequence[Entry]) -> list[Record]:
     """Append ``entries`` to the chain now, in the transaction of ``s`` (locks the head to
     the end of the transaction)."""
     if not entries:
         return []
     conn = s.connection()
-    head = conn.execute(
-        select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
-    ).one()
-    seq, prev = int(head.seq), str(head.hash)
+    n = len(entries)
+    if conn.dialect.name == "postgresql":
+        # One round trip locks the head and reserves n numbers: after waiting for the lock,
+        # UPDATE reads the head as the previous writer committed it.
+        row = conn.execute(
+            update(AuditHeadRow)
+            .where(AuditHeadRow.id == 1)
+            .values(seq=AuditHeadRow.seq + n)
+            .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+        ).one()
+        first, prev = int(row.seq) - n + 1, str(row.hash)
+    else:  # SQLite: one writer at a time already
+        row = conn.execute(
+            select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1)
+        ).one()
+        first, prev = int(row.seq) + 1, str(row.hash)
     out: list[Record] = []
-    for e in entries:
-        seq += 1
+    for seq, e in enumerate(entries, first):
         detail = encode_detail(e.detail)
         body = canonical(seq, e.at, e.member_id, e.role, e.action, e.object, e.request_id, detail)
         digest = chain_hash(prev, body)
@@ -206,8 +230,14 @@ def append(s: Session, entries: Sequence[Entry]) -> list[Record]:
             )
         )
         prev = digest
-    conn.execute(insert(AuditRow), [r.to_dict() for r in out])
-    conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=seq, hash=prev))
+    rows = [r.to_dict() for r in out]
+    if conn.dialect.name == "postgresql":  # the rows and the new head: one round trip
+        conn.execute(_PG_APPEND, {"rows": json.dumps(rows), "hash": prev})
+    else:
+        conn.execute(insert(AuditRow), rows)
+        conn.execute(
+            update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=out[-1].seq, hash=prev)
+        )
     return out
 
 
