@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -52,13 +53,24 @@ def _anchors(expect: list[str]) -> dict[int, str]:
 
 
 def _verify_database(url: str, anchors: dict[int, str]) -> object:
+    from sqlalchemy import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from suangu.store import audit
     from suangu.store.db import Database
 
     try:
+        parsed = make_url(url)
+        file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        if file and file != ":memory:" and not Path(file).is_file():  # never create one
+            raise ValidationError(
+                f"no database file {file}",
+                field="database_url",
+                fix="point --database-url or SUANGU_DATABASE_URL at the exchange's database",
+            )
         db = Database.from_url(url)
+    except SuanguError as err:
+        _fail(err)
     except Exception as err:  # a bad URL: one line
         _fail(ValidationError(str(err).splitlines()[0], field="database_url", fix="check it"))
     try:

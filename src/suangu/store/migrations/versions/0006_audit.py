@@ -1,5 +1,5 @@
 """The audit trail: ``audit_log`` (append-only, hash-chained; triggers refuse UPDATE and
-DELETE) and ``audit_head`` (the chain's head, one row).
+DELETE, and TRUNCATE on PostgreSQL) and ``audit_head`` (the chain's head, one row).
 
 Revision ID: 0006
 Revises: 0004
@@ -55,6 +55,10 @@ def upgrade() -> None:
             "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
             "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()"
         )
+        op.execute(
+            "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse()"
+        )
     else:
         for event in ("UPDATE", "DELETE"):
             op.execute(
@@ -66,6 +70,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
+        op.execute("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
         op.execute("DROP FUNCTION IF EXISTS audit_log_refuse()")
     else:
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
