@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -20,7 +21,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from suangu import __version__
+from suangu import __version__, ops_cli
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
@@ -254,6 +255,11 @@ def bench_command(
         raise typer.Exit(1)
 
 
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -281,6 +287,33 @@ def serve_command(
         bool,
         typer.Option("--access-log/--no-access-log", help="Log one line per request."),
     ] = True,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="json: one JSON object per line, with the request id; text: plain lines.",
+        ),
+    ] = LogFormat.JSON,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssl-certfile",
+            help="Serve HTTPS with this certificate (PEM; the chain after it).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssl-keyfile",
+            help="The certificate's private key (PEM).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the exchange's HTTP API (OpenAPI at /docs) on the given database."""
     import os
@@ -288,6 +321,14 @@ def serve_command(
     from suangu.api.serving import serve
     from suangu.store.db import DEFAULT_URL, open_database
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        _fail(
+            ValidationError(
+                "HTTPS needs both a certificate and its key",
+                field="ssl_keyfile" if ssl_keyfile is None else "ssl_certfile",
+                fix="pass --ssl-certfile and --ssl-keyfile together",
+            )
+        )
     url = database_url or DEFAULT_URL
     try:
         open_database(url).dispose()  # migrate once, before the workers start
@@ -303,10 +344,36 @@ def serve_command(
         )
     os.environ["SUANGU_DATABASE_URL"] = url
     os.environ["SUANGU_CLEARING_LOOP"] = "1" if clearing_loop else "0"
+    scheme = "https" if ssl_certfile else "http"
+    shown = f"[{host}]" if ":" in host else host
+    where = f"{scheme}://{shown}:{port}"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold green]Serving[/] Suangu at {where}/ (API {where}/api/v1, docs {where}/docs, "
+        f"metrics {where}/metrics) on {escape(_safe_url(url))}, {workers} worker(s). "
+        "Ctrl+C stops."
+    )
     try:
-        serve(host, port, workers, access_log=access_log)  # TCP_NODELAY: see serving
+        serve(  # TCP_NODELAY: see serving
+            host,
+            port,
+            workers,
+            access_log=access_log,
+            log_format=log_format.value,
+            ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+            ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+        )
     except SuanguError as err:
         _fail(err)
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # pragma: no cover - validated by open_database before
+        return "the database"
 
 
 @app.command("demo")
@@ -677,6 +744,8 @@ def _print_energy(console: Console, e: EnergySummary) -> None:
 
 report_app = typer.Typer(help="Reports: energy and carbon of a site.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+app.add_typer(ops_cli.audit_app, name="audit")
+app.add_typer(ops_cli.admin_app, name="admin")
 
 
 @report_app.command("energy")

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from suangu.api import errors
+from suangu.api import docs, errors, observe
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
 from suangu.api.limits import BodyLimit, RateLimit
@@ -79,13 +79,15 @@ def create_app(
         version="1",
         description="An open exchange for green GPU compute. Bearer API keys; errors are "
         "RFC 9457 problem details naming the `field` at fault and a `fix`.",
-        docs_url="/docs",
+        docs_url=None,  # served offline by suangu.api.docs
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.ctx = ApiContext(db, ledger, clock, settings)
     app.state.clearing_loop = loop
     app.state.market_hook = adjust
     errors.install(app)
+    docs.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
     if dashboard:
@@ -105,6 +107,7 @@ def create_app(
             failure_rate=settings.auth_failures_per_s,
             failure_burst=settings.auth_failure_burst,
         )
+    observe.install(app)  # request ids, logs, metrics: the outermost middleware
     return app
 
 

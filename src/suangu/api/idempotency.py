@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from sqlalchemy import Row, Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from suangu.api.audit import record_write, remember_request
 from suangu.api.auth import Principal
 from suangu.api.context import ApiContext
 from suangu.api.errors import PROBLEM_JSON, IdempotencyConflict, problem
@@ -79,6 +80,7 @@ def fingerprint(method: str, path: str, body: Any) -> str:
         data = body.model_dump(mode="json", by_alias=True)
     else:
         data = jsonable_encoder(body)
+    remember_request(data)  # for the write's audit entry
     text = json.dumps([method.upper(), path, data], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -220,6 +222,7 @@ def run_write(
                 raise
             return row.status, row.body, True
         encoded = jsonable_encoder(body)
+        record_write(s, who, status, encoded, digest, ctx.now())  # the audit trail
         if key is not None:
             kept_status, kept = (status, encoded) if record is None else record(status, encoded)
             s.connection().execute(

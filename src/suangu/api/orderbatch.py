@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import os
 import queue
@@ -47,6 +48,7 @@ from sqlalchemy import Table, and_, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from suangu.api.audit import record_write
 from suangu.api.auth import Principal
 from suangu.api.context import ApiContext
 from suangu.api.idempotency import check_key, key_conflict, key_revoked, purger, run_write
@@ -90,6 +92,8 @@ class _Item:
     future: asyncio.Future[tuple[int, Any, bool]]
     #: Maps the store's error fields to the request's (``id`` -> ``body.id``).
     rename: dict[str, str] = field(default_factory=dict)
+    #: The request's context (its id and route, for the audit trail).
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     def done(self, outcome: Outcome) -> None:
         # A loop that closed meanwhile has no one waiting on it.
@@ -213,7 +217,8 @@ class OrderBatcher:
 
     def _alone(self, item: _Item) -> Outcome:
         try:
-            resp = run_write(
+            resp = item.context.run(
+                run_write,
                 self.ctx,
                 item.who,
                 item.key,
@@ -261,11 +266,15 @@ def _work(s: Session, batch: list[_Item]) -> list[Outcome]:
             item = batch[n]
             if item.order.id in added:
                 added.discard(item.order.id)  # the first of the batch with this id
-                outcomes[n] = (201, _new_order_out(item), False)
+                out = _new_order_out(item)
+                outcomes[n] = (201, out, False)
+                record_write(s, item.who, 201, out, item.digest, item.now, item.context)
                 continue
             try:  # the id exists: read and compare (a retry, or a conflict)
                 record = orders.submit(item.order, item.now, buyer_checked=True)
-                outcomes[n] = (201, jsonable_encoder(order_out(record)), False)
+                out = jsonable_encoder(order_out(record))
+                outcomes[n] = (201, out, False)
+                record_write(s, item.who, 201, out, item.digest, item.now, item.context)
             except SuanguError as err:
                 outcomes[n] = _late_record(conn, item) or err
     rows = [

@@ -41,12 +41,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from suangu.api.audit import record_system
 from suangu.api.clock import Clock
 from suangu.api.services import (
     MarketHook,
+    PreparedClearing,
     clearing_round,
     ensure_accounts,
     fee_bp,
@@ -62,8 +64,8 @@ from suangu.core import billing
 from suangu.store.db import Database
 from suangu.store.errors import Conflict, InvalidState
 from suangu.store.ledger import SqlLedger
-from suangu.store.models import ClearingRow, LeaseState
-from suangu.store.repositories import Clearings
+from suangu.store.models import ClearingRow, LeaseRow, LeaseState
+from suangu.store.repositories import Clearings, Lease
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,7 @@ class ClearingLoop:
                 first,
                 self.settings.horizon_slots,
                 lambda prepared: self.db.transaction(
-                    lambda s: save_clearing(s, self.ledger, prepared, now), retry_integrity=True
+                    partial(self._save, prepared=prepared, now=now), retry_integrity=True
                 ),
                 self.adjust,
             )
@@ -215,17 +217,46 @@ class ClearingLoop:
         log.info("clearing %s stored", clearing_id)
         return clearing_id, None
 
+    def _save(self, s: Session, *, prepared: PreparedClearing, now: int) -> list[Lease]:
+        leases = save_clearing(s, self.ledger, prepared, now)
+        result = prepared.result
+        record_system(
+            s,
+            now,
+            "clearing.run",
+            f"clearing:{prepared.id}",
+            status=str(result.status),
+            welfare_fen=result.welfare_fen,
+            n_allocations=len(leases),
+        )
+        return leases
+
+    def _start_due(self, s: Session, now: int) -> int:
+        """Start every lease whose slot has started: one statement, however many leases
+        (their ids first, locked, for the audit trail)."""
+        ids = s.scalars(
+            select(LeaseRow.id)
+            .where(
+                LeaseRow.state == str(LeaseState.SCHEDULED),
+                LeaseRow.slot <= self.settings.grid.slot_at(now),
+            )
+            .order_by(LeaseRow.id)
+            .with_for_update()
+        ).all()
+        started = start_leases(s, self.settings.grid, now)
+        record_system(s, now, "lease.start", *(f"lease:{i}" for i in ids))
+        return started
+
     def _advance_leases(self, now: int) -> tuple[int, int, int]:
         completed = settled = 0
-        # Every lease whose slot has started runs: one statement, however many leases.
-        started = self.db.transaction(lambda s: start_leases(s, self.settings.grid, now))
+        started = self.db.transaction(lambda s: self._start_due(s, now))
         with self.db.session_scope(write=False) as s:
             due = leases_due(s, self.settings.grid, self.settings.lease_grace_s, now)
         ended = self.settings.grid.slot_at(now - self.settings.lease_grace_s) - 1
         for lease_id, state in due:
             try:
                 if state is LeaseState.SCHEDULED:  # its slot started since the statement above
-                    slot = self.db.transaction(partial(self._start, lease_id=lease_id))
+                    slot = self.db.transaction(partial(self._start, lease_id=lease_id, now=now))
                     started += 1
                     if slot > ended:
                         continue
@@ -241,7 +272,8 @@ class ClearingLoop:
         return started, completed, settled
 
     @staticmethod
-    def _start(s: Session, *, lease_id: str) -> int:
+    def _start(s: Session, *, lease_id: str, now: int) -> int:
+        record_system(s, now, "lease.start", f"lease:{lease_id}")
         return Clearings(s).move_lease(lease_id, LeaseState.RUNNING).allocation.slot
 
     def _complete(self, lease_id: str, now: int) -> bool:
@@ -259,7 +291,9 @@ class ClearingLoop:
             clearings = Clearings(s)
             current = clearings.move_lease(lease_id, LeaseState.COMPLETED)
             fee = fee_bp(s, self.settings.default_fee_bp)
-            return settle_if_done(s, self.ledger, current, fee, now)
+            done = settle_if_done(s, self.ledger, current, fee, now)
+            record_system(s, now, "lease.complete", f"lease:{lease_id}", settled=done)
+            return done
 
         return self.db.transaction(work)
 

@@ -73,14 +73,47 @@ def listen(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
     return sock
 
 
+def prepare_metrics_dir(workers: int) -> str | None:
+    """With several workers, a fresh directory for ``prometheus-client``'s multiprocess
+    mode in ``PROMETHEUS_MULTIPROC_DIR`` (unless one is set), before the workers start (see
+    :mod:`suangu.api.metrics`); emptied if it holds an earlier run's files."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from suangu.api.metrics import MULTIPROC_ENV
+
+    if workers <= 1 and not os.environ.get(MULTIPROC_ENV):
+        return None
+    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="suangu-metrics-")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = directory
+    return directory
+
+
 def serve(
-    host: str, port: int, workers: int = 1, *, access_log: bool = True, app: str = APP
+    host: str,
+    port: int,
+    workers: int = 1,
+    *,
+    access_log: bool = True,
+    app: str = APP,
+    log_format: str = "json",
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> None:
     """Serve the app factory ``app`` on ``host:port`` with ``workers`` processes until
-    interrupted (SIGINT / SIGTERM); ``access_log``: uvicorn's line per request."""
+    interrupted (SIGINT / SIGTERM); ``access_log``: uvicorn's line per request; logs as
+    ``log_format`` (``json`` or ``text``, see :func:`suangu.api.observe.log_config`); HTTPS
+    with ``ssl_certfile`` and ``ssl_keyfile`` (PEM)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from suangu.api.observe import log_config
+
+    prepare_metrics_dir(workers)
     config = uvicorn.Config(
         app,
         factory=True,
@@ -92,6 +125,9 @@ def serve(
         # Client addresses and schemes are the connection's: no X-Forwarded-* is trusted
         # (rate limits count per address; URLs never come from request headers).
         proxy_headers=False,
+        log_config=log_config(log_format),
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     sock = listen(host, port)
     try:

@@ -55,6 +55,14 @@ PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 10
 
 T = TypeVar("T")
+_BEFORE_COMMIT = "suangu_before_commit"
+
+
+def before_commit(session: Session, hook: Callable[[Session], None]) -> None:
+    """Run ``hook(session)`` at the end of the session's unit of work
+    (:meth:`Database.session_scope`), in its transaction, just before the commit; not if
+    the block raised (:mod:`suangu.store.audit` appends its entries this way)."""
+    session.info.setdefault(_BEFORE_COMMIT, []).append(hook)
 
 
 class TransientConflict(Exception):
@@ -170,6 +178,8 @@ class Database:
         try:
             with session.begin():
                 yield session
+                for hook in session.info.pop(_BEFORE_COMMIT, ()):
+                    hook(session)  # last in the transaction (the audit trail's append)
         finally:
             session.close()
             if lock is not None:

@@ -542,3 +542,47 @@ class ExchangeSettingRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- audit trail ------------------------------------------------------------------------------
+
+#: The ``prev_hash`` of the first entry of an audit chain.
+AUDIT_GENESIS = "0" * 64
+
+
+class AuditRow(Base):
+    """One entry of the append-only, hash-chained audit trail (:mod:`suangu.store.audit`):
+    who (member and role; ``NULL`` and ``system`` for the exchange's own clearing loop and
+    the command line), did what (action) to which object, under which request id, when.
+
+    ``hash`` is sha256 of ``prev_hash`` and the entry's canonical JSON (``seq`` included),
+    so editing, deleting or reordering an entry breaks the chain from there on. Triggers
+    refuse ``UPDATE`` and ``DELETE`` (migration 0006)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_member_id", "member_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[str | None] = mapped_column(String(ID))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    object: Mapped[str] = mapped_column(String(512))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    #: Canonical JSON of what else the entry says (hashed as stored).
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The audit chain's head (one row, id 1): the last entry's ``seq`` and ``hash``. An
+    append locks this row, so that appends are serialised across workers, and a verifier
+    detects a truncated tail."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -65,6 +65,14 @@ LABELS: dict[str, dict[str, str]] = {
         "leases": "Leases by state",
         "yes": "yes",
         "no": "no",
+        "sign_in": "Sign in",
+        "sign_out": "Sign out",
+        "my_page": "My dashboard",
+        "api_key": "API key",
+        "sign_in_note": "Members sign in with their API key (sg_...) to see their own orders, "
+        "leases and accounts. The session ends after 8 hours, on signing out, or when the key "
+        "is revoked.",
+        "bad_key": "Unknown or revoked API key.",
     },
     "zh": {
         "title": "算谷交易所看板",
@@ -124,6 +132,13 @@ LABELS: dict[str, dict[str, str]] = {
         "leases": "各状态租约数",
         "yes": "是",
         "no": "否",
+        "sign_in": "登录",
+        "sign_out": "退出",
+        "my_page": "我的看板",
+        "api_key": "API 密钥",
+        "sign_in_note": "会员使用自己的 API 密钥（sg_...）登录，查看自己的订单、租约和账户。"
+        "会话在 8 小时后、退出时或密钥被吊销时结束。",
+        "bad_key": "API 密钥无效或已被吊销。",
     },
 }
 

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import escape
+from html import unescape as html_unescape
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from suangu.api.context import ApiContext
 from suangu.core.ledger import AccountKind, Asset
@@ -291,9 +292,31 @@ def _page(request: Request, lang: str, title: str, body: str, path: str) -> HTML
         f"<header><h1>算谷 Suangu</h1><span>{escape(title)}</span>"
         f'<span class="clock">{escape(clock)}</span><span>{switch}</span></header>'
         f"<main>{body}</main>"
-        f'<footer><a href="/docs">{escape(t(lang, "api"))}</a></footer></body></html>'
+        f'<footer><a href="/docs">{escape(t(lang, "api"))}</a>{_account_link(request, lang)}'
+        "</footer></body></html>"
     )
     return HTMLResponse(html)
+
+
+#: The page frame (header, styles, footer) around ``body``: for :mod:`suangu.web.session`.
+page = _page
+
+
+def _account_link(request: Request, lang: str) -> str:
+    """Sign in, or the member's own page and sign out (not on the demo's private
+    dashboard, which shows every member anyway)."""
+    if request.app.state.private_dashboard:
+        return ""
+    from suangu.web.session import signed_in
+
+    who = signed_in(request)
+    if who is None:
+        return f' · <a href="{_link("/login", lang)}">{escape(t(lang, "sign_in"))}</a>'
+    return (
+        f' · <a href="{_link("/my", lang)}">{escape(t(lang, "my_page"))}</a>'
+        f' · <form method="post" action="/logout" style="display:inline">'
+        f'<button type="submit">{escape(t(lang, "sign_out"))}</button></form>'
+    )
 
 
 def _sections(st: MarketStats, request: Request, lang: str, *, private: bool) -> str:
@@ -381,12 +404,20 @@ def _public(st: MarketStats) -> MarketStats:
 
 
 @router.get("/member/{member_id}", response_class=HTMLResponse)
-def member_page(request: Request, member_id: str, lang: Lang = None) -> HTMLResponse:
-    """One member's leases, orders and accounts (private dashboard only)."""
+def member_page(request: Request, member_id: str, lang: Lang = None) -> Response:
+    """One member's leases, orders and accounts: on the private dashboard, or for the member
+    signed in (:mod:`suangu.web.session`; operators and auditors: any member)."""
     lang = pick(lang)
     ctx = _ctx(request)
     if not request.app.state.private_dashboard:
-        raise NotFound(f"no page for member {member_id!r}", field="path.member_id", fix="see /")
+        from suangu.web.session import may_see, signed_in
+
+        who = signed_in(request)
+        if who is None:
+            target = _link("/login", lang, next="/member/" + quote(member_id, safe=""))
+            return RedirectResponse(html_unescape(target), status_code=303)
+        if not may_see(who, member_id):
+            raise NotFound(f"no member {member_id!r}", field="path.member_id", fix="see /")
     with ctx.db.session_scope(write=False) as s:
         st = market_stats(s, ctx.settings.grid.slot_hours, member_id=member_id)
     if member_id not in st.members:

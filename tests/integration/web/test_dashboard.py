@@ -106,7 +106,9 @@ def test_a_served_exchange_shows_public_data_only(tmp_path: Path) -> None:
     offline(html)
     assert "public market data only" in html and "Balances" not in html
     assert "No trades yet" in html
-    assert client.get("/member/anyone").status_code == 404
+    # Member pages need the member's sign-in (test_member_dashboard.py).
+    r = client.get("/member/anyone", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert "/" not in {p for p in app.openapi()["paths"]}  # not part of the API
     engine.dispose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from suangu.api.routes import (
+    audit,
     capacity,
     clearings,
     leases,
@@ -24,4 +25,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     network.router,
     leases.router,
     ledger.router,
+    audit.router,
 )

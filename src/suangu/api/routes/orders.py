@@ -4,7 +4,8 @@ see all; nobody else learns that an order exists (404).
 ``POST /orders`` is the exchange's hot path. It costs one transaction of three statements:
 the key-and-``Idempotency-Key`` check of :func:`suangu.api.idempotency.run_write`, one
 ``INSERT ... ON CONFLICT DO NOTHING`` of the order (:meth:`Orders.submit`; the buyer is not
-read again: the key's role says it is one), and the idempotency record. The key itself comes
+read again: the key's role says it is one), and the idempotency record; then the audit
+trail's two at the commit (:mod:`suangu.store.audit`; three on SQLite). The key itself comes
 from the per-process cache of :mod:`suangu.api.auth`, and the dependencies run on the event
 loop, so the request takes one hop to a worker thread. At most :data:`ORDER_WRITERS` order
 writes of a process hold a database connection at once (the others wait their turn in their
