@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suangu import __version__
+from suangu.commands import data as data_commands
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
@@ -1201,6 +1202,7 @@ lease_app = typer.Typer(
     help="Leases (cleared allocations) on a Suangu server.", no_args_is_help=True
 )
 app.add_typer(lease_app, name="lease")
+app.add_typer(data_commands.app, name="data")
 
 
 def _leases_table(items: list[dict[str, Any]], title: str) -> Table:

@@ -157,6 +157,23 @@ class SuanguClient:
             line = f"not allowed: {line}"
         raise ClientError(line, status=r.status_code)
 
+    def download(self, path: str, **params: Any) -> tuple[bytes, Mapping[str, str]]:
+        """The raw bytes and headers of a successful ``GET`` (data objects' content)."""
+        if not self.key:
+            raise ClientError(
+                f"no API key: pass --key or set {KEY_ENV} to the key an operator created for you"
+            )
+        try:
+            r = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        except httpx.TransportError:
+            raise ClientError(
+                f"the Suangu server at {self.url} is not reachable: start it with "
+                f"`suangu serve`, or point --url / {URL_ENV} at a running one"
+            ) from None
+        if not r.is_success:
+            self._answer(r, None)  # raises the server's problem as a ClientError
+        return r.content, r.headers
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
 

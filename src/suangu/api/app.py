@@ -24,6 +24,7 @@ from suangu.api.settings import ApiSettings
 from suangu.core import billing
 from suangu.store.db import Database, open_database
 from suangu.store.ledger import SqlLedger
+from suangu.store.objects import ObjectStore
 
 PREFIX = "/api/v1"
 #: ``0`` turns the clearing loop of :func:`app_from_env` off (``suangu serve --no-clearing-loop``).
@@ -38,6 +39,7 @@ def create_app(
     energy: MarketHook | bool = True,
     dashboard: bool = True,
     private_dashboard: bool = False,
+    objects: ObjectStore | None = None,
 ) -> FastAPI:
     """The API over a migrated database, reading the time only from ``clock``.
 
@@ -49,7 +51,8 @@ def create_app(
     (modelled green shares for the sites with packaged energy data, no carbon price);
     ``False``: none. ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
     ``private_dashboard`` adds the members' balances and per-member pages to it (the demo
-    on loopback; a served exchange shows public market data only).
+    on loopback; a served exchange shows public market data only). ``objects``: the data
+    objects' store (default: :func:`suangu.store.objects.store_from_env`, on first use).
     """
     settings = settings or ApiSettings()
     ledger = SqlLedger(db, clamp_clock=True)
@@ -84,6 +87,8 @@ def create_app(
     app.state.ctx = ApiContext(db, ledger, clock, settings)
     app.state.clearing_loop = loop
     app.state.market_hook = adjust
+    if objects is not None:
+        app.state.objects = objects
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)

@@ -17,6 +17,7 @@ request body too large                         413
 wrong ``Content-Type``                         415
 ``ValidationError`` (core), request schema     422
 ``RetryExhausted`` (lock contention)           503
+``ObjectStoreError`` (blob missing or altered)  503
 =============================================  =====
 """
 
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from suangu.core.errors import SolverError, SuanguError, ValidationError
 from suangu.store.errors import Conflict, NotFound, RetryExhausted, Unauthorized
+from suangu.store.objects import ObjectStoreError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://suangu.dev/problems/"
@@ -80,6 +82,7 @@ STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (UnsupportedMediaType, 415, "Unsupported media type"),
     (ValidationError, 422, "Invalid input"),
     (RetryExhausted, 503, "Busy, retry later"),
+    (ObjectStoreError, 503, "Object store failed"),
     (SolverError, 503, "Solver failed"),
     (SuanguError, 400, "Bad request"),
 )

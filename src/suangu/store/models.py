@@ -529,3 +529,32 @@ class ExchangeSettingRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- data objects -------------------------------------------------------------------------------
+
+
+class DataObjectRow(Base):
+    """A member's data object (an input file, a job's output): what it is and where its sealed
+    bytes are (:mod:`suangu.store.objects`). The bytes never pass through the database."""
+
+    __tablename__ = "data_objects"
+    __table_args__ = (
+        CheckConstraint("size >= 0", name="size"),
+        Index("ix_data_objects_owner_created", "owner_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    #: sha256 (hex) of the plaintext.
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    created_at: Mapped[int]
+    #: The sealed blob's content address: sha256 (hex) of its stored bytes.
+    blob: Mapped[str] = mapped_column(String(64))
+    #: The object's data key, wrapped by the master key ``key_id`` (base64).
+    wrapped_key: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(32))
+    #: The lease whose job wrote this object (outputs), else ``None``.
+    lease_id: Mapped[str | None] = mapped_column(String(400), ForeignKey("leases.id"))

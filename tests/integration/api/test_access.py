@@ -8,6 +8,7 @@ endpoint, 404 for another member's object (sealed: its existence is not revealed
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,8 @@ ROLES = (OP, AUD, PROV, BUY, None)  # None: no key
 ME = {OP: "op", AUD: "aud", PROV: "prov-a", BUY: "buy-a", None: "buy-a"}
 ALL = "all"
 OWN = "own"
+#: Its own objects' bytes; another member's (whose metadata it reads): 403.
+BYTES = "bytes"
 PUBLIC = {r: ALL for r in ROLES}
 SIGNED_IN = {OP: ALL, AUD: ALL, PROV: ALL, BUY: ALL}
 
@@ -99,6 +102,18 @@ class Target:
         oid = fresh("ord")
         with self.db.session_scope() as s:
             Orders(s).submit(order(oid, self.buyer), self.api.clock.now())
+        return oid
+
+    def data_object(self) -> str:
+        """A data object of the member the call names (stored as an upload would be)."""
+        from suangu.store.dataobjects import DataObjects, object_id
+
+        name, data = fresh("f"), b"bytes"
+        sha = hashlib.sha256(data).hexdigest()
+        oid = object_id(self.member, name, sha)
+        sealed = self.api.client.app.state.objects.put(oid, data)
+        with self.db.session_scope() as s:
+            DataObjects(s).add(oid, self.member, name, sha, len(data), sealed, 0)
         return oid
 
     def fresh_offer(self) -> str:
@@ -273,6 +288,20 @@ RULES: dict[tuple[str, str], Rule] = {
         {OP: ALL},
         body=lambda t: {"json": {"id": fresh("d"), "member_id": t.buyer, "amount_fen": 100}},
     ),
+    ("POST", "/data"): Rule(
+        201,
+        {BUY: ALL},
+        body=lambda t: {"params": {"name": fresh("f")}, "content": b"data"},
+    ),
+    ("GET", "/data"): Rule(200, SIGNED_IN),
+    ("GET", "/data/{object_id}"): Rule(
+        200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"object_id": t.data_object()}
+    ),
+    ("GET", "/data/{object_id}/content"): Rule(
+        200,
+        {OP: BYTES, AUD: BYTES, PROV: OWN, BUY: OWN},
+        lambda t: {"object_id": t.data_object()},
+    ),
     ("GET", "/fees"): Rule(200, SIGNED_IN),
     ("PUT", "/fees"): Rule(200, {OP: ALL}, body=lambda t: {"json": {"fee_bp": 300}}),
 }
@@ -286,6 +315,8 @@ def expected(rule: Rule, role: Role | None, mine: bool) -> int:
         return 403
     if access == OWN and not mine:
         return 404
+    if access == BYTES and not mine:
+        return 403
     return rule.ok
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from suangu.api.routes import (
     capacity,
     clearings,
+    data,
     leases,
     ledger,
     market,
@@ -24,4 +25,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     network.router,
     leases.router,
     ledger.router,
+    data.router,
 )
