@@ -558,3 +558,14 @@ class DataObjectRow(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     #: The lease whose job wrote this object (outputs), else ``None``.
     lease_id: Mapped[str | None] = mapped_column(String(400), ForeignKey("leases.id"))
+
+
+class OrderWorkloadRow(Base):
+    """What an order runs (:class:`suangu.workload.WorkloadSpec` as JSON, its secret values
+    sealed with the master key)."""
+
+    __tablename__ = "order_workloads"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int]

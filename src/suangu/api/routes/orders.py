@@ -14,6 +14,7 @@ thread), so that bursts do not open and close connections beyond the engine's po
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,12 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from suangu.api import orderbatch, pagination, schemas
+from suangu.api import orderbatch, pagination, schemas, workloads
 from suangu.api.auth import BuyerOrReader, BuyerWriting, Principal
 from suangu.api.context import ApiContext
 from suangu.api.errors import PayloadTooLarge, UnsupportedMediaType
 from suangu.api.idempotency import fingerprint, respond, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
+from suangu.api.routes.data import objects
 from suangu.api.services import MAX_YAML_BYTES, order_from_json, order_out, orders_from_yaml
 from suangu.core.errors import ValidationError
 from suangu.core.types import Order
@@ -72,6 +74,18 @@ async def create_order(
     """Submit a bid (JSON). Resubmitting the same order id with the same fields returns it."""
     order = order_from_json(body, who.member_id, ctx.current_slot())
     now = ctx.now()
+    if body.workload is not None:  # its own transaction: the order and its workload
+        given = body.data_gb if "data_gb" in body.model_fields_set else None
+        order = workloads.with_data_gb(order, body.workload, given, "body")
+        secret = sorted(body.workload.secrets().items())
+        digest = fingerprint("POST", request.url.path, {"order": body, "secrets": secret})
+        store = objects(request, ctx)
+        spec = body.workload
+        return await run_in_threadpool(
+            _write_one, ctx, who, key, digest, order, now, lambda s, r: {
+                **order_out(r), "workload": workloads.attach(s, store, order, spec, now)
+            },
+        )  # fmt: skip
     digest = fingerprint("POST", request.url.path, body)
     if orderbatch.enabled():
         batcher = orderbatch.batcher(request.app.state, ctx)
@@ -81,16 +95,24 @@ async def create_order(
 
 
 def _write_one(
-    ctx: ApiContext, who: Principal, key: str | None, digest: str, order: Order, now: int
+    ctx: ApiContext,
+    who: Principal,
+    key: str | None,
+    digest: str,
+    order: Order,
+    now: int,
+    out: Callable[[Session, OrderRecord], dict[str, Any]] | None = None,
 ) -> JSONResponse:
-    """One order in its own transaction (group commit off)."""
+    """One order in its own transaction (group commit off, or an order with a workload:
+    ``out`` stores it and answers the order)."""
+    answer = out or (lambda _s, r: order_out(r))
     with _WRITERS:
         return run_write(
             ctx,
             who,
             key,
             digest,
-            lambda s: (201, order_out(_submit(s, [order], now)[0])),
+            lambda s: (201, answer(s, _submit(s, [order], now)[0])),
             rename=BODY_ID,
         )
 
@@ -120,12 +142,31 @@ def create_orders_yaml(
     """Submit orders from a YAML job spec: all of them, or none."""
     orders = orders_from_yaml(raw, who.member_id, ctx.settings.grid, ctx.current_slot())
     now = ctx.now()
+    specs = workloads.from_yaml(raw)
+    orders = [
+        workloads.with_data_gb(o, specs[o.id][0], specs[o.id][1], specs[o.id][2])
+        if o.id in specs
+        else o
+        for o in orders
+    ]
+    store = objects(request, ctx) if specs else None
+
+    def work(s: Session) -> tuple[int, Any]:
+        items = []
+        for r in _submit(s, orders, now):
+            item = order_out(r)
+            if store is not None and r.order.id in specs:
+                spec, _, at = specs[r.order.id]
+                item["workload"] = workloads.attach(s, store, r.order, spec, now, at)
+            items.append(item)
+        return 201, {"items": items}
+
     return run_write(
         ctx,
         who,
         key,
         fingerprint("POST", request.url.path, raw.decode("utf-8-sig")),
-        lambda s: (201, {"items": [order_out(r) for r in _submit(s, orders, now)]}),
+        work,
         rename={"id": "body", "body.id": "body"},
     )
 
@@ -148,13 +189,19 @@ def list_orders(
                 raise ValidationError(
                     err.message, field=f"query.{err.field}", fix=err.fix
                 ) from None
-            return pagination.body(request, [order_out(r) for r in pg.items], pg.next_cursor)
+            items = _with_workloads(s, [order_out(r) for r in pg.items])
+            return pagination.body(request, items, pg.next_cursor)
         q = select(OrderRow).order_by(OrderRow.submitted_at, OrderRow.id)
         if status is not None:
             q = q.where(OrderRow.status == str(status))
         rows, nxt = pagination.page_query(s, q, limit, cursor)
-        items = [order_out(order_record(r)) for r in rows]
+        items = _with_workloads(s, [order_out(order_record(r)) for r in rows])
     return pagination.body(request, items, nxt)
+
+
+def _with_workloads(s: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = workloads.redacted_for(s, (o["id"] for o in items))
+    return [{**o, "workload": found.get(o["id"])} for o in items]
 
 
 def _get(s: Session, who: Principal, order_id: str) -> OrderRecord:
@@ -167,7 +214,7 @@ def _get(s: Session, who: Principal, order_id: str) -> OrderRecord:
 @router.get("/orders/{order_id}", response_model=schemas.OrderOut)
 def get_order(order_id: str, who: BuyerOrReader, ctx: Ctx) -> dict[str, Any]:
     with ctx.db.session_scope(write=False) as s:
-        return order_out(_get(s, who, order_id))
+        return _with_workloads(s, [order_out(_get(s, who, order_id))])[0]
 
 
 @router.post("/orders/{order_id}/cancel", response_model=schemas.OrderOut)

@@ -1,4 +1,5 @@
-"""Data objects: members' files held by the exchange, sealed in a blob store.
+"""Data objects: members' files held by the exchange, sealed in a blob store; orders'
+workloads.
 
 Revision ID: 0007
 Revises: 0004
@@ -42,8 +43,19 @@ def upgrade() -> None:
     op.create_index(
         "ix_data_objects_owner_created", "data_objects", ["owner_id", "created_at", "id"]
     )
+    op.create_table(
+        "order_workloads",
+        sa.Column("order_id", sa.String(length=128), nullable=False),
+        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_order_workloads_order_id_orders")
+        ),
+        sa.PrimaryKeyConstraint("order_id", name=op.f("pk_order_workloads")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("order_workloads")
     op.drop_index("ix_data_objects_owner_created", table_name="data_objects")
     op.drop_table("data_objects")
