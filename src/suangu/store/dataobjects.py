@@ -10,6 +10,7 @@ to anyone who does not already have it.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from suangu.core.errors import ValidationError
 from suangu.store.errors import NotFound
-from suangu.store.models import DataObjectRow
+from suangu.store.models import DataEventKind, DataEventRow, DataGrantRow, DataObjectRow
 from suangu.store.objects import ObjectStore, Sealed
 from suangu.store.repositories import MAX_PAGE, Page
 
@@ -131,3 +132,140 @@ class DataObjects:
         rows = rows[:limit]
         nxt = f"{rows[-1].created_at}|{rows[-1].id}" if more else None
         return Page(tuple(_to_object(r) for r in rows), nxt)
+
+
+# -- grants and the record of what happened to objects --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    id: str
+    lease_id: str
+    object_id: str
+    provider_id: str
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataEvent:
+    id: int
+    at: int
+    kind: DataEventKind
+    object_id: str
+    owner_id: str
+    member_id: str
+    lease_id: str | None
+    grant_id: str | None
+
+
+def _to_grant(row: DataGrantRow) -> Grant:
+    return Grant(
+        row.id, row.lease_id, row.object_id, row.provider_id, row.issued_at, row.expires_at
+    )
+
+
+class Grants:
+    """Download grants: the token is shown once, only its sha256 is kept."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def issue(
+        self, lease_id: str, object_id: str, provider_id: str, now: int, expires_at: int
+    ) -> tuple[Grant, str]:
+        token = "sgg_" + secrets.token_urlsafe(32)
+        row = DataGrantRow(
+            id="gr_" + secrets.token_hex(12),
+            token_hash=hashlib.sha256(token.encode()).hexdigest(),
+            lease_id=lease_id,
+            object_id=object_id,
+            provider_id=provider_id,
+            issued_at=now,
+            expires_at=expires_at,
+        )
+        self.s.add(row)
+        self.s.flush()
+        return _to_grant(row), token
+
+    def by_token(self, token: str) -> Grant | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        row = self.s.scalars(select(DataGrantRow).where(DataGrantRow.token_hash == digest)).first()
+        return None if row is None else _to_grant(row)
+
+
+def _to_event(row: DataEventRow) -> DataEvent:
+    return DataEvent(
+        row.id,
+        row.at,
+        DataEventKind(row.kind),
+        row.object_id,
+        row.owner_id,
+        row.member_id,
+        row.lease_id,
+        row.grant_id,
+    )
+
+
+class DataEvents:
+    """The record of grants, downloads and outputs (append-only)."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def record(
+        self,
+        kind: DataEventKind,
+        obj: DataObject,
+        member_id: str,
+        now: int,
+        lease_id: str | None = None,
+        grant_id: str | None = None,
+    ) -> None:
+        self.s.add(
+            DataEventRow(
+                at=now,
+                kind=str(kind),
+                object_id=obj.id,
+                owner_id=obj.owner_id,
+                member_id=member_id,
+                lease_id=lease_id,
+                grant_id=grant_id,
+            )
+        )
+        self.s.flush()
+
+    def page(
+        self,
+        *,
+        owner_id: str | None = None,
+        member_id: str | None = None,
+        lease_id: str | None = None,
+        object_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[DataEvent]:
+        """Events oldest first, filtered; keyset-paginated by id."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(
+                f"must be between 1 and {MAX_PAGE}, got {limit}", field="limit", fix="use 50"
+            )
+        q = select(DataEventRow)
+        for column, value in (
+            (DataEventRow.owner_id, owner_id),
+            (DataEventRow.member_id, member_id),
+            (DataEventRow.lease_id, lease_id),
+            (DataEventRow.object_id, object_id),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        if cursor:
+            if not cursor.isdigit():
+                raise ValidationError(
+                    f"malformed cursor {cursor!r}", field="cursor", fix="pass next_cursor back"
+                )
+            q = q.where(DataEventRow.id > int(cursor))
+        rows = list(self.s.scalars(q.order_by(DataEventRow.id).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(tuple(_to_event(r) for r in rows), str(rows[-1].id) if more else None)

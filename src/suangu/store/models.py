@@ -569,3 +569,50 @@ class OrderWorkloadRow(Base):
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[int]
+
+
+class DataGrantRow(Base):
+    """A short-lived right of a provider to download one input of a lease it holds."""
+
+    __tablename__ = "data_grants"
+    __table_args__ = (
+        CheckConstraint("expires_at > issued_at", name="expiry"),
+        Index("ix_data_grants_lease", "lease_id"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    #: sha256 (hex) of the grant's token; the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    object_id: Mapped[str] = mapped_column(ForeignKey("data_objects.id"))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    issued_at: Mapped[int]
+    expires_at: Mapped[int]
+
+
+class DataEventKind(StrEnum):
+    GRANT = "grant"
+    DOWNLOAD = "download"
+    OUTPUT = "output"
+
+
+class DataEventRow(Base):
+    """Who did what with a data object, when, for which lease: grants, downloads, outputs."""
+
+    __tablename__ = "data_events"
+    __table_args__ = (
+        one_of("kind", [k.value for k in DataEventKind]),
+        Index("ix_data_events_owner", "owner_id", "id"),
+        Index("ix_data_events_lease", "lease_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(ForeignKey("data_objects.id"))
+    #: The object's owner (whose record it is).
+    owner_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    #: Who acted (the provider that got a grant, downloaded or uploaded; an owner's download).
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    lease_id: Mapped[str | None] = mapped_column(String(400), ForeignKey("leases.id"))
+    grant_id: Mapped[str | None] = mapped_column(ForeignKey("data_grants.id"))

@@ -116,6 +116,32 @@ class Target:
             DataObjects(s).add(oid, self.member, name, sha, len(data), sealed, 0)
         return oid
 
+    def workload_lease(self) -> str:
+        """A lease in the current slot of a fresh order with a workload (URI input, one
+        output ``out/x``) on the provider's pool."""
+        from suangu.api import workloads
+        from suangu.workload import WorkloadSpec
+
+        oid = fresh("ord")
+        spec = WorkloadSpec.model_validate(
+            {
+                "runtime": {"kind": "process", "command": ["true"]},
+                "inputs": [{"uri": "https://data.example/x", "sha256": "a" * 64, "size": 0}],
+                "outputs": ["out/x"],
+            }
+        )
+        now = self.api.clock.now()
+        store = self.api.client.app.state.objects
+        a = Allocation(oid, self.buyer, self.pool, NOW_SLOT, 1, 0)
+        result = ClearingResult(ClearingStatus.OPTIMAL, "test", (a,), (), (), 0)
+        with self.db.session_scope() as s:
+            record = Orders(s).submit(order(oid, self.buyer), now)
+            workloads.attach(s, store, record.order, spec, now)
+            leases = Clearings(s).save(
+                fresh("clr"), now, NOW_SLOT, 1, result, providers={self.pool: self.provider}
+            )
+        return leases[0].id
+
     def fresh_offer(self) -> str:
         oid = fresh("offer")
         offer = Offer.over(oid, self.provider, self.pool, NOW_SLOT + 50, NOW_SLOT + 52, 1, 10)
@@ -294,6 +320,19 @@ RULES: dict[tuple[str, str], Rule] = {
         body=lambda t: {"params": {"name": fresh("f")}, "content": b"data"},
     ),
     ("GET", "/data"): Rule(200, SIGNED_IN),
+    ("GET", "/data/events"): Rule(200, SIGNED_IN),
+    ("GET", "/leases/{lease_id}/workload"): Rule(
+        200, {PROV: OWN}, lambda t: {"lease_id": t.workload_lease()}
+    ),
+    ("POST", "/leases/{lease_id}/grants"): Rule(
+        201, {PROV: OWN}, lambda t: {"lease_id": t.workload_lease()}
+    ),
+    ("POST", "/leases/{lease_id}/outputs"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.workload_lease()},
+        lambda t: {"params": {"name": "out/x"}, "content": fresh("out").encode()},
+    ),
     ("GET", "/data/{object_id}"): Rule(
         200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"object_id": t.data_object()}
     ),

@@ -8,6 +8,7 @@ from suangu.api.routes import (
     capacity,
     clearings,
     data,
+    grants,
     leases,
     ledger,
     market,
@@ -25,5 +26,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     network.router,
     leases.router,
     ledger.router,
+    grants.router,
     data.router,
 )

@@ -6,7 +6,7 @@
 * ``GET /data`` lists the caller's objects (operators and auditors: everyone's), oldest first.
 * ``GET /data/{id}`` is an object's metadata; ``GET /data/{id}/content`` its bytes, for its
   owner only (auditors read metadata, never content; a provider reads a lease's inputs with
-  a download grant, see :mod:`suangu.api.routes.grants`).
+  a download grant, see :mod:`suangu.api.routes.grants`). Every download is recorded.
 
 Another member's object is a 404, as for orders: the answer never says that it exists.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -27,8 +27,9 @@ from suangu.api.errors import Forbidden, PayloadTooLarge
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.core.errors import ValidationError
-from suangu.store.dataobjects import DataObject, DataObjects, object_id
+from suangu.store.dataobjects import DataEvents, DataObject, DataObjects, object_id
 from suangu.store.errors import NotFound
+from suangu.store.models import DataEventKind
 from suangu.store.objects import ObjectStore, app_store, sha256_hex
 
 router = APIRouter(tags=["data"])
@@ -183,16 +184,42 @@ def content_response(o: DataObject, data: bytes) -> Response:
 
 
 @router.get("/data/{object_id}/content", response_class=Response)
-def get_content(object_id: str, request: Request, who: Member, ctx: Ctx) -> Response:
-    """An object's bytes, for its owner (verified against its sha256 before they are sent)."""
+def get_content(
+    object_id: str,
+    request: Request,
+    who: Member,
+    ctx: Ctx,
+    grant: Annotated[
+        str | None,
+        Header(
+            alias="X-Suangu-Grant",
+            max_length=200,
+            description="A download grant of a lease's input (its provider's agent)",
+        ),
+    ] = None,
+) -> Response:
+    """An object's bytes, for its owner, or for the provider holding a download grant for it
+    (verified against its sha256 before they are sent). Every download is recorded."""
+    from suangu.api.routes.grants import grant_download
+
     store = objects(request, ctx)
+    now = ctx.now()
+    grant_id = lease_id = None
     with ctx.db.session_scope(write=False) as s:
-        o = visible(s, who, object_id)
-        if o.owner_id != who.member_id:
-            raise Forbidden(
-                f"a {who.role} reads the metadata of other members' objects, not their bytes",
-                field="header.Authorization",
-                fix="ask the owner; providers read a lease's inputs with a download grant",
-            )
+        if grant is not None:
+            o, grant_id, lease_id = grant_download(s, ctx, who, object_id, grant, now)
+        else:
+            o = visible(s, who, object_id)
+            if o.owner_id != who.member_id:
+                raise Forbidden(
+                    f"a {who.role} reads the metadata of other members' objects, not their bytes",
+                    field="header.Authorization",
+                    fix="ask the owner; providers read a lease's inputs with a download grant",
+                )
         data = DataObjects(s).read(store, o.id)
+    ctx.db.transaction(
+        lambda s: DataEvents(s).record(
+            DataEventKind.DOWNLOAD, o, who.member_id, now, lease_id, grant_id
+        )
+    )
     return content_response(o, data)

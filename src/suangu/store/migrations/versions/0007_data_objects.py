@@ -1,5 +1,6 @@
 """Data objects: members' files held by the exchange, sealed in a blob store; orders'
-workloads.
+workloads; download grants of leases' inputs and the record of grants, downloads and
+outputs.
 
 Revision ID: 0007
 Revises: 0004
@@ -53,9 +54,69 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_order_workloads")),
     )
+    op.create_table(
+        "data_grants",
+        sa.Column("id", sa.String(length=128), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("lease_id", sa.String(length=400), nullable=False),
+        sa.Column("object_id", sa.String(length=128), nullable=False),
+        sa.Column("provider_id", sa.String(length=128), nullable=False),
+        sa.Column("issued_at", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("expires_at > issued_at", name=op.f("ck_data_grants_expiry")),
+        sa.ForeignKeyConstraint(
+            ["lease_id"], ["leases.id"], name=op.f("fk_data_grants_lease_id_leases")
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"], ["data_objects.id"], name=op.f("fk_data_grants_object_id_data_objects")
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"], ["members.id"], name=op.f("fk_data_grants_provider_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_grants")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_data_grants_token_hash")),
+    )
+    op.create_index("ix_data_grants_lease", "data_grants", ["lease_id"])
+    op.create_table(
+        "data_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("object_id", sa.String(length=128), nullable=False),
+        sa.Column("owner_id", sa.String(length=128), nullable=False),
+        sa.Column("member_id", sa.String(length=128), nullable=False),
+        sa.Column("lease_id", sa.String(length=400), nullable=True),
+        sa.Column("grant_id", sa.String(length=128), nullable=True),
+        sa.CheckConstraint(
+            "kind IN ('grant', 'download', 'output')", name=op.f("ck_data_events_kind")
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"], ["data_objects.id"], name=op.f("fk_data_events_object_id_data_objects")
+        ),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["members.id"], name=op.f("fk_data_events_owner_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_data_events_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["lease_id"], ["leases.id"], name=op.f("fk_data_events_lease_id_leases")
+        ),
+        sa.ForeignKeyConstraint(
+            ["grant_id"], ["data_grants.id"], name=op.f("fk_data_events_grant_id_data_grants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_events")),
+    )
+    op.create_index("ix_data_events_owner", "data_events", ["owner_id", "id"])
+    op.create_index("ix_data_events_lease", "data_events", ["lease_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_data_events_lease", table_name="data_events")
+    op.drop_index("ix_data_events_owner", table_name="data_events")
+    op.drop_table("data_events")
+    op.drop_index("ix_data_grants_lease", table_name="data_grants")
+    op.drop_table("data_grants")
     op.drop_table("order_workloads")
     op.drop_index("ix_data_objects_owner_created", table_name="data_objects")
     op.drop_table("data_objects")
