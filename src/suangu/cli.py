@@ -1169,8 +1169,8 @@ def agent_command(
     try:
         spec = load_config(config)
         meter = build_meter(spec.meter)
-        executor = build_executor(spec.executor, meter)
         client = SuanguClient(spec.url, api_key(spec, key))
+        executor = build_executor(spec.executor, meter, client)
         agent = ProviderAgent(
             client,
             executor,

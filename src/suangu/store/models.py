@@ -616,3 +616,24 @@ class DataEventRow(Base):
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
     lease_id: Mapped[str | None] = mapped_column(String(400), ForeignKey("leases.id"))
     grant_id: Mapped[str | None] = mapped_column(ForeignKey("data_grants.id"))
+
+
+class RunOutcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+
+
+class LeaseReportRow(Base):
+    """How the work of a lease ended, as its provider's agent reported it: the payload's exit
+    status, the reason of a failure, the outputs it uploaded."""
+
+    __tablename__ = "lease_reports"
+    __table_args__ = (one_of("outcome", [o.value for o in RunOutcome]),)
+
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    outputs: Mapped[list[str]] = mapped_column(JSON)
+    reported_at: Mapped[int]

@@ -142,6 +142,25 @@ class Target:
             )
         return leases[0].id
 
+    def reported_lease(self) -> str:
+        """A fresh lease whose provider reported its end."""
+        from suangu.store.models import LeaseReportRow
+
+        lid = self.fresh_lease()
+        with self.db.session_scope() as s:
+            s.add(
+                LeaseReportRow(
+                    lease_id=lid,
+                    provider_id=self.provider,
+                    outcome="failed",
+                    exit_code=1,
+                    reason="exit code 1",
+                    outputs=[],
+                    reported_at=0,
+                )
+            )
+        return lid
+
     def fresh_offer(self) -> str:
         oid = fresh("offer")
         offer = Offer.over(oid, self.provider, self.pool, NOW_SLOT + 50, NOW_SLOT + 52, 1, 10)
@@ -321,6 +340,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/data"): Rule(200, SIGNED_IN),
     ("GET", "/data/events"): Rule(200, SIGNED_IN),
+    ("POST", "/leases/{lease_id}/report"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.fresh_lease()},
+        lambda t: {"json": {"outcome": "failed", "exit_code": 3, "reason": "exit code 3"}},
+    ),
+    ("GET", "/leases/{lease_id}/report"): Rule(
+        200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"lease_id": t.reported_lease()}
+    ),
     ("GET", "/leases/{lease_id}/workload"): Rule(
         200, {PROV: OWN}, lambda t: {"lease_id": t.workload_lease()}
     ),

@@ -11,6 +11,9 @@ download grants for its inputs, and a place for its outputs; and the record of i
 * ``POST /leases/{id}/outputs?name=...`` uploads one of the workload's output paths: it
   becomes a data object of the buyer, tied to the lease; allowed until the lease's slot ended
   plus the grace period, while the lease is not failed or settled.
+* ``POST /leases/{id}/report`` (its provider) says how the lease's work ended: ``done`` or
+  ``failed``, the payload's exit code, the reason, the outputs; ``GET /leases/{id}/report``
+  for its buyer, its provider, operators and auditors.
 * ``GET /data/events`` is the record of every grant, download (grant or owner) and output:
   who, which object, which lease, when. A buyer reads the events of its objects, a provider
   its own actions, operators and auditors all.
@@ -22,6 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -34,8 +38,8 @@ from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.routes.data import NAME_PATTERN, Sha256, objects, read_body, store_object
 from suangu.core.errors import ValidationError
 from suangu.store.dataobjects import DataEvent, DataEvents, DataObject, DataObjects, Grants
-from suangu.store.errors import InvalidState, NotFound
-from suangu.store.models import DataEventKind, LeaseState, Role
+from suangu.store.errors import Conflict, InvalidState, NotFound
+from suangu.store.models import DataEventKind, LeaseReportRow, LeaseState, Role, RunOutcome
 from suangu.store.objects import sha256_hex
 from suangu.store.repositories import Capacity, Clearings, Lease, Orders
 from suangu.workload import WorkloadSpec
@@ -278,3 +282,113 @@ def list_events(
         except ValidationError as err:
             raise ValidationError(err.message, field=f"query.{err.field}", fix=err.fix) from None
     return pagination.body(request, [event_out(e) for e in pg.items], pg.next_cursor)
+
+
+# -- how a lease's work ended ---------------------------------------------------------------
+
+
+class ReportIn(BaseModel):
+    """How the work of a lease ended (its provider's agent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: RunOutcome
+    #: The payload's exit status (``null``: it did not run, or did not end by itself).
+    exit_code: int | None = Field(default=None, ge=-255, le=255)
+    #: Why it failed (empty when done); at most 2,000 characters.
+    reason: str = Field(default="", max_length=2000)
+    #: The data objects its outputs became.
+    outputs: list[Annotated[str, Field(pattern=r"^do_[0-9a-f]{24}$")]] = Field(
+        default_factory=list, max_length=1000
+    )
+
+
+def report_out(row: LeaseReportRow) -> dict[str, Any]:
+    return {
+        "lease_id": row.lease_id,
+        "provider_id": row.provider_id,
+        "outcome": row.outcome,
+        "exit_code": row.exit_code,
+        "reason": row.reason,
+        "outputs": list(row.outputs),
+        "reported_at": row.reported_at,
+    }
+
+
+@router.post("/leases/{lease_id}/report", status_code=201)
+def post_report(
+    lease_id: str,
+    body: ReportIn,
+    request: Request,
+    who: Provider,
+    ctx: Ctx,
+    key: IdemKey = None,
+) -> JSONResponse:
+    """Report how a lease's work ended: once (the same report again changes nothing; another
+    one is a 409). A failed payload's lease is then failed with ``POST /leases/{id}/fail``."""
+    now = ctx.now()
+
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        lease = _held(s, who, lease_id)
+        row = s.get(LeaseReportRow, lease.id)
+        if row is not None:
+            same = (row.outcome, row.exit_code, row.reason, list(row.outputs)) == (
+                str(body.outcome),
+                body.exit_code,
+                body.reason,
+                body.outputs,
+            )
+            if not same:
+                raise Conflict(
+                    f"lease {lease.id!r} has another report",
+                    field="body",
+                    fix="a lease's work ends once: resend the first report exactly",
+                )
+            return 200, report_out(row)
+        if body.outputs:
+            found = DataObjects(s).many(body.outputs)
+            for n, oid in enumerate(body.outputs):
+                obj = found.get(oid)
+                if obj is None or obj.lease_id != lease.id:
+                    raise ValidationError(
+                        f"{oid!r} is not an output uploaded for this lease",
+                        field=f"body.outputs[{n}]",
+                        fix="list the ids POST /leases/{lease_id}/outputs answered",
+                    )
+        row = LeaseReportRow(
+            lease_id=lease.id,
+            provider_id=who.member_id,
+            outcome=str(body.outcome),
+            exit_code=body.exit_code,
+            reason=body.reason,
+            outputs=body.outputs,
+            reported_at=now,
+        )
+        s.add(row)
+        s.flush()
+        return 201, report_out(row)
+
+    return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
+
+
+@router.get("/leases/{lease_id}/report")
+def get_report(lease_id: str, who: Member, ctx: Ctx) -> dict[str, Any]:
+    """How a lease's work ended: its buyer, its provider, operators and auditors."""
+    with ctx.db.session_scope(write=False) as s:
+        try:
+            lease = Clearings(s).lease(lease_id)
+        except NotFound:
+            lease = None
+        mine = lease is not None and (
+            who.sees_all
+            or (who.role is Role.BUYER and lease.allocation.buyer_id == who.member_id)
+            or (who.role is Role.PROVIDER and lease.provider_id == who.member_id)
+        )
+        row = s.get(LeaseReportRow, lease_id) if mine else None
+        if row is None:
+            raise NotFound(
+                f"no report of lease {lease_id!r}",
+                field="path.lease_id",
+                fix="its agent reports when the work ends; list your leases",
+            )
+        return report_out(row)

@@ -1,6 +1,6 @@
 """Data objects: members' files held by the exchange, sealed in a blob store; orders'
 workloads; download grants of leases' inputs and the record of grants, downloads and
-outputs.
+outputs; the agents' reports of how a lease's work ended.
 
 Revision ID: 0007
 Revises: 0004
@@ -109,9 +109,28 @@ def upgrade() -> None:
     )
     op.create_index("ix_data_events_owner", "data_events", ["owner_id", "id"])
     op.create_index("ix_data_events_lease", "data_events", ["lease_id"])
+    op.create_table(
+        "lease_reports",
+        sa.Column("lease_id", sa.String(length=400), nullable=False),
+        sa.Column("provider_id", sa.String(length=128), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("exit_code", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("outputs", sa.JSON(), nullable=False),
+        sa.Column("reported_at", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("outcome IN ('done', 'failed')", name=op.f("ck_lease_reports_outcome")),
+        sa.ForeignKeyConstraint(
+            ["lease_id"], ["leases.id"], name=op.f("fk_lease_reports_lease_id_leases")
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"], ["members.id"], name=op.f("fk_lease_reports_provider_id_members")
+        ),
+        sa.PrimaryKeyConstraint("lease_id", name=op.f("pk_lease_reports")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("lease_reports")
     op.drop_index("ix_data_events_lease", table_name="data_events")
     op.drop_index("ix_data_events_owner", table_name="data_events")
     op.drop_table("data_events")
