@@ -157,8 +157,16 @@ def test_outputs_become_the_buyers_objects(leased: Any) -> None:
     assert r.status_code == 404
     kinds = api.call("GET", "/data/events", "buy-a", params={"lease_id": lid}).json()["items"]
     assert [(e["kind"], e["object_id"]) for e in kinds] == [("output", out["id"])]
-    # Too late: past the slot and the grace period.
+    # A job spanning the run's slots uploads against its first lease until the run ends.
+    assert len(leases) == 2 and leases[1]["slot"] == lease["slot"] + 1
     api.clock.set(EPOCH + (lease["slot"] + 1) * 3600 + 901)
+    r = api.call(
+        "POST", f"/leases/{lid}/outputs", "prov-a", params={"name": "out/scores.csv"},
+        content=b"mid-run",
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    # Too late: past the run's last slot and the grace period.
+    api.clock.set(EPOCH + (leases[-1]["slot"] + 1) * 3600 + 901)
     r = api.call(
         "POST", f"/leases/{lid}/outputs", "prov-a", params={"name": "out/scores.csv"},
         content=b"late",

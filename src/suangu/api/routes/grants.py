@@ -9,8 +9,9 @@ download grants for its inputs, and a place for its outputs; and the record of i
   outside the order's residency regions or provinces. The agent downloads each input with
   ``GET /data/{object_id}/content`` and the header ``X-Suangu-Grant: <token>``.
 * ``POST /leases/{id}/outputs?name=...`` uploads one of the workload's output paths: it
-  becomes a data object of the buyer, tied to the lease; allowed until the lease's slot ended
-  plus the grace period, while the lease is not failed or settled.
+  becomes a data object of the buyer, tied to the lease; allowed until the slot of the run's
+  last lease (the order's leases at this provider from this one on) ended plus the grace
+  period, while that lease is not failed or settled.
 * ``POST /leases/{id}/report`` (its provider) says how the lease's work ended: ``done`` or
   ``failed``, the payload's exit code, the reason, the outputs; ``GET /leases/{id}/report``
   for its buyer, its provider, operators and auditors.
@@ -210,13 +211,20 @@ async def put_output(
     with ctx.db.session_scope(write=False) as s:
         lease = _held(s, who, lease_id)
         spec = _workload(s, request, ctx, lease)
-    end = _slot(ctx, lease)[1] + ctx.settings.lease_grace_s
-    if lease.state not in (*_RUNS, LeaseState.COMPLETED) or now >= end:
+        # The run a lease belongs to goes on in the order's later leases at this provider.
+        run = Clearings(s).leases(order_id=lease.allocation.order_id, provider_id=who.member_id)
+    grace = ctx.settings.lease_grace_s
+    if not any(
+        x.state in (*_RUNS, LeaseState.COMPLETED)
+        and x.allocation.slot >= lease.allocation.slot
+        and now < _slot(ctx, x)[1] + grace
+        for x in run
+    ):
         raise InvalidState(
-            f"lease {lease.id!r} is {lease.state}: outputs are taken until its slot ended "
-            f"plus {ctx.settings.lease_grace_s} s, before it fails or settles",
+            f"lease {lease.id!r} is {lease.state}: outputs are taken until the end of its "
+            f"run's last slot plus {grace} s, before its leases fail or settle",
             field="path.lease_id",
-            fix="upload outputs before the lease's final reading",
+            fix="upload outputs before the run's final reading",
         )
     if name not in spec.outputs:
         raise ValidationError(
