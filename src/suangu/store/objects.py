@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 import tempfile
@@ -317,6 +318,12 @@ class ObjectStore:
 
     def seal_text(self, purpose: str, text: str) -> str:
         return seal_text(self.master_key, purpose, text)
+
+    def mac(self, text: str) -> str:
+        """HMAC-SHA256 of ``text`` under a key derived from the master key (to tell secret
+        values apart, e.g. in an idempotency fingerprint, without a guessable hash)."""
+        key = hashlib.sha256(b"suangu-mac:" + self.master_key).digest()
+        return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def open_text(self, purpose: str, sealed: str) -> str:
         return open_text(self.master_key, purpose, sealed)

@@ -102,6 +102,8 @@ def test_an_order_with_a_workload(wapi: Api) -> None:
         json=order_json("w1", workload(obj, secret_env={"API_TOKEN": "changed"})),
     )  # fmt: skip
     assert r.status_code == 409
+    cancelled = api.call("POST", "/orders/w1/cancel", "buy-a").json()
+    assert cancelled["status"] == "cancelled" and cancelled["workload"] == w
 
 
 def problem(r: Any) -> tuple[int, str]:
@@ -204,3 +206,22 @@ def test_yaml_job_specs_carry_workloads(wapi: Api) -> None:
     assert problem(r) == (422, "body.orders[0].workload.outputs[0]"), r.text
     r = send(sha="1" * 64)
     assert problem(r) == (422, "body.orders[0].workload.inputs[0].sha256"), r.text
+
+
+def test_idempotent_retries_tell_secrets_apart_without_storing_them(wapi: Api) -> None:
+    from suangu.store.models import IdempotencyRow
+
+    api = wapi
+    obj = upload(api)
+    key = {"Idempotency-Key": "retry-1"}
+    body = order_json("k1", workload(obj))
+    first = api.call("POST", "/orders", "buy-a", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    again = api.call("POST", "/orders", "buy-a", json=body, headers=key)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json()
+    other = order_json("k1", workload(obj, secret_env={"API_TOKEN": "another"}))
+    r = api.call("POST", "/orders", "buy-a", json=other, headers=key)
+    assert r.status_code == 409 and r.json()["field"] == "header.Idempotency-Key"
+    with api.db.session_scope(write=False) as s:
+        rows = list(s.scalars(select(IdempotencyRow)))
+    assert rows and all(SECRET not in str(r.body) + r.request_hash for r in rows)

@@ -13,6 +13,7 @@ thread), so that bursts do not open and close connections beyond the engine's po
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -77,9 +78,10 @@ async def create_order(
     if body.workload is not None:  # its own transaction: the order and its workload
         given = body.data_gb if "data_gb" in body.model_fields_set else None
         order = workloads.with_data_gb(order, body.workload, given, "body")
-        secret = sorted(body.workload.secrets().items())
-        digest = fingerprint("POST", request.url.path, {"order": body, "secrets": secret})
         store = objects(request, ctx)
+        # Secret values count in the fingerprint, keyed by the master key, never in clear.
+        secret = store.mac(json.dumps(sorted(body.workload.secrets().items())))
+        digest = fingerprint("POST", request.url.path, {"order": body, "secrets": secret})
         spec = body.workload
         return await run_in_threadpool(
             _write_one, ctx, who, key, digest, order, now, lambda s, r: {
@@ -225,6 +227,6 @@ def cancel_order(
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         _get(s, who, order_id)
-        return 200, order_out(Orders(s).cancel(order_id, who.member_id))
+        return 200, _with_workloads(s, [order_out(Orders(s).cancel(order_id, who.member_id))])[0]
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)
