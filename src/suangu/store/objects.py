@@ -352,11 +352,19 @@ def load_or_create_key(path: Path) -> bytes:
         return decode_master_key(path.read_text(encoding="ascii"), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under a temporary name, then linked into place: a worker starting at the
+    # same moment either finds no file or a whole one, and one key wins.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
     try:
         os.write(fd, base64.b64encode(key) + b"\n")
-    finally:
+        os.fsync(fd)
         os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return decode_master_key(path.read_text(encoding="ascii"), str(path))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return key
 
 

@@ -101,3 +101,22 @@ def test_configuration_from_the_environment(tmp_path: Path) -> None:
         store_from_env({"SUANGU_MASTER_KEY_FILE": str(tmp_path / "missing")})
     with pytest.raises(ObjectStoreError, match="no bucket"):
         store_from_env({"SUANGU_MASTER_KEY": text, "SUANGU_DATA_URL": "s3:///x"})
+
+
+def test_workers_starting_together_share_one_generated_key(tmp_path: Path) -> None:
+    import threading
+
+    from suangu.store.objects import load_or_create_key
+
+    keys: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: keys.append(load_or_create_key(tmp_path / "k")))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(keys) == 8 and len(set(keys)) == 1
+    assert base64.b64decode((tmp_path / "k").read_text()) == keys[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary file left
