@@ -54,6 +54,8 @@ class ExecutorSpec(_Spec):
     #: sandbox: give payloads the host's network (default: none; inputs are staged).
     network: bool = False
     bwrap: str = "bwrap"
+    #: sandbox: a job that can checkpoint gets SIGTERM this many seconds before its run ends.
+    checkpoint_warning_s: Annotated[int, Field(ge=10, le=3600)] = 120
 
     @field_validator("command")
     @classmethod
@@ -124,7 +126,13 @@ def build_executor(spec: ExecutorSpec, meter: Meter, api: DataApi | None = None)
         if api is None:  # pragma: no cover - the CLI always passes its client
             raise AgentError("the sandbox executor needs the exchange's client", field="api")
         return SandboxExecutor(
-            api, Path(spec.work_dir), devices, time.time, spec.bwrap, network=spec.network
+            api,
+            Path(spec.work_dir),
+            devices,
+            time.time,
+            spec.bwrap,
+            network=spec.network,
+            checkpoint_warning_s=spec.checkpoint_warning_s,
         )
     return LocalExecutor(spec.command, devices, time.time)
 

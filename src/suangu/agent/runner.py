@@ -272,7 +272,12 @@ class ProviderAgent:
         failed = ended and job.state is JobState.FAILED
         if ended and job.state is JobState.DONE and job.exit_code is not None and not run.reported:
             run.reported = True
-            done = {"outcome": "done", "exit_code": job.exit_code, "outputs": list(job.outputs)}
+            done = {
+                "outcome": "done",
+                "exit_code": job.exit_code,
+                "outputs": list(job.outputs),
+                "reason": "" if job.detail.startswith("exit code") else job.detail,
+            }
             for x in run.open_leases():
                 self._report(x, done, summary)
         due = [x for x in run.open_leases() if x.start <= upto]

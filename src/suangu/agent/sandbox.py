@@ -31,12 +31,15 @@ to the payload's environment only: never logged, never written to disk by the ag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +64,8 @@ NVIDIA_SHARED = (
     "/dev/nvidia-uvm-tools",
     "/dev/nvidia-modeset",
 )
+#: Where a job that can checkpoint writes its checkpoint, in its work directory.
+CHECKPOINT_DIR = ".checkpoint"
 #: How much of a failed payload's output goes into the reason.
 REASON_TAIL = 600
 
@@ -145,6 +150,66 @@ class _Running:
     run_dir: Path
     spec: WorkloadSpec
     devices: tuple[int, ...]
+    #: When the run's last slot ends (the executor's clock), and whether the payload was
+    #: told to checkpoint.
+    end: float = 0.0
+    warned: bool = False
+
+
+def signal_payload(bwrap_pid: int, sig: int) -> None:
+    """Send ``sig`` to the processes bubblewrap started (not to bubblewrap itself, whose
+    death would kill them at once): the payload gets the chance to act on it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    todo, found = [bwrap_pid], []
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, sig)
+
+
+def tar_dir(folder: Path) -> bytes:
+    """The regular files and folders under ``folder`` as an uncompressed tar (links and
+    special files are left out), in a fixed order."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                continue
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return buf.getvalue()
+
+
+def untar(data: bytes, folder: Path) -> None:
+    """Extract a checkpoint tar into ``folder``: regular files and folders only, each inside
+    ``folder`` (anything else is refused, not skipped)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        members = tar.getmembers()
+        for m in members:
+            if not (m.isfile() or m.isdir()) or _inside(folder, m.name) is None:
+                raise AgentError(f"the checkpoint holds {m.name!r}, which is not restored")
+        for m in members:
+            target = _inside(folder, m.name)
+            assert target is not None
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            assert src is not None
+            target.write_bytes(src.read())
 
 
 def fetch_uri(uri: str) -> bytes:
@@ -173,6 +238,8 @@ class SandboxExecutor:
     bwrap: str = "bwrap"
     network: bool = False
     fetch: Callable[[str], bytes] = fetch_uri
+    #: A job that can checkpoint gets SIGTERM this long before its run's end.
+    checkpoint_warning_s: float = 120.0
     _runs: dict[str, _Running] = field(default_factory=dict, init=False)
     _busy: set[int] = field(default_factory=set, init=False)
 
@@ -202,6 +269,8 @@ class SandboxExecutor:
                 shutil.rmtree(run_dir)
             work = run_dir / "work"
             (work / ".tmp").mkdir(parents=True)
+            if spec.checkpoint:
+                (work / CHECKPOINT_DIR).mkdir()
             for rel, text in spec.runtime.files.items():
                 path = work / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +291,8 @@ class SandboxExecutor:
             "SUANGU_RUN_ID": run_id,
             "SUANGU_SECONDS": str(seconds),
         }
+        if spec.checkpoint:
+            env["SUANGU_CHECKPOINT_DIR"] = f"/work/{CHECKPOINT_DIR}"
         argv = bwrap_argv(
             work, spec.runtime.command, devices, bwrap=self.bwrap, network=self.network
         )
@@ -235,7 +306,8 @@ class SandboxExecutor:
             return self._failed(run_id, gpus, f"{self.bwrap} did not start: {err}")
         finally:
             logf.close()
-        self._runs[run_id] = _Running(proc, lease_id, run_dir, spec, devices)
+        end = self.clock() + seconds
+        self._runs[run_id] = _Running(proc, lease_id, run_dir, spec, devices, end)
         self._busy.update(devices)
         log.info("run %s: payload started in %s (pid %s)", run_id, work, proc.pid)
         return Job(run_id, gpus, str(proc.pid), devices, JobState.RUNNING, started=self.clock())
@@ -246,10 +318,13 @@ class SandboxExecutor:
         return WorkloadSpec.model_validate(got), secrets
 
     def _stage(self, lease_id: str, spec: WorkloadSpec, work: Path) -> None:
-        if not spec.inputs:
+        if not spec.inputs and not spec.checkpoint:
             return
         granted = self.api.post(f"/leases/{lease_id}/grants")["items"]
         for item in granted:
+            if item.get("checkpoint"):
+                self._restore(item, work)
+                continue
             where = _inside(work, item["path"])
             if where is None:
                 raise AgentError(f"input path {item['path']!r} leaves the work directory")
@@ -273,18 +348,47 @@ class SandboxExecutor:
             where.parent.mkdir(parents=True, exist_ok=True)
             where.write_bytes(data)
 
+    def _restore(self, item: Mapping[str, Any], work: Path) -> None:
+        """The order's latest checkpoint (a tar), verified, into the checkpoint directory."""
+        data, _ = self.api.download(
+            f"/data/{item['object']}/content", {"X-Suangu-Grant": item["token"]}
+        )
+        sha = hashlib.sha256(data).hexdigest()
+        if len(data) != item["size"] or sha != item["sha256"]:
+            raise AgentError(
+                f"the checkpoint {item['object']} is {len(data)} bytes with sha256 {sha}; the "
+                f"exchange says {item['size']} bytes with sha256 {item['sha256']}"
+            )
+        untar(data, work / CHECKPOINT_DIR)
+
     def poll(self, job: Job, now: float) -> Job:
         run = self._runs.get(job.run_id)
         if run is None or job.state not in (JobState.RUNNING, JobState.PENDING):
             return job
         code = run.proc.poll()
         if code is None:
+            if (
+                run.spec.checkpoint
+                and not run.warned
+                and now >= run.end - self.checkpoint_warning_s
+            ):
+                run.warned = True
+                log.info("run %s: SIGTERM to checkpoint before the lease ends", job.run_id)
+                signal_payload(run.proc.pid, signal.SIGTERM)
             return job
         job.ended = now
         job.exit_code = code
         if code != 0:
             job.state = JobState.FAILED
             job.detail = f"the payload exited with code {code}{self._tail(run)}"
+        elif run.warned:  # stopped to checkpoint: its work goes on at the next lease
+            try:
+                self._upload_checkpoint(run)
+                job.state = JobState.DONE
+                job.detail = "checkpointed before the lease ended"
+            except (AgentError, ClientError, OSError) as err:
+                job.state = JobState.FAILED
+                job.detail = str(err)
         else:
             try:
                 job.outputs = tuple(self._upload(run))
@@ -323,6 +427,14 @@ class SandboxExecutor:
             )
             ids.append(str(got["id"]))
         return ids
+
+    def _upload_checkpoint(self, run: _Running) -> None:
+        folder = run.run_dir / "work" / CHECKPOINT_DIR
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise AgentError("the payload was told to checkpoint but wrote no checkpoint")
+        data = tar_dir(folder)
+        sha = hashlib.sha256(data).hexdigest()
+        self.api.upload(f"/leases/{run.lease_id}/checkpoint", data, {"sha256": sha})
 
     def cancel(self, job: Job) -> None:
         run = self._runs.get(job.run_id)

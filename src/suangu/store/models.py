@@ -594,6 +594,7 @@ class DataEventKind(StrEnum):
     GRANT = "grant"
     DOWNLOAD = "download"
     OUTPUT = "output"
+    CHECKPOINT = "checkpoint"
 
 
 class DataEventRow(Base):
@@ -637,3 +638,15 @@ class LeaseReportRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     outputs: Mapped[list[str]] = mapped_column(JSON)
     reported_at: Mapped[int]
+
+
+class OrderCheckpointRow(Base):
+    """An order's latest checkpoint: a data object of its buyer that the next lease restores."""
+
+    __tablename__ = "order_checkpoints"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    object_id: Mapped[str] = mapped_column(ForeignKey("data_objects.id"))
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    at: Mapped[int]

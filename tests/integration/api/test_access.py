@@ -128,6 +128,7 @@ class Target:
                 "runtime": {"kind": "process", "command": ["true"]},
                 "inputs": [{"uri": "https://data.example/x", "sha256": "a" * 64, "size": 0}],
                 "outputs": ["out/x"],
+                "checkpoint": True,
             }
         )
         now = self.api.clock.now()
@@ -340,6 +341,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/data"): Rule(200, SIGNED_IN),
     ("GET", "/data/events"): Rule(200, SIGNED_IN),
+    ("POST", "/leases/{lease_id}/checkpoint"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.workload_lease()},
+        lambda t: {"content": fresh("ckpt").encode()},
+    ),
     ("POST", "/leases/{lease_id}/report"): Rule(
         201,
         {PROV: OWN},

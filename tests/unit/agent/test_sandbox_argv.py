@@ -34,3 +34,39 @@ def test_the_sandbox_executor_needs_no_command_template() -> None:
     spec = ExecutorSpec.model_validate({"kind": "sandbox", "devices": [0]})
     assert spec.command == [] and spec.work_dir == "/var/lib/suangu/runs"
     assert not spec.network
+
+
+def test_checkpoints_tar_and_restore_only_plain_files(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    import pytest
+
+    from suangu.agent.errors import AgentError
+    from suangu.agent.sandbox import tar_dir, untar
+
+    src = tmp_path / "ck"
+    (src / "sub").mkdir(parents=True)
+    (src / "state.json").write_text('{"step": 3}')
+    (src / "sub" / "w.bin").write_bytes(b"\x00\x01")
+    (src / "link").symlink_to("/etc/passwd")  # left out
+    data = tar_dir(src)
+    out = tmp_path / "restored"
+    untar(data, out)
+    assert (out / "state.json").read_text() == '{"step": 3}'
+    assert (out / "sub" / "w.bin").read_bytes() == b"\x00\x01"
+    assert not (out / "link").exists()
+
+    def tar_with(name: str, kind: bytes = tarfile.REGTYPE) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+        return buf.getvalue()
+
+    for bad in (tar_with("../escape"), tar_with("/abs"), tar_with("l", tarfile.SYMTYPE)):
+        with pytest.raises(AgentError, match="not restored"):
+            untar(bad, tmp_path / "x")
+    assert not (tmp_path / "escape").exists()

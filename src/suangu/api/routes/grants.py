@@ -15,6 +15,9 @@ download grants for its inputs, and a place for its outputs; and the record of i
 * ``POST /leases/{id}/report`` (its provider) says how the lease's work ended: ``done`` or
   ``failed``, the payload's exit code, the reason, the outputs; ``GET /leases/{id}/report``
   for its buyer, its provider, operators and auditors.
+* ``POST /leases/{id}/checkpoint`` uploads a checkpoint of a job that can checkpoint (a tar
+  of its ``$SUANGU_CHECKPOINT_DIR``): the buyer's object and the order's latest checkpoint;
+  the grants of the order's next lease, wherever it runs, include it.
 * ``GET /data/events`` is the record of every grant, download (grant or owner) and output:
   who, which object, which lease, when. A buyer reads the events of its objects, a provider
   its own actions, operators and auditors all.
@@ -40,7 +43,14 @@ from suangu.api.routes.data import NAME_PATTERN, Sha256, objects, read_body, sto
 from suangu.core.errors import ValidationError
 from suangu.store.dataobjects import DataEvent, DataEvents, DataObject, DataObjects, Grants
 from suangu.store.errors import Conflict, InvalidState, NotFound
-from suangu.store.models import DataEventKind, LeaseReportRow, LeaseState, Role, RunOutcome
+from suangu.store.models import (
+    DataEventKind,
+    LeaseReportRow,
+    LeaseState,
+    OrderCheckpointRow,
+    Role,
+    RunOutcome,
+)
 from suangu.store.objects import sha256_hex
 from suangu.store.repositories import Capacity, Clearings, Lease, Orders
 from suangu.workload import WorkloadSpec
@@ -50,6 +60,8 @@ router = APIRouter(tags=["data"])
 #: How long a download grant lasts at most (it never outlives the lease's slot).
 GRANT_TTL_S = 900
 GRANT_HEADER = "X-Suangu-Grant"
+#: Where a restored checkpoint goes, relative to the work directory ($SUANGU_CHECKPOINT_DIR).
+CHECKPOINT_DIR = ".checkpoint"
 _RUNS = (LeaseState.SCHEDULED, LeaseState.RUNNING)
 
 
@@ -169,6 +181,25 @@ def create_grants(
                     "url": f"/api/v1/data/{obj.id}/content",
                 }
             )
+        latest = s.get(OrderCheckpointRow, lease.allocation.order_id) if spec.checkpoint else None
+        if latest is not None:
+            obj = DataObjects(s).get(latest.object_id)
+            grant, token = grants.issue(lease.id, obj.id, who.member_id, now, expires)
+            events.record(DataEventKind.GRANT, obj, who.member_id, now, lease.id, grant.id)
+            items.append(
+                {
+                    "checkpoint": True,
+                    "object": obj.id,
+                    "sha256": obj.sha256,
+                    "size": obj.size,
+                    "path": CHECKPOINT_DIR,
+                    "grant_id": grant.id,
+                    "token": token,
+                    "expires_at": grant.expires_at,
+                    "url": f"/api/v1/data/{obj.id}/content",
+                    "from_lease": latest.lease_id,
+                }
+            )
         return 201, {"lease_id": lease.id, "items": items}
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)
@@ -207,6 +238,35 @@ async def put_output(
     key: IdemKey = None,
 ) -> JSONResponse:
     """Upload one output of a lease's job: a data object of the order's buyer."""
+    return await _upload(request, who, ctx, lease_id, name, sha256, key, DataEventKind.OUTPUT)
+
+
+@router.post("/leases/{lease_id}/checkpoint", status_code=201)
+async def put_checkpoint(
+    lease_id: str,
+    request: Request,
+    who: Provider,
+    ctx: Ctx,
+    sha256: Sha256 | None = None,
+    key: IdemKey = None,
+) -> JSONResponse:
+    """Upload the checkpoint a lease's job wrote (a tar of ``$SUANGU_CHECKPOINT_DIR``): a
+    data object of the buyer, and the order's latest checkpoint, which the order's next lease
+    (at whichever provider) restores through its grants."""
+    name = f"checkpoint/{lease_id}.tar"
+    return await _upload(request, who, ctx, lease_id, name, sha256, key, DataEventKind.CHECKPOINT)
+
+
+async def _upload(
+    request: Request,
+    who: Principal,
+    ctx: ApiContext,
+    lease_id: str,
+    name: str,
+    sha256: str | None,
+    key: str | None,
+    kind: DataEventKind,
+) -> JSONResponse:
     now = ctx.now()
     with ctx.db.session_scope(write=False) as s:
         lease = _held(s, who, lease_id)
@@ -214,6 +274,7 @@ async def put_output(
         # The run a lease belongs to goes on in the order's later leases at this provider.
         run = Clearings(s).leases(order_id=lease.allocation.order_id, provider_id=who.member_id)
     grace = ctx.settings.lease_grace_s
+    what = "outputs" if kind is DataEventKind.OUTPUT else "checkpoints"
     if not any(
         x.state in (*_RUNS, LeaseState.COMPLETED)
         and x.allocation.slot >= lease.allocation.slot
@@ -221,16 +282,22 @@ async def put_output(
         for x in run
     ):
         raise InvalidState(
-            f"lease {lease.id!r} is {lease.state}: outputs are taken until the end of its "
+            f"lease {lease.id!r} is {lease.state}: {what} are taken until the end of its "
             f"run's last slot plus {grace} s, before its leases fail or settle",
             field="path.lease_id",
-            fix="upload outputs before the run's final reading",
+            fix=f"upload {what} before the run's final reading",
         )
-    if name not in spec.outputs:
+    if kind is DataEventKind.OUTPUT and name not in spec.outputs:
         raise ValidationError(
             f"{name!r} is not an output of the workload ({', '.join(spec.outputs) or 'none'})",
             field="query.name",
             fix="upload only the paths the order lists under outputs",
+        )
+    if kind is DataEventKind.CHECKPOINT and not spec.checkpoint:
+        raise ValidationError(
+            f"order {lease.allocation.order_id!r} does not checkpoint",
+            field="path.lease_id",
+            fix="only workloads with checkpoint: true take checkpoints",
         )
     store = objects(request, ctx)
     data = await read_body(request, store.max_bytes)
@@ -244,7 +311,27 @@ async def put_output(
     digest = fingerprint("POST", request.url.path, {"name": name, "sha256": sha})
 
     def record(s: Session, obj: DataObject, new: bool) -> None:
-        DataEvents(s).record(DataEventKind.OUTPUT, obj, who.member_id, now, lease.id)
+        DataEvents(s).record(kind, obj, who.member_id, now, lease.id)
+        if kind is DataEventKind.CHECKPOINT:
+            row = s.get(OrderCheckpointRow, lease.allocation.order_id)
+            if row is None:
+                s.add(
+                    OrderCheckpointRow(
+                        order_id=lease.allocation.order_id,
+                        object_id=obj.id,
+                        lease_id=lease.id,
+                        provider_id=who.member_id,
+                        at=now,
+                    )
+                )
+            elif row.at <= now:
+                row.object_id, row.lease_id, row.provider_id, row.at = (
+                    obj.id,
+                    lease.id,
+                    who.member_id,
+                    now,
+                )
+            s.flush()
 
     buyer = lease.allocation.buyer_id
     return await run_in_threadpool(

@@ -1,6 +1,6 @@
 """Data objects: members' files held by the exchange, sealed in a blob store; orders'
 workloads; download grants of leases' inputs and the record of grants, downloads and
-outputs; the agents' reports of how a lease's work ended.
+outputs; the agents' reports of how a lease's work ended; orders' latest checkpoints.
 
 Revision ID: 0007
 Revises: 0004
@@ -88,7 +88,8 @@ def upgrade() -> None:
         sa.Column("lease_id", sa.String(length=400), nullable=True),
         sa.Column("grant_id", sa.String(length=128), nullable=True),
         sa.CheckConstraint(
-            "kind IN ('grant', 'download', 'output')", name=op.f("ck_data_events_kind")
+            "kind IN ('grant', 'download', 'output', 'checkpoint')",
+            name=op.f("ck_data_events_kind"),
         ),
         sa.ForeignKeyConstraint(
             ["object_id"], ["data_objects.id"], name=op.f("fk_data_events_object_id_data_objects")
@@ -127,9 +128,33 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("lease_id", name=op.f("pk_lease_reports")),
     )
+    op.create_table(
+        "order_checkpoints",
+        sa.Column("order_id", sa.String(length=128), nullable=False),
+        sa.Column("object_id", sa.String(length=128), nullable=False),
+        sa.Column("lease_id", sa.String(length=400), nullable=False),
+        sa.Column("provider_id", sa.String(length=128), nullable=False),
+        sa.Column("at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_order_checkpoints_order_id_orders")
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["data_objects.id"],
+            name=op.f("fk_order_checkpoints_object_id_data_objects"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["lease_id"], ["leases.id"], name=op.f("fk_order_checkpoints_lease_id_leases")
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"], ["members.id"], name=op.f("fk_order_checkpoints_provider_id_members")
+        ),
+        sa.PrimaryKeyConstraint("order_id", name=op.f("pk_order_checkpoints")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("order_checkpoints")
     op.drop_table("lease_reports")
     op.drop_index("ix_data_events_lease", table_name="data_events")
     op.drop_index("ix_data_events_owner", table_name="data_events")
