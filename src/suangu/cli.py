@@ -22,6 +22,7 @@ from rich.table import Table
 
 from suangu import __version__
 from suangu.commands import data as data_commands
+from suangu.commands import job as job_commands
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
@@ -1203,6 +1204,7 @@ lease_app = typer.Typer(
 )
 app.add_typer(lease_app, name="lease")
 app.add_typer(data_commands.app, name="data")
+app.add_typer(job_commands.app, name="job")
 
 
 def _leases_table(items: list[dict[str, Any]], title: str) -> Table:

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 from suangu.agent.errors import AgentError
 from suangu.agent.executors import Job, JobState
 from suangu.client import ClientError
-from suangu.workload import WorkloadSpec
+from suangu.workload import REDACTED, WorkloadSpec
 
 log = logging.getLogger("suangu.agent.sandbox")
 
@@ -66,6 +66,8 @@ NVIDIA_SHARED = (
 )
 #: Where a job that can checkpoint writes its checkpoint, in its work directory.
 CHECKPOINT_DIR = ".checkpoint"
+#: Most bytes of output one log shipment carries (whole lines while the payload runs).
+LOG_CHUNK = 64 * 1024
 #: How much of a failed payload's output goes into the reason.
 REASON_TAIL = 600
 
@@ -154,6 +156,10 @@ class _Running:
     #: told to checkpoint.
     end: float = 0.0
     warned: bool = False
+    #: Secret values, redacted from the logs shipped to the exchange (memory only).
+    secrets: tuple[str, ...] = ()
+    #: Bytes of the payload's output shipped so far.
+    log_sent: int = 0
 
 
 def signal_payload(bwrap_pid: int, sig: int) -> None:
@@ -307,7 +313,8 @@ class SandboxExecutor:
         finally:
             logf.close()
         end = self.clock() + seconds
-        self._runs[run_id] = _Running(proc, lease_id, run_dir, spec, devices, end)
+        hidden = tuple(v for v in secrets.values() if v)
+        self._runs[run_id] = _Running(proc, lease_id, run_dir, spec, devices, end, secrets=hidden)
         self._busy.update(devices)
         log.info("run %s: payload started in %s (pid %s)", run_id, work, proc.pid)
         return Job(run_id, gpus, str(proc.pid), devices, JobState.RUNNING, started=self.clock())
@@ -366,6 +373,7 @@ class SandboxExecutor:
         if run is None or job.state not in (JobState.RUNNING, JobState.PENDING):
             return job
         code = run.proc.poll()
+        self._ship_logs(run, final=code is not None)
         if code is None:
             if (
                 run.spec.checkpoint
@@ -400,12 +408,43 @@ class SandboxExecutor:
         self._release(job)
         return job
 
+    def _ship_logs(self, run: _Running, final: bool) -> None:
+        """Send the payload's new output to the exchange (whole lines until it ends), secret
+        values replaced by ``***``. A failure to send is retried at the next poll."""
+        try:
+            with (run.run_dir / "payload.log").open("rb") as f:
+                f.seek(run.log_sent)
+                raw = f.read(LOG_CHUNK)
+        except OSError:
+            return
+        if not final and len(raw) < LOG_CHUNK:
+            raw = raw[: raw.rfind(b"\n") + 1]
+        if not raw:
+            return
+        text = raw.decode("utf-8", "replace")
+        for secret in run.secrets:
+            text = text.replace(secret, REDACTED)
+        try:
+            self.api.upload(
+                f"/leases/{run.lease_id}/logs",
+                text.encode("utf-8"),
+                {"offset": str(run.log_sent), "size": str(len(raw))},
+            )
+        except ClientError as err:
+            log.warning("run of lease %s: logs not shipped: %s", run.lease_id, err)
+            return
+        run.log_sent += len(raw)
+        if final:
+            self._ship_logs(run, final)  # the rest of a long output
+
     def _tail(self, run: _Running) -> str:
         try:
             raw = (run.run_dir / "payload.log").read_bytes()[-REASON_TAIL:]
         except OSError:
             return ""
         text = " ".join(raw.decode("utf-8", "replace").split())
+        for secret in run.secrets:
+            text = text.replace(secret, REDACTED)
         return f"; its output ends: {text}" if text else ""
 
     def _upload(self, run: _Running) -> list[str]:

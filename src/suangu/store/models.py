@@ -650,3 +650,24 @@ class OrderCheckpointRow(Base):
     lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
     provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
     at: Mapped[int]
+
+
+class LeaseLogRow(Base):
+    """A chunk of a lease's payload output, as its agent shipped it (secret values redacted
+    by the agent); ``start_byte`` is where the chunk starts in the payload's raw output."""
+
+    __tablename__ = "lease_logs"
+    __table_args__ = (
+        UniqueConstraint("lease_id", "start_byte", name="uq_lease_logs_lease_start"),
+        CheckConstraint("start_byte >= 0 AND size >= 1", name="chunk"),
+        Index("ix_lease_logs_order", "order_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    start_byte: Mapped[int]
+    #: Raw bytes of output the chunk covers (its text may be shorter once redacted).
+    size: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[int]

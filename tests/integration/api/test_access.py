@@ -347,6 +347,15 @@ RULES: dict[tuple[str, str], Rule] = {
         lambda t: {"lease_id": t.workload_lease()},
         lambda t: {"content": fresh("ckpt").encode()},
     ),
+    ("POST", "/leases/{lease_id}/logs"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.workload_lease()},
+        lambda t: {"params": {"offset": 0, "size": 3}, "content": b"hi\n"},
+    ),
+    ("GET", "/orders/{order_id}/logs"): Rule(
+        200, {OP: ALL, AUD: ALL, BUY: OWN}, lambda t: {"order_id": f"ord-{t.buyer}"}
+    ),
     ("POST", "/leases/{lease_id}/report"): Rule(
         201,
         {PROV: OWN},

@@ -172,3 +172,36 @@ def test_outputs_become_the_buyers_objects(leased: Any) -> None:
         content=b"late",
     )  # fmt: skip
     assert r.status_code == 409 and r.json()["field"] == "path.lease_id"
+
+
+def test_logs_come_in_order_and_only_from_the_leases_provider(leased: Any) -> None:
+    api, _obj, leases = leased
+    lid = leases[0]["id"]
+
+    def ship(who: str, offset: int, size: int, text: bytes) -> Any:
+        return api.call(
+            "POST", f"/leases/{lid}/logs", who, params={"offset": offset, "size": size},
+            content=text,
+        )  # fmt: skip
+
+    assert ship("prov-a", 0, 6, b"hello\n").status_code == 201
+    again = ship("prov-a", 0, 6, b"hello\n")
+    assert again.status_code == 200 and again.json()["offset"] == 0
+    r = ship("prov-a", 0, 6, b"other\n")
+    assert r.status_code == 409 and r.json()["field"] == "query.offset"
+    r = ship("prov-a", 10, 2, b"x\n")  # a gap
+    assert r.status_code == 409 and "continues at offset 6" in r.json()["detail"]
+    assert ship("prov-a", 6, 20, b"*** redacted\n").status_code == 201
+    r = ship("prov-a", 26, 1, b"\xff")
+    assert r.status_code == 422 and r.json()["field"] == "body"
+    assert ship("prov-b", 26, 2, b"x\n").status_code == 404
+    assert ship("buy-a", 26, 2, b"x\n").status_code == 403
+    page = api.call("GET", "/orders/wk/logs", "buy-a", params={"limit": 1}).json()
+    assert [x["text"] for x in page["items"]] == ["hello\n"] and page["next_cursor"]
+    rest = api.call("GET", "/orders/wk/logs", "buy-a", params={"cursor": page["resume"]}).json()
+    assert [x["text"] for x in rest["items"]] == ["*** redacted\n"]
+    assert rest["next_cursor"] is None and rest["resume"] == str(rest["items"][0]["id"])
+    empty = api.call("GET", "/orders/wk/logs", "buy-a", params={"cursor": rest["resume"]}).json()
+    assert empty["items"] == [] and empty["resume"] == rest["resume"]
+    r = api.call("GET", "/orders/wk/logs", "buy-a", params={"cursor": "x"})
+    assert r.status_code == 422 and r.json()["field"] == "query.cursor"

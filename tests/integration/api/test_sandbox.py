@@ -33,6 +33,7 @@ SECRET = "s3cr3t-model-token"
 # GPUs and its secret (by length only) without printing it.
 SCORE = """\
 set -e
+echo "scoring $(($(wc -l < "$1") - 1)) candidates with token $API_TOKEN"
 mkdir -p out
 awk -F, 'NR > 1 { n = gsub(/[AVLIFMW]/, "", $2); print $1 "," length($0) "," n }' \\
     "$1" > "$2"
@@ -185,7 +186,26 @@ def test_submit_clear_run_confined_and_download_the_outputs(api: Api, tmp_path: 
     # The staged input was verified and sits in the run's own work directory only.
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "work" / "inputs" / "cands.csv").read_bytes() == DATA
-    assert SECRET not in (run_dir / "payload.log").read_text()
+    # The buyer follows the payload's output; the secret it printed is never shown back.
+    logs = api.call("GET", "/orders/screen/logs", "buy-a").json()
+    text = "".join(x["text"] for x in logs["items"])
+    assert text == "scoring 3 candidates with token ***\n"
+    assert logs["items"][0]["lease_id"] == lid and logs["resume"] == str(logs["items"][-1]["id"])
+    assert api.call("GET", "/orders/screen/logs", "buy-b").status_code == 404
+    assert api.call("GET", "/orders/screen/logs", "aud").json()["items"] == logs["items"]
+
+    from click.testing import Result
+    from typer.testing import CliRunner
+
+    from suangu.cli import app
+
+    out: Result = CliRunner(env={"SUANGU_URL": None, "SUANGU_KEY": None}).invoke(
+        app,
+        ["job", "logs", "screen", "-f", "--interval", "0.1", "--url", "http://x",
+         "--key", api.tokens["buy-a"]],
+        obj={"transport": api.client._transport},
+    )  # fmt: skip
+    assert out.exit_code == 0 and out.output == text, out.output
 
 
 def test_a_failing_payload_fails_its_lease_with_the_reason(api: Api, tmp_path: Path) -> None:
@@ -207,6 +227,8 @@ def test_a_failing_payload_fails_its_lease_with_the_reason(api: Api, tmp_path: P
     assert "exited with code 2" in report["reason"]
     assert "Read-only file system" in report["reason"], report["reason"]
     assert "LEAKED" not in report["reason"] and "another member" not in report["reason"]
+    logs = api.call("GET", "/orders/evil/logs", "buy-a").json()["items"]
+    assert "trying to write outside" in "".join(x["text"] for x in logs)
     assert not Path("/usr/pwned.txt").exists()
     lease = api.call("GET", f"/leases/{lid}", "buy-a").json()
     assert lease["state"] == "settled"  # failed, then settled on the metered use

@@ -11,6 +11,7 @@ from suangu.api.routes import (
     grants,
     leases,
     ledger,
+    logs,
     market,
     members,
     network,
@@ -28,4 +29,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     ledger.router,
     grants.router,
     data.router,
+    logs.router,
 )

@@ -1,6 +1,7 @@
 """Data objects: members' files held by the exchange, sealed in a blob store; orders'
 workloads; download grants of leases' inputs and the record of grants, downloads and
-outputs; the agents' reports of how a lease's work ended; orders' latest checkpoints.
+outputs; the agents' reports of how a lease's work ended; orders' latest checkpoints;
+payloads' logs.
 
 Revision ID: 0007
 Revises: 0004
@@ -151,9 +152,31 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_order_checkpoints")),
     )
+    op.create_table(
+        "lease_logs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("lease_id", sa.String(length=400), nullable=False),
+        sa.Column("order_id", sa.String(length=128), nullable=False),
+        sa.Column("start_byte", sa.BigInteger(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("at", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("start_byte >= 0 AND size >= 1", name=op.f("ck_lease_logs_chunk")),
+        sa.ForeignKeyConstraint(
+            ["lease_id"], ["leases.id"], name=op.f("fk_lease_logs_lease_id_leases")
+        ),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_lease_logs_order_id_orders")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lease_logs")),
+        sa.UniqueConstraint("lease_id", "start_byte", name="uq_lease_logs_lease_start"),
+    )
+    op.create_index("ix_lease_logs_order", "lease_logs", ["order_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_lease_logs_order", table_name="lease_logs")
+    op.drop_table("lease_logs")
     op.drop_table("order_checkpoints")
     op.drop_table("lease_reports")
     op.drop_index("ix_data_events_lease", table_name="data_events")
