@@ -22,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suangu import __version__, ops_cli
+from suangu.commands import data as data_commands
+from suangu.commands import job as job_commands
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
@@ -1237,8 +1239,8 @@ def agent_command(
     try:
         spec = load_config(config)
         meter = build_meter(spec.meter)
-        executor = build_executor(spec.executor, meter)
         client = SuanguClient(spec.url, api_key(spec, key))
+        executor = build_executor(spec.executor, meter, client)
         agent = ProviderAgent(
             client,
             executor,
@@ -1270,6 +1272,8 @@ lease_app = typer.Typer(
     help="Leases (cleared allocations) on a Suangu server.", no_args_is_help=True
 )
 app.add_typer(lease_app, name="lease")
+app.add_typer(data_commands.app, name="data")
+app.add_typer(job_commands.app, name="job")
 
 
 def _leases_table(items: list[dict[str, Any]], title: str) -> Table:

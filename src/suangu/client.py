@@ -157,6 +157,35 @@ class SuanguClient:
             line = f"not allowed: {line}"
         raise ClientError(line, status=r.status_code)
 
+    def download(
+        self, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """The raw bytes and headers of a successful ``GET`` (data objects' content)."""
+        if not self.key:
+            raise ClientError(
+                f"no API key: pass --key or set {KEY_ENV} to the key an operator created for you"
+            )
+        try:
+            r = self._http.get(path, headers=dict(headers or {}))
+        except httpx.TransportError:
+            raise ClientError(
+                f"the Suangu server at {self.url} is not reachable: start it with "
+                f"`suangu serve`, or point --url / {URL_ENV} at a running one"
+            ) from None
+        if not r.is_success:
+            self._answer(r, None)  # raises the server's problem as a ClientError
+        return r.content, r.headers
+
+    def upload(self, path: str, data: bytes, params: Mapping[str, str]) -> Any:
+        """``POST`` raw bytes (a data object, a lease's output); the JSON answer."""
+        return self.request(
+            "POST",
+            path,
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+            params=params,
+        )
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
 

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from suangu.agent.errors import AgentError
 from suangu.agent.executors import Executor, LocalExecutor, SlurmExecutor
 from suangu.agent.meters import Meter, NominalMeter, NvmlMeter
+from suangu.agent.sandbox import DataApi, SandboxExecutor, bwrap_available
 
 
 class _Spec(BaseModel):
@@ -38,8 +39,9 @@ class _Spec(BaseModel):
 
 
 class ExecutorSpec(_Spec):
-    kind: Literal["local", "slurm"] = "local"
-    command: Annotated[list[str], Field(min_length=1)]
+    kind: Literal["local", "slurm", "sandbox"] = "local"
+    #: local and slurm: the provider's command template (sandbox: the order's workload).
+    command: list[str] = Field(default_factory=list, validate_default=True)
     #: local: GPU indices this agent may hand out.
     devices: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     #: slurm:
@@ -47,6 +49,21 @@ class ExecutorSpec(_Spec):
     account: str | None = None
     gres: str = "gpu"
     extra_args: list[str] = Field(default_factory=list)
+    #: sandbox: where runs' work directories are made (one per run, nothing else mounted).
+    work_dir: str = "/var/lib/suangu/runs"
+    #: sandbox: give payloads the host's network (default: none; inputs are staged).
+    network: bool = False
+    bwrap: str = "bwrap"
+    #: sandbox: a job that can checkpoint gets SIGTERM this many seconds before its run ends.
+    checkpoint_warning_s: Annotated[int, Field(ge=10, le=3600)] = 120
+
+    @field_validator("command")
+    @classmethod
+    def _command_given(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("kind", "local")
+        if kind != "sandbox" and not value:
+            raise ValueError(f"a {kind} executor needs a command template")
+        return value
 
 
 class MeterSpec(_Spec):
@@ -87,7 +104,8 @@ def load_config(path: Path) -> AgentSpec:
         ) from None
 
 
-def build_executor(spec: ExecutorSpec, meter: Meter) -> Executor:
+def build_executor(spec: ExecutorSpec, meter: Meter, api: DataApi | None = None) -> Executor:
+    """The executor of ``spec``; the sandbox executor talks to the exchange through ``api``."""
     if spec.kind == "slurm":
         return SlurmExecutor(
             spec.command, spec.partition, spec.account, spec.gres, tuple(spec.extra_args)
@@ -100,6 +118,21 @@ def build_executor(spec: ExecutorSpec, meter: Meter) -> Executor:
             "the local executor has no GPUs to hand out",
             field="executor.devices",
             fix="list the GPU indices, e.g. devices: [0, 1, 2, 3]",
+        )
+    if spec.kind == "sandbox":
+        why = bwrap_available(spec.bwrap)
+        if why is not None:
+            raise AgentError(why, field="executor.kind", fix="install bubblewrap, or use local")
+        if api is None:  # pragma: no cover - the CLI always passes its client
+            raise AgentError("the sandbox executor needs the exchange's client", field="api")
+        return SandboxExecutor(
+            api,
+            Path(spec.work_dir),
+            devices,
+            time.time,
+            spec.bwrap,
+            network=spec.network,
+            checkpoint_warning_s=spec.checkpoint_warning_s,
         )
     return LocalExecutor(spec.command, devices, time.time)
 

@@ -50,6 +50,10 @@ class Job:
     #: Energy the executor measured for the whole job (Slurm energy accounting), if any.
     energy_j: float | None = None
     detail: str = ""
+    #: The payload's exit status, when the executor knows it.
+    exit_code: int | None = None
+    #: Data objects the job's outputs became (the sandbox executor).
+    outputs: tuple[str, ...] = ()
 
 
 class Executor(Protocol):

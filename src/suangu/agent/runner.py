@@ -69,6 +69,7 @@ class Run:
     read_to: float = 0.0  # everything before this instant has been reported
     energy_mj: float = 0.0  # meter reading at read_to
     finished: set[str] = field(default_factory=set)  # lease ids with a final reading
+    reported: bool = False  # the job's end was reported to the exchange
 
     @property
     def end(self) -> int:
@@ -251,7 +252,18 @@ class ProviderAgent:
             summary.started += 1
             log.info("run %s started (%s GPUs, %s s): job %s", run_id, gpus, seconds, job.native_id)
 
-    def _fail(self, lease: LeaseView, why: str, summary: TickSummary) -> None:
+    def _report(self, lease: LeaseView, body: dict[str, Any], summary: TickSummary) -> None:
+        """Tell the exchange how the lease's work ended (``POST /leases/{id}/report``)."""
+        try:
+            self.api.post(f"/leases/{lease.id}/report", json=body)
+        except ClientError as err:
+            summary.errors.append(f"lease {lease.id} report: {err}")
+
+    def _fail(
+        self, lease: LeaseView, why: str, summary: TickSummary, exit_code: int | None = None
+    ) -> None:
+        body = {"outcome": "failed", "exit_code": exit_code, "reason": why[:2000]}
+        self._report(lease, body, summary)
         try:
             self.api.post(f"/leases/{lease.id}/fail")
             summary.failed += 1
@@ -276,11 +288,23 @@ class ProviderAgent:
         upto = min(now, float(run.end))
         use_from = job.started
         use_to = job.ended if ended and job.ended is not None else upto
+        # A payload that failed: its use so far is metered, the leases it did not finish fail
+        # with the reason (the exchange pays the metered use and releases the rest).
+        failed = ended and job.state is JobState.FAILED
+        if ended and job.state is JobState.DONE and job.exit_code is not None and not run.reported:
+            run.reported = True
+            done = {
+                "outcome": "done",
+                "exit_code": job.exit_code,
+                "outputs": list(job.outputs),
+                "reason": "" if job.detail.startswith("exit code") else job.detail,
+            }
+            for x in run.open_leases():
+                self._report(x, done, summary)
         due = [x for x in run.open_leases() if x.start <= upto]
-        if not due:
-            return
-        finals = [x for x in due if x.end <= upto or ended]
-        if not finals and upto - run.read_to < self.reading_interval_s:
+        finals = [x for x in due if x.end <= upto or (ended and not failed)]
+        if not due or (not finals and not failed and upto - run.read_to < self.reading_interval_s):
+            self._fail_rest(run, job, failed, summary)
             return
         energy_now = self.meter.energy_mj(run.meter_token, min(now, use_to or now))
         if ended and job.energy_j is not None:
@@ -292,7 +316,7 @@ class ProviderAgent:
             used = 0.0
             if use_from is not None and use_to is not None:
                 used = max(0.0, min(hi, use_to) - max(lo, use_from))
-            final = x.end <= upto or ended
+            final = x.end <= upto or (ended and not failed)
             pieces.append((x, lo, max(hi, lo), round(used * x.gpus), final))
         total_gpu_s = sum(p[3] for p in pieces)
         for x, lo, hi, gpu_s, final in pieces:
@@ -308,6 +332,15 @@ class ProviderAgent:
                 summary.finals += 1
         run.read_to = upto
         run.energy_mj = energy_now
+        self._fail_rest(run, job, failed, summary)
+
+    def _fail_rest(self, run: Run, job: Job, failed: bool, summary: TickSummary) -> None:
+        """The leases of a failed payload's run that it did not finish fail, with why."""
+        if not failed:
+            return
+        for x in run.open_leases():
+            self._fail(x, job.detail, summary, job.exit_code)
+            run.finished.add(x.id)
 
     def stop(self) -> None:
         """Cancel every job this agent started (the exchange then settles what was metered)."""

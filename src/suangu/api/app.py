@@ -25,6 +25,7 @@ from suangu.api.settings import ApiSettings
 from suangu.core import billing
 from suangu.store.db import Database, open_database
 from suangu.store.ledger import SqlLedger
+from suangu.store.objects import ObjectStore
 
 PREFIX = "/api/v1"
 #: ``0`` turns the clearing loop of :func:`app_from_env` off (``suangu serve --no-clearing-loop``).
@@ -39,6 +40,7 @@ def create_app(
     energy: MarketHook | bool = True,
     dashboard: bool = True,
     private_dashboard: bool = False,
+    objects: ObjectStore | None = None,
 ) -> FastAPI:
     """The API over a migrated database, reading the time only from ``clock``.
 
@@ -50,7 +52,8 @@ def create_app(
     (modelled green shares for the sites with packaged energy data, no carbon price);
     ``False``: none. ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
     ``private_dashboard`` adds the members' balances and per-member pages to it (the demo
-    on loopback; a served exchange shows public market data only).
+    on loopback; a served exchange shows public market data only). ``objects``: the data
+    objects' store (default: :func:`suangu.store.objects.store_from_env`, on first use).
     """
     settings = settings or ApiSettings()
     ledger = SqlLedger(db, clamp_clock=True)
@@ -86,6 +89,8 @@ def create_app(
     app.state.ctx = ApiContext(db, ledger, clock, settings)
     app.state.clearing_loop = loop
     app.state.market_hook = adjust
+    if objects is not None:
+        app.state.objects = objects
     errors.install(app)
     docs.install(app)
     for router in ROUTERS:

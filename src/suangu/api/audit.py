@@ -89,7 +89,7 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
     ("POST", "/leases/{lease_id}/readings"): Spec(
         "reading.record",
         "lease:{lease_id}",
-        ("id", "interval_start", "interval_end", "gpu_seconds", "energy_wh"),
+        ("id", "interval_start", "interval_end", "gpu_seconds", "energy_wh", "source"),
         ("lease_state",),
         unless_old=True,
     ),
@@ -97,6 +97,20 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
     ("POST", "/deposits"): Spec("deposit", "deposit:{id}", ("member_id", "amount_fen")),
     ("PUT", "/fees"): Spec("fees.set", "fees", ("fee_bp",)),
     ("PUT", "/links"): Spec("links.set", "links", count_items=True),
+    ("POST", "/data"): Spec("data.put", "data:{id}", (), ("name", "sha256", "size")),
+    ("POST", "/leases/{lease_id}/grants"): Spec(
+        "grant.issue", "lease:{lease_id}", (), (), count_items=True
+    ),
+    ("POST", "/leases/{lease_id}/outputs"): Spec(
+        "output.put", "lease:{lease_id}", (), ("id", "name", "sha256", "size")
+    ),
+    ("POST", "/leases/{lease_id}/checkpoint"): Spec(
+        "checkpoint.put", "lease:{lease_id}", (), ("id", "sha256", "size")
+    ),
+    ("POST", "/leases/{lease_id}/logs"): Spec("logs.append", "lease:{lease_id}"),
+    ("POST", "/leases/{lease_id}/report"): Spec(
+        "lease.report", "lease:{lease_id}", ("exit_code", "reason"), ()
+    ),
 }
 
 

@@ -18,6 +18,7 @@ wrong ``Content-Type``                         415
 ``ValidationError`` (core), request schema     422
 too many requests (:mod:`suangu.api.limits`)   429
 ``RetryExhausted`` (lock contention)           503
+``ObjectStoreError`` (blob missing or altered)  503
 =============================================  =====
 
 The OpenAPI document (:func:`document_problems`) gives every operation these answers as
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from suangu.core.errors import SolverError, SuanguError, ValidationError
 from suangu.store.errors import Conflict, NotFound, RetryExhausted, Unauthorized
+from suangu.store.objects import ObjectStoreError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://suangu.dev/problems/"
@@ -84,6 +86,7 @@ STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (UnsupportedMediaType, 415, "Unsupported media type"),
     (ValidationError, 422, "Invalid input"),
     (RetryExhausted, 503, "Busy, retry later"),
+    (ObjectStoreError, 503, "Object store failed"),
     (SolverError, 503, "Solver failed"),
     (SuanguError, 400, "Bad request"),
 )

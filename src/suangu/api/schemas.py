@@ -23,6 +23,7 @@ from suangu.core.types import (
     OrderKind,
 )
 from suangu.store.models import LeaseState, OfferStatus, OrderStatus, Role
+from suangu.workload import WorkloadSpec
 
 T = TypeVar("T")
 
@@ -204,6 +205,8 @@ class OrderIn(Request):
         Annotated[str, Field(min_length=1, max_length=32)],
         Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False, strict=False)],
     ] = Field(default_factory=dict, max_length=64)
+    #: What the provider's agent runs (:mod:`suangu.workload`); its inputs set ``data_gb``.
+    workload: WorkloadSpec | None = None
 
 
 class OrderOut(Response):
@@ -227,6 +230,8 @@ class OrderOut(Response):
     speed: dict[str, float] = Field(default_factory=dict)
     status: OrderStatus
     submitted_at: int
+    #: The order's workload, secret values shown as ``***`` (``null``: none).
+    workload: dict[str, Any] | None = None
 
 
 class OrdersOut(Response):

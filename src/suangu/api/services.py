@@ -163,6 +163,8 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "speed": dict(sorted(o.speed.items())),
         "status": str(r.status),
         "submitted_at": r.submitted_at,
+        # Filled by the orders routes for an order that has one (suangu.api.workloads).
+        "workload": None,
     }
 
 

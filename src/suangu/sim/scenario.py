@@ -134,6 +134,7 @@ from suangu.core.types import (
     TimeGrid,
 )
 from suangu.sim.errors import ScenarioError
+from suangu.workload import WorkloadSpec
 
 #: Values in a daily profile: one per local hour of day.
 PROFILE_LEN = 24
@@ -423,6 +424,8 @@ class OrderSpec(_Spec):
     data_gb: int = Field(default=0, ge=0, le=MAX_DATA_GB)
     reference_class: Annotated[str | None, BeforeValidator(_blank_none)] = None
     speed: SpeedField = Field(default_factory=dict)
+    #: What runs (the API stores it with the order; simulations ignore it).
+    workload: WorkloadSpec | None = None
 
     def to_order(self, buyer_id: str, release_slot: int, deadline_slot: int) -> Order:
         """The core order of this spec once its times are slots (core rules validate it)."""

@@ -586,3 +586,145 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# -- data objects -------------------------------------------------------------------------------
+
+
+class DataObjectRow(Base):
+    """A member's data object (an input file, a job's output): what it is and where its sealed
+    bytes are (:mod:`suangu.store.objects`). The bytes never pass through the database."""
+
+    __tablename__ = "data_objects"
+    __table_args__ = (
+        CheckConstraint("size >= 0", name="size"),
+        Index("ix_data_objects_owner_created", "owner_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    #: sha256 (hex) of the plaintext.
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    created_at: Mapped[int]
+    #: The sealed blob's content address: sha256 (hex) of its stored bytes.
+    blob: Mapped[str] = mapped_column(String(64))
+    #: The object's data key, wrapped by the master key ``key_id`` (base64).
+    wrapped_key: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(32))
+    #: The lease whose job wrote this object (outputs), else ``None``.
+    lease_id: Mapped[str | None] = mapped_column(String(400), ForeignKey("leases.id"))
+
+
+class OrderWorkloadRow(Base):
+    """What an order runs (:class:`suangu.workload.WorkloadSpec` as JSON, its secret values
+    sealed with the master key)."""
+
+    __tablename__ = "order_workloads"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int]
+
+
+class DataGrantRow(Base):
+    """A short-lived right of a provider to download one input of a lease it holds."""
+
+    __tablename__ = "data_grants"
+    __table_args__ = (
+        CheckConstraint("expires_at > issued_at", name="expiry"),
+        Index("ix_data_grants_lease", "lease_id"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    #: sha256 (hex) of the grant's token; the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    object_id: Mapped[str] = mapped_column(ForeignKey("data_objects.id"))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    issued_at: Mapped[int]
+    expires_at: Mapped[int]
+
+
+class DataEventKind(StrEnum):
+    GRANT = "grant"
+    DOWNLOAD = "download"
+    OUTPUT = "output"
+    CHECKPOINT = "checkpoint"
+
+
+class DataEventRow(Base):
+    """Who did what with a data object, when, for which lease: grants, downloads, outputs."""
+
+    __tablename__ = "data_events"
+    __table_args__ = (
+        one_of("kind", [k.value for k in DataEventKind]),
+        Index("ix_data_events_owner", "owner_id", "id"),
+        Index("ix_data_events_lease", "lease_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(ForeignKey("data_objects.id"))
+    #: The object's owner (whose record it is).
+    owner_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    #: Who acted (the provider that got a grant, downloaded or uploaded; an owner's download).
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    lease_id: Mapped[str | None] = mapped_column(String(400), ForeignKey("leases.id"))
+    grant_id: Mapped[str | None] = mapped_column(ForeignKey("data_grants.id"))
+
+
+class RunOutcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+
+
+class LeaseReportRow(Base):
+    """How the work of a lease ended, as its provider's agent reported it: the payload's exit
+    status, the reason of a failure, the outputs it uploaded."""
+
+    __tablename__ = "lease_reports"
+    __table_args__ = (one_of("outcome", [o.value for o in RunOutcome]),)
+
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    outputs: Mapped[list[str]] = mapped_column(JSON)
+    reported_at: Mapped[int]
+
+
+class OrderCheckpointRow(Base):
+    """An order's latest checkpoint: a data object of its buyer that the next lease restores."""
+
+    __tablename__ = "order_checkpoints"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    object_id: Mapped[str] = mapped_column(ForeignKey("data_objects.id"))
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    at: Mapped[int]
+
+
+class LeaseLogRow(Base):
+    """A chunk of a lease's payload output, as its agent shipped it (secret values redacted
+    by the agent); ``start_byte`` is where the chunk starts in the payload's raw output."""
+
+    __tablename__ = "lease_logs"
+    __table_args__ = (
+        UniqueConstraint("lease_id", "start_byte", name="uq_lease_logs_lease_start"),
+        CheckConstraint("start_byte >= 0 AND size >= 1", name="chunk"),
+        Index("ix_lease_logs_order", "order_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    start_byte: Mapped[int]
+    #: Raw bytes of output the chunk covers (its text may be shorter once redacted).
+    size: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[int]

@@ -9,6 +9,7 @@ clearing, so that every kind of object exists for "own" and "other" members.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from suangu.core import billing
 from suangu.core.types import Offer, Order, OrderKind, Pool, Site
 from suangu.store.db import Database, make_engine, migrate, sqlite_url
 from suangu.store.models import Role
+from suangu.store.objects import DirectoryBackend, ObjectStore
 from suangu.store.repositories import Capacity, Members, Orders
 
 PG_ENV = "SUANGU_TEST_DATABASE_URL"
@@ -110,9 +112,14 @@ def _database(backend: str, where: Path) -> Iterator[tuple[str, Database]]:
         admin.dispose()
 
 
+#: Where the test apps keep data objects' blobs (removed when the tests end).
+BLOBS = tempfile.TemporaryDirectory(prefix="suangu-test-blobs-")
+
+
 def make_api(backend: str, db: Database) -> Api:
     clock = ManualClock(T0)
-    app = create_app(db, clock, ApiSettings(grid_epoch=EPOCH, horizon_slots=6))
+    blobs = ObjectStore(DirectoryBackend(Path(BLOBS.name) / uuid.uuid4().hex), bytes(range(32)))
+    app = create_app(db, clock, ApiSettings(grid_epoch=EPOCH, horizon_slots=6), objects=blobs)
     return Api(TestClient(app, raise_server_exceptions=True), db, clock, backend)
 
 
@@ -200,3 +207,6 @@ def world(backend_db: tuple[str, Database]) -> Api:
     api = make_api(backend, db)
     build_world(api)
     return api
+
+
+from .s3server import s3_server  # noqa: E402, F401  (the moto S3 server fixture)

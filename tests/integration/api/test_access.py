@@ -8,6 +8,7 @@ endpoint, 404 for another member's object (sealed: its existence is not revealed
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,8 @@ ROLES = (OP, AUD, PROV, BUY, None)  # None: no key
 ME = {OP: "op", AUD: "aud", PROV: "prov-a", BUY: "buy-a", None: "buy-a"}
 ALL = "all"
 OWN = "own"
+#: Its own objects' bytes; another member's (whose metadata it reads): 403.
+BYTES = "bytes"
 PUBLIC = {r: ALL for r in ROLES}
 SIGNED_IN = {OP: ALL, AUD: ALL, PROV: ALL, BUY: ALL}
 
@@ -100,6 +103,64 @@ class Target:
         with self.db.session_scope() as s:
             Orders(s).submit(order(oid, self.buyer), self.api.clock.now())
         return oid
+
+    def data_object(self) -> str:
+        """A data object of the member the call names (stored as an upload would be)."""
+        from suangu.store.dataobjects import DataObjects, object_id
+
+        name, data = fresh("f"), b"bytes"
+        sha = hashlib.sha256(data).hexdigest()
+        oid = object_id(self.member, name, sha)
+        sealed = self.api.client.app.state.objects.put(oid, data)
+        with self.db.session_scope() as s:
+            DataObjects(s).add(oid, self.member, name, sha, len(data), sealed, 0)
+        return oid
+
+    def workload_lease(self) -> str:
+        """A lease in the current slot of a fresh order with a workload (URI input, one
+        output ``out/x``) on the provider's pool."""
+        from suangu.api import workloads
+        from suangu.workload import WorkloadSpec
+
+        oid = fresh("ord")
+        spec = WorkloadSpec.model_validate(
+            {
+                "runtime": {"kind": "process", "command": ["true"]},
+                "inputs": [{"uri": "https://data.example/x", "sha256": "a" * 64, "size": 0}],
+                "outputs": ["out/x"],
+                "checkpoint": True,
+            }
+        )
+        now = self.api.clock.now()
+        store = self.api.client.app.state.objects
+        a = Allocation(oid, self.buyer, self.pool, NOW_SLOT, 1, 0)
+        result = ClearingResult(ClearingStatus.OPTIMAL, "test", (a,), (), (), 0)
+        with self.db.session_scope() as s:
+            record = Orders(s).submit(order(oid, self.buyer), now)
+            workloads.attach(s, store, record.order, spec, now)
+            leases = Clearings(s).save(
+                fresh("clr"), now, NOW_SLOT, 1, result, providers={self.pool: self.provider}
+            )
+        return leases[0].id
+
+    def reported_lease(self) -> str:
+        """A fresh lease whose provider reported its end."""
+        from suangu.store.models import LeaseReportRow
+
+        lid = self.fresh_lease()
+        with self.db.session_scope() as s:
+            s.add(
+                LeaseReportRow(
+                    lease_id=lid,
+                    provider_id=self.provider,
+                    outcome="failed",
+                    exit_code=1,
+                    reason="exit code 1",
+                    outputs=[],
+                    reported_at=0,
+                )
+            )
+        return lid
 
     def fresh_offer(self) -> str:
         oid = fresh("offer")
@@ -276,6 +337,57 @@ RULES: dict[tuple[str, str], Rule] = {
         {OP: ALL},
         body=lambda t: {"json": {"id": fresh("d"), "member_id": t.buyer, "amount_fen": 100}},
     ),
+    ("POST", "/data"): Rule(
+        201,
+        {BUY: ALL},
+        body=lambda t: {"params": {"name": fresh("f")}, "content": b"data"},
+    ),
+    ("GET", "/data"): Rule(200, SIGNED_IN),
+    ("GET", "/data/events"): Rule(200, SIGNED_IN),
+    ("POST", "/leases/{lease_id}/checkpoint"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.workload_lease()},
+        lambda t: {"content": fresh("ckpt").encode()},
+    ),
+    ("POST", "/leases/{lease_id}/logs"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.workload_lease()},
+        lambda t: {"params": {"offset": 0, "size": 3}, "content": b"hi\n"},
+    ),
+    ("GET", "/orders/{order_id}/logs"): Rule(
+        200, {OP: ALL, AUD: ALL, BUY: OWN}, lambda t: {"order_id": f"ord-{t.buyer}"}
+    ),
+    ("POST", "/leases/{lease_id}/report"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.fresh_lease()},
+        lambda t: {"json": {"outcome": "failed", "exit_code": 3, "reason": "exit code 3"}},
+    ),
+    ("GET", "/leases/{lease_id}/report"): Rule(
+        200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"lease_id": t.reported_lease()}
+    ),
+    ("GET", "/leases/{lease_id}/workload"): Rule(
+        200, {PROV: OWN}, lambda t: {"lease_id": t.workload_lease()}
+    ),
+    ("POST", "/leases/{lease_id}/grants"): Rule(
+        201, {PROV: OWN}, lambda t: {"lease_id": t.workload_lease()}
+    ),
+    ("POST", "/leases/{lease_id}/outputs"): Rule(
+        201,
+        {PROV: OWN},
+        lambda t: {"lease_id": t.workload_lease()},
+        lambda t: {"params": {"name": "out/x"}, "content": fresh("out").encode()},
+    ),
+    ("GET", "/data/{object_id}"): Rule(
+        200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"object_id": t.data_object()}
+    ),
+    ("GET", "/data/{object_id}/content"): Rule(
+        200,
+        {OP: BYTES, AUD: BYTES, PROV: OWN, BUY: OWN},
+        lambda t: {"object_id": t.data_object()},
+    ),
     ("GET", "/fees"): Rule(200, SIGNED_IN),
     ("PUT", "/fees"): Rule(200, {OP: ALL}, body=lambda t: {"json": {"fee_bp": 300}}),
     ("GET", "/audit"): Rule(200, {OP: ALL, AUD: ALL}),
@@ -292,6 +404,8 @@ def expected(rule: Rule, role: Role | None, mine: bool) -> int:
         return 403
     if access == OWN and not mine:
         return 404
+    if access == BYTES and not mine:
+        return 403
     return rule.ok
 
 

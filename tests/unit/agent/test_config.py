@@ -19,6 +19,8 @@ EXAMPLES = Path(__file__).parents[3] / "examples"
 def test_the_examples_load_and_build() -> None:
     local = load_config(EXAMPLES / "agent-local.yaml")
     slurm = load_config(EXAMPLES / "agent-slurm.yaml")
+    sandbox = load_config(EXAMPLES / "agent-sandbox.yaml")
+    assert sandbox.executor.kind == "sandbox" and sandbox.executor.command == []
     assert local.executor.kind == "local" and local.meter.kind == "nvml"
     assert slurm.pools == ["horinger-h100"]
     meter = build_meter(slurm.meter)

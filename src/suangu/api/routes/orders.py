@@ -14,7 +14,9 @@ thread), so that bursts do not open and close connections beyond the engine's po
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -23,12 +25,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from suangu.api import cancel, orderbatch, pagination, schemas
+from suangu.api import cancel, orderbatch, pagination, schemas, workloads
 from suangu.api.auth import BuyerOrReader, BuyerWriting, Principal
 from suangu.api.context import ApiContext
 from suangu.api.errors import PayloadTooLarge, UnsupportedMediaType
 from suangu.api.idempotency import fingerprint, respond, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
+from suangu.api.routes.data import objects
 from suangu.api.services import (
     ensure_accounts,
     fee_bp,
@@ -91,6 +94,19 @@ async def create_order(
     """Submit a bid (JSON). Resubmitting the same order id with the same fields returns it."""
     order = order_from_json(body, who.member_id, ctx.current_slot())
     now = ctx.now()
+    if body.workload is not None:  # its own transaction: the order and its workload
+        given = body.data_gb if "data_gb" in body.model_fields_set else None
+        order = workloads.with_data_gb(order, body.workload, given, "body")
+        store = objects(request, ctx)
+        # Secret values count in the fingerprint, keyed by the master key, never in clear.
+        secret = store.mac(json.dumps(sorted(body.workload.secrets().items())))
+        digest = fingerprint("POST", request.url.path, {"order": body, "secrets": secret})
+        spec = body.workload
+        return await run_in_threadpool(
+            _write_one, ctx, who, key, digest, order, now, lambda s, r: {
+                **order_out(r), "workload": workloads.attach(s, store, order, spec, now)
+            },
+        )  # fmt: skip
     digest = fingerprint("POST", request.url.path, body)
     if orderbatch.enabled():
         batcher = orderbatch.batcher(request.app.state, ctx)
@@ -100,16 +116,24 @@ async def create_order(
 
 
 def _write_one(
-    ctx: ApiContext, who: Principal, key: str | None, digest: str, order: Order, now: int
+    ctx: ApiContext,
+    who: Principal,
+    key: str | None,
+    digest: str,
+    order: Order,
+    now: int,
+    out: Callable[[Session, OrderRecord], dict[str, Any]] | None = None,
 ) -> JSONResponse:
-    """One order in its own transaction (group commit off)."""
+    """One order in its own transaction (group commit off, or an order with a workload:
+    ``out`` stores it and answers the order)."""
+    answer = out or (lambda _s, r: order_out(r))
     with _WRITERS:
         return run_write(
             ctx,
             who,
             key,
             digest,
-            lambda s: (201, order_out(_submit(s, [order], now)[0])),
+            lambda s: (201, answer(s, _submit(s, [order], now)[0])),
             rename=BODY_ID,
         )
 
@@ -146,12 +170,31 @@ def create_orders_yaml(
         max_depth=ctx.settings.max_yaml_depth,
     )
     now = ctx.now()
+    specs = workloads.from_yaml(raw)
+    orders = [
+        workloads.with_data_gb(o, specs[o.id][0], specs[o.id][1], specs[o.id][2])
+        if o.id in specs
+        else o
+        for o in orders
+    ]
+    store = objects(request, ctx) if specs else None
+
+    def work(s: Session) -> tuple[int, Any]:
+        items = []
+        for r in _submit(s, orders, now):
+            item = order_out(r)
+            if store is not None and r.order.id in specs:
+                spec, _, at = specs[r.order.id]
+                item["workload"] = workloads.attach(s, store, r.order, spec, now, at)
+            items.append(item)
+        return 201, {"items": items}
+
     return run_write(
         ctx,
         who,
         key,
         fingerprint("POST", request.url.path, raw.decode("utf-8-sig")),
-        lambda s: (201, {"items": [order_out(r) for r in _submit(s, orders, now)]}),
+        work,
         rename={"id": "body", "body.id": "body"},
     )
 
@@ -173,8 +216,13 @@ def list_orders(
         q = q.where(OrderRow.status == str(status))
     with ctx.db.session_scope(write=False) as s:
         rows, nxt = pagination.page_query(s, q, limit, cursor)
-        items = [order_out(order_record(r)) for r in rows]
+        items = _with_workloads(s, [order_out(order_record(r)) for r in rows])
     return pagination.body(request, items, nxt)
+
+
+def _with_workloads(s: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = workloads.redacted_for(s, (o["id"] for o in items))
+    return [{**o, "workload": found.get(o["id"])} for o in items]
 
 
 def _get(s: Session, who: Principal, order_id: str) -> OrderRecord:
@@ -193,7 +241,7 @@ def get_order(order_id: str, who: BuyerOrReader, ctx: Ctx) -> dict[str, Any]:
         live = record.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY)
         planned = Clearings(s).planned(order_id) if live else []
         return {
-            **order_out(record),
+            **_with_workloads(s, [order_out(record)])[0],
             "planned": [
                 {"pool_id": a.pool_id, "slot": a.slot, "gpus": a.gpus, "price_fen": a.price_fen}
                 for a in planned
@@ -229,6 +277,6 @@ def cancel_order(
             fee_bp=fee_bp(s, ctx.settings.default_fee_bp),
             now=now,
         )
-        return 200, order_out(record)
+        return 200, _with_workloads(s, [order_out(record)])[0]
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)

@@ -1,0 +1,1 @@
+"""Command groups of the ``suangu`` CLI, one module each (registered in :mod:`suangu.cli`)."""
