@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/suangu demo
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
