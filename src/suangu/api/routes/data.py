@@ -115,7 +115,13 @@ def store_object(
     return run_write(ctx, who, key, digest, work)
 
 
-@router.post("/data", status_code=201)
+#: ``POST`` of bytes that are already stored under the same owner and name answers 200.
+SAME_OBJECT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The same object (owner, name and bytes) exists already"}
+}
+
+
+@router.post("/data", status_code=201, responses=SAME_OBJECT)
 async def put_data(
     request: Request,
     who: Buyer,

@@ -39,7 +39,14 @@ from suangu.api.context import ApiContext
 from suangu.api.errors import Forbidden
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
-from suangu.api.routes.data import NAME_PATTERN, Sha256, objects, read_body, store_object
+from suangu.api.routes.data import (
+    NAME_PATTERN,
+    SAME_OBJECT,
+    Sha256,
+    objects,
+    read_body,
+    store_object,
+)
 from suangu.core.errors import ValidationError
 from suangu.store.dataobjects import DataEvent, DataEvents, DataObject, DataObjects, Grants
 from suangu.store.errors import Conflict, InvalidState, NotFound
@@ -227,7 +234,7 @@ def grant_download(
     return DataObjects(s).get(object_id), grant.id, lease.id
 
 
-@router.post("/leases/{lease_id}/outputs", status_code=201)
+@router.post("/leases/{lease_id}/outputs", status_code=201, responses=SAME_OBJECT)
 async def put_output(
     lease_id: str,
     request: Request,
@@ -241,7 +248,7 @@ async def put_output(
     return await _upload(request, who, ctx, lease_id, name, sha256, key, DataEventKind.OUTPUT)
 
 
-@router.post("/leases/{lease_id}/checkpoint", status_code=201)
+@router.post("/leases/{lease_id}/checkpoint", status_code=201, responses=SAME_OBJECT)
 async def put_checkpoint(
     lease_id: str,
     request: Request,
