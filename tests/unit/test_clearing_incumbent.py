@@ -8,7 +8,7 @@ import math
 import time
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from suangu.core.clearing import ClearingOptions, clear
@@ -21,7 +21,7 @@ from suangu.core.clearing.model import build_model
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import ClearingResult, ClearingStatus, Market, OrderKind
 from suangu.sim.generator import generate_market
-from tests.unit.markets import markets, reference_welfare
+from tests.unit.markets import markets, network_markets, reference_welfare
 from tests.unit.test_clearing_bruteforce import brute_force_welfare, tiny_markets
 
 #: A limit no exact method can meet: only the incumbent and one bound evaluation run.
@@ -146,3 +146,22 @@ def test_gang_clearing_equals_brute_force_and_is_bounded(market: Market) -> None
     assert 0 <= hurried.gap <= 1
     if not hurried.rejected_gangs and hurried.gap < 1:  # gap 1: nothing traded yet
         assert best <= hurried.welfare_fen / (1 - hurried.gap) + 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(
+        network_markets(gangs=True, max_orders=5),
+        markets(gangs=True, green=True, max_orders=5, max_slots=3),
+    )
+)
+def test_gangs_with_side_rows_out_of_time_fall_back_to_greedy(market: Market) -> None:
+    """Links, speeds or green minimums beside gangs, and no time for the exact method:
+    greedy's clearing, priced, keeps every rule; never a failure."""
+    result = clear(market, NO_TIME)
+    _assert_rules(market, result)
+    model = build_model(canonical(market))
+    if len(model.placements) and len(model.side):
+        assert result.status is ClearingStatus.HEURISTIC, result.message
+        assert result.method == "greedy" and "exact method" in result.message
+        event("greedy fallback")

@@ -55,6 +55,12 @@ def _first_best(values: FloatArray, seg: IntArray, best: FloatArray) -> IntArray
     return idx[first]
 
 
+#: The subgradient search stops when ``STALL_STEPS`` steps lowered the bound by less than
+#: ``STALL_GAP`` (relative): the rounding of its placements gains nothing from more steps.
+STALL_STEPS = 50
+STALL_GAP = 1e-4
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """``L(pi)``, its subgradient (GPUs sold - GPUs used per pool-slot) and the best
@@ -169,7 +175,7 @@ class GangDual:
         ``lower`` of a known clearing; the best bound found, its prices, and how often each
         placement was a gang's best over the steps (an estimate of the LP relaxation's
         placements, by ergodic averaging). Stops when the bound is within ``rel_gap`` of
-        ``lower``, after ``iterations`` or at ``deadline``."""
+        ``lower``, when it stalls, after ``iterations`` or at ``deadline``."""
         best_pi = pi.astype(np.float64).copy()
         theta = 1.0
         current = best_pi.copy()
@@ -177,12 +183,17 @@ class GangDual:
         best = ev.bound
         counts = np.zeros(len(self.model.placements))
         steps = 0
-        for _ in range(iterations):
+        checkpoint = best
+        for it in range(iterations):
             picked = ev.placement[ev.placement >= 0]
             counts[picked] += 1.0
             steps += 1
             if best - lower <= rel_gap * max(abs(best), 1.0) or time.perf_counter() > deadline:
                 break
+            if it and it % STALL_STEPS == 0:  # the bound has stopped moving: stop
+                if checkpoint - best <= STALL_GAP * max(abs(best), 1.0):
+                    break
+                checkpoint = best
             g = ev.subgradient
             norm = float(g @ g)
             if norm == 0.0:
@@ -204,18 +215,24 @@ def rounded_placements(
     when its gang has none yet and it fits the GPUs offered less those of the gangs already
     placed. Then gangs still out take, best margin first, a placement that fits and pays
     at prices ``pi`` (near the LP's duals): the rounding leaves room that only they can use.
-    Divisible orders are left to the network, which re-optimises around the placements."""
+    In a market of gangs only, a last pass fills what is still free. Divisible orders are
+    left to the network, which re-optimises around the placements."""
     pl = model.placements
     left = model.offered.copy()
     placed = np.zeros(len(model.gangs), bool)
     out: list[int] = []
     n_slots = model.n_slots
     margin = pl.value - dual.placement_cost(pi)
-    decided = np.flatnonzero(share > 0)
+    decided = np.flatnonzero((share > 0) & (margin >= 0))
     decided = decided[np.argsort(-share[decided], kind="stable")]
     paying = np.flatnonzero(margin > 0)
     paying = paying[np.argsort(-margin[paying], kind="stable")]
-    for j in np.concatenate([decided, paying]).tolist():
+    passes = [decided, paying]
+    if dual.nb == 0:
+        # Gangs only: GPUs left free are worth their reserve alone, and every placement
+        # pays that (the model keeps no other): fill them, best value per GPU-slot first.
+        passes.append(np.argsort(-(pl.value / (pl.gpus * pl.duration)), kind="stable"))
+    for j in np.concatenate(passes).tolist():
         g = int(pl.order[j])
         if placed[g]:
             continue

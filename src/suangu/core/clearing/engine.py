@@ -175,9 +175,18 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
         if outcome is None:
             method = "mip" if len(model.placements) else "lp"
             rejected: list[int] = []
-            cleared = _clear_with_gangs(model, options, rejected, base, deadline)
-            outcome = _Outcome(cleared, method, rejected)
-            outcome.stopped = not cleared.optimal and time.perf_counter() >= deadline
+            try:
+                cleared = _clear_with_gangs(model, options, rejected, base, deadline)
+                outcome = _Outcome(cleared, method, rejected)
+                outcome.stopped = not cleared.optimal and time.perf_counter() >= deadline
+            except SolverError as err:
+                if not len(model.placements):
+                    raise
+                # Gangs and side rows, and the exact method found nothing in time: the
+                # greedy clearing's placements and held orders' GPUs, the rest cleared.
+                outcome = _greedy_with_rows(model)
+                outcome.notes.append(f"exact method: {err}")
+                outcome.stopped = time.perf_counter() >= deadline
     except SolverError as err:
         timings["solve_s"] = time.perf_counter() - t1
         return _result(model, None, ClearingStatus.FAILED, str(err), timings, (), method)
@@ -429,11 +438,11 @@ def _value(model: ClearingModel, outcome: _Outcome) -> float:
     return _objective(model, outcome.cleared.flow, outcome.cleared.placements)
 
 
-def _greedy_placements(model: ClearingModel) -> IntArray:
+def _greedy_placements(model: ClearingModel, result: ClearingResult | None = None) -> IntArray:
     """The placements greedy gives the gangs (greedy runs on the model's own market, so it
     sees the same orders in the same order); gangs it places where the model has no
     placement (none can: the model keeps every placement that can pay) are left out."""
-    result = greedy_clear(model.market)
+    result = result if result is not None else greedy_clear(model.market)
     gang_index = {order.id: g for g, order in enumerate(model.gangs)}
     pool_index = {pool.id: p for p, pool in enumerate(model.pools)}
     first: dict[int, tuple[int, int]] = {}
@@ -452,6 +461,45 @@ def _greedy_placements(model: ClearingModel) -> IntArray:
     }
     found = [where.get((g, p, k)) for g, (p, k) in first.items()]
     return np.asarray(sorted(j for j in found if j is not None), np.int64)
+
+
+def _greedy_with_rows(model: ClearingModel) -> _Outcome:
+    """Greedy's clearing in a market with side rows: its gang placements and the GPU-slots
+    of the orders in a side row are fixed (greedy keeps every row: green shares cell by
+    cell, whole data within each link's bandwidth, work in reference GPU-hours), the rest
+    of the market is cleared around them and priced (:func:`_settle_held`); gangs priced
+    out are rejected as in :func:`_settle`. No bound: a heuristic clearing."""
+    result = greedy_clear(model.market)
+    chosen = _greedy_placements(model, result)
+    nb = model.side.matrix.shape[1]
+    order_index = {order.id: i for i, order in enumerate(model.orders)}
+    pool_index = {pool.id: p for p, pool in enumerate(model.pools)}
+    pool_of = (model.head[:nb] - model.ps_base) // model.n_slots
+    arc_of = {
+        (int(i), int(p), int(k)): a
+        for a, (i, p, k) in enumerate(
+            zip(model.arc_order[:nb], pool_of, model.arc_slot[:nb], strict=True)
+        )
+    }
+    fixed = np.zeros(nb, np.int64)
+    held = set(model.held.tolist())
+    for a in result.allocations:
+        i = order_index.get(a.order_id)
+        if i is None or i not in held:
+            continue
+        arc = arc_of.get((i, pool_index[a.pool_id], a.slot - model.market.first_slot))
+        if arc is not None:
+            fixed[arc] += a.gpus
+    _fix_rows(model, fixed, _row_rhs(model, chosen), model.side.matrix.tocsc())
+    rejected: list[int] = []
+    no_links = np.zeros(len(model.market.links))
+    while True:
+        cleared = _settle_held(model, chosen, fixed, no_links)
+        losers = _gangs_above_limit(model, cleared)
+        if not losers:
+            return _Outcome(cleared, "greedy", rejected, bounded=False)
+        rejected.extend(losers)
+        chosen = chosen[~np.isin(model.placements.order[chosen], losers)]
 
 
 def _settle(
@@ -561,6 +609,8 @@ def _clear_with_gangs(
         deadline = time.perf_counter() + options.time_limit_s
     optimal = True
     for _ in range(len(model.gangs) + 1):
+        if len(pl) and time.perf_counter() >= deadline:
+            raise SolverError("time limit reached before the gang placements were solved")
         # HiGHS needs a moment to return anything: at least 0.1 s per solve.
         remaining = max(deadline - time.perf_counter(), 0.1)
         if len(pl):
