@@ -569,6 +569,7 @@ def _mip_candidate(
                 arrays=arrays,
                 start=guess,
                 deadline=deadline,
+                presolve=False,  # the limit holds (see solve_lp); these MIPs are small
             )
         except SolverError:
             return None
