@@ -40,13 +40,23 @@ SIZES: dict[str, dict[str, Any]] = {
     "goal": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24},
     "green": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24, "green": True},
     "week": {"n_orders": 10_000, "n_pools": 30, "n_slots": 168},
-    # Not in the default list: the gang MIP is slow (see bench/README.md).
     "gang": {"n_orders": 1_000, "n_pools": 10, "n_slots": 24, "gang_share": 0.1},
+    # Gang markets at scale (gangs: 8, 16 or 32 GPUs for 2-6 slots; see the generator).
+    "gang5k-10": {"n_orders": 5_000, "n_pools": 20, "n_slots": 24, "gang_share": 0.1},
+    "gang5k-30": {"n_orders": 5_000, "n_pools": 20, "n_slots": 24, "gang_share": 0.3},
+    "gang10k-30": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24, "gang_share": 0.3},
+    # Hourly re-planning of pending all-or-nothing training jobs on one 960-GPU pool:
+    # REPLAN_CLEARINGS markets of 100 to n_orders jobs (see replan_market()).
+    "replan": {"n_orders": 1_000, "n_pools": 1, "n_slots": 24, "replan": True},
     # The goal market with links between every pair of regions, input data at a home region
     # and work in reference GPU-hours (speeds from FP16 TFLOPS): see with_network().
     "network": {"n_orders": 10_000, "n_pools": 20, "n_slots": 24, "network": True},
 }
-DEFAULT_SIZES = "small,goal,green,week"
+DEFAULT_SIZES = "small,goal,green,week,gang5k-10,gang5k-30,gang10k-30,replan"
+#: Clearings of the ``replan`` size (markets of 100 .. n_orders pending jobs, evenly spaced),
+#: each with this time limit (an hourly re-plan must answer within about a second).
+REPLAN_CLEARINGS = 20
+REPLAN_TIME_LIMIT_S = 1.0
 REFERENCE_TIME_LIMIT_S = 3600.0
 
 
@@ -73,11 +83,134 @@ def _cache_path(size: str, seed: int) -> Path:
     ]
     if spec.get("network"):
         parts.append(f"net{NETWORK_VERSION}")
+    if spec.get("replan"):
+        parts.append(f"replan{REPLAN_VERSION}")
     return CACHE / f"clearing-ref-{'-'.join(parts)}.json"
 
 
 #: Bumped whenever with_network() changes what it draws (invalidates cached references).
 NETWORK_VERSION = 1
+#: Bumped whenever replan_market() changes what it draws.
+REPLAN_VERSION = 1
+
+
+def replan_market(seed: int, n_jobs: int, n_slots: int = 24, gpus: int = 960) -> Any:
+    """One hourly re-plan of pending training jobs (deterministic per seed and size): one
+    960-GPU H100 pool offered over the horizon at 18 yuan per GPU-hour, and ``n_jobs``
+    all-or-nothing (gang) jobs shaped like a deep-learning training trace: 1-64 GPUs (35%
+    one GPU, 20% two, 15% four, 15% eight, 8% 16, 5% 32, 2% 64), 2 slots or more
+    (1 + geometric(0.2), at most the horizon), 70% ready now and 30% released later, a
+    deadline 0-12 slots after the earliest finish, and a limit of 15-40 yuan per GPU-hour.
+    At 1,000 jobs the demand is about 1.7 times the pool."""
+    import numpy as np
+
+    from suangu.core.types import Market, Offer, Order, OrderKind, Pool, Site, TimeGrid
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7, n_jobs, REPLAN_VERSION]))
+    sizes = np.array([1, 2, 4, 8, 16, 32, 64])
+    share = np.array([0.35, 0.2, 0.15, 0.15, 0.08, 0.05, 0.02])
+    orders = []
+    for k in range(n_jobs):
+        g = int(rng.choice(sizes, p=share))
+        d = int(min(n_slots, 1 + rng.geometric(0.2)))
+        release = int(rng.integers(0, n_slots - d + 1)) if rng.random() < 0.3 else 0
+        deadline = min(n_slots, release + d + int(rng.integers(0, 13)))
+        limit = int(rng.integers(1500, 4001))
+        orders.append(
+            Order(
+                f"j{k:04d}",
+                f"b{k % 50}",
+                OrderKind.GANG,
+                g,
+                release,
+                deadline,
+                limit,
+                duration_slots=d,
+            )
+        )
+    return Market(
+        TimeGrid(),
+        0,
+        n_slots,
+        (Site("s0", "Site 0", "P0", "west"),),
+        (Pool("p0", "s0", "H100-SXM-80GB"),),
+        (Offer.over("f0", "prov0", "p0", 0, n_slots, gpus, 1800),),
+        tuple(orders),
+    )
+
+
+def run_replan(size: str, seed: int) -> dict[str, Any]:
+    """Time REPLAN_CLEARINGS re-plans of 100 .. n_orders jobs, each with a time limit of
+    REPLAN_TIME_LIMIT_S; one record with the distribution (p50, p95, max) of clear() times,
+    the worst and the median certified gap, and the welfare summed over the clearings."""
+    import numpy as np
+
+    from suangu.core.clearing import ClearingOptions, clear
+    from suangu.core.clearing.checks import check_clearing
+    from suangu.core.clearing.greedy import greedy_clear
+    from suangu.sim.generator import GENERATOR_VERSION, market_stats
+
+    options = ClearingOptions(time_limit_s=REPLAN_TIME_LIMIT_S)
+    top = int(SIZES[size]["n_orders"])
+    sizes = np.linspace(100, top, REPLAN_CLEARINGS).round().astype(int).tolist()
+    runs = []
+    problems: list[str] = []
+    for k, n in enumerate(sizes):
+        market = replan_market(seed * 1000 + k, n)
+        t0 = time.perf_counter()
+        result = clear(market, options)
+        took = time.perf_counter() - t0
+        greedy = greedy_clear(market)
+        problems += check_clearing(market, result)
+        runs.append(
+            {
+                "jobs": n,
+                "s": took,
+                "status": str(result.status),
+                "method": result.method,
+                "gap": result.gap,
+                "welfare_fen": result.welfare_fen,
+                "greedy_fen": greedy.welfare_fen,
+                "rejected_gangs": len(result.rejected_gangs),
+            }
+        )
+        _log(
+            f"[{size}] {n} jobs: {result.status}/{result.method} in {took:.2f} s,"
+            f" gap {result.gap:.2e}"
+        )
+    times = np.asarray([r["s"] for r in runs])
+    statuses: dict[str, int] = {}
+    for r in runs:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    engine_fen = sum(r["welfare_fen"] for r in runs)
+    greedy_fen = sum(r["greedy_fen"] for r in runs)
+    return {
+        "bench": "clearing",
+        "size": size,
+        "seed": seed,
+        "generator_version": GENERATOR_VERSION,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "market": market_stats(replan_market(seed * 1000 + len(sizes) - 1, sizes[-1])),
+        "engine": {
+            "status": ", ".join(f"{v} {k}" for k, v in sorted(statuses.items())),
+            "method": "p95 of clearings",
+            "welfare_fen": engine_fen,
+            "gap": max(r["gap"] for r in runs),
+            "median_gap": float(np.median([r["gap"] for r in runs])),
+            "time_limit_s": REPLAN_TIME_LIMIT_S,
+            "total_s": float(np.percentile(times, 95)),
+            "p50_s": float(np.percentile(times, 50)),
+            "max_s": float(times.max()),
+            "check_problems": len(problems),
+            "check_examples": problems[:3],
+        },
+        "greedy": {"welfare_fen": greedy_fen, "total_s": None},
+        "welfare_ratio": engine_fen / greedy_fen if greedy_fen else None,
+        "rss_mib": {"before_clear": None, "after_clear": None, "peak": _rss_mib()},
+        "reference": None,
+        "replan": runs,
+    }
 
 
 def with_network(market: Any, seed: int) -> Any:
@@ -166,6 +299,8 @@ def run_one(
     from suangu.sim.generator import GENERATOR_VERSION, generate_market, market_stats
 
     spec = dict(SIZES[size])
+    if spec.pop("replan", False):
+        return run_replan(size, seed)
     network = spec.pop("network", False)
     t0 = time.perf_counter()
     market = generate_market(seed=seed, **spec)
@@ -205,6 +340,7 @@ def run_one(
             "method": result.method,
             "message": result.message,
             "welfare_fen": result.welfare_fen,
+            "gap": result.gap,
             "build_s": result.timings.get("build_s"),
             "solve_s": result.timings.get("solve_s"),
             "total_s": clear_s,
@@ -277,6 +413,7 @@ def print_table(records: list[dict[str, Any]]) -> None:
     row("engine solve", lambda r: _secs(r["engine"]["solve_s"]))
     row("engine total", lambda r: _secs(r["engine"]["total_s"]))
     row("engine status/method", lambda r: f"{r['engine']['status']}/{r['engine']['method']}")
+    row("engine certified gap", lambda r: _pct(r["engine"].get("gap")))
     row("engine check problems", lambda r: str(r["engine"]["check_problems"]))
     row("engine welfare", lambda r: _yuan(r["engine"]["welfare_fen"]))
     row("greedy welfare", lambda r: _yuan(r["greedy"]["welfare_fen"]))
@@ -293,6 +430,7 @@ def print_table(records: list[dict[str, Any]]) -> None:
         ),
     )
     row("engine gap to reference", lambda r: _pct(r.get("gap_to_reference")))
+    row("replan p50 / max s", lambda r: f"{r['engine']['p50_s']:.2f} / {r['engine']['max_s']:.2f}")
     row("greedy gap to reference", lambda r: _pct(r.get("greedy_gap_to_reference")))
     row("peak RSS MiB (ru_maxrss)", lambda r: f"{r['rss_mib']['peak']:,.0f}")
     row("RSS MiB before clearing", lambda r: f"{r['rss_mib']['before_clear']:,.0f}")

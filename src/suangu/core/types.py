@@ -607,8 +607,17 @@ def _unique(items: Sequence[Any], name: str) -> None:
 
 
 class ClearingStatus(StrEnum):
-    OPTIMAL = "optimal"  # proven optimal (within the solver's tolerance)
-    FEASIBLE = "feasible"  # feasible, within a proven ``gap`` of the optimum (see the result)
+    """How good a clearing is proven to be (``ClearingResult.gap`` gives the distance)."""
+
+    #: Proven within ``engine.OPTIMAL_GAP`` (1e-6 relative) of the optimum.
+    OPTIMAL = "optimal"
+    #: The search ended (its gap target reached, or a heuristic whose bound is certified)
+    #: with a certified gap above that tolerance: the welfare is within ``gap`` of the bound.
+    FEASIBLE = "feasible"
+    #: Stopped at the time limit with the best clearing found, within ``gap`` of the bound.
+    TIME_LIMIT = "time_limit"
+    #: A heuristic clearing with no bound (e.g. the pay-as-bid greedy baseline).
+    HEURISTIC = "heuristic"
     EMPTY = "empty"  # nothing could trade: no orders, no offers or no eligible pairs
     FAILED = "failed"  # the solver failed; nothing allocated
 
@@ -697,11 +706,13 @@ class ClearingResult:
     fills: tuple[OfferFill, ...]
     prices: tuple[PoolPrice, ...]
     welfare_fen: int
-    timings: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: Seconds per phase; not part of the result's identity (``==`` ignores it).
+    timings: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
     message: str = ""
     rejected_gangs: tuple[str, ...] = ()
     slot_hours: int = 1
-    #: Proven bound on how far welfare may be below the optimum, relative (0: exact).
+    #: Certified bound on how far welfare may be below the optimum, relative (0: exact):
+    #: ``(bound - welfare) / bound`` for the best upper bound the clearing proved.
     gap: float = 0.0
     #: One row per market link: congestion price and GB moved.
     link_prices: tuple[LinkPrice, ...] = ()

@@ -2,11 +2,21 @@
 
 * Batch and service orders only, no green minimums: a min-cost flow (OR-Tools), exact and
   integral, priced from the residual network (see :mod:`suangu.core.clearing.network`).
-* Gang orders: a mixed-integer program (HiGHS) picks placements; then the placements are fixed
-  and the rest is re-solved and priced as above. A gang whose bill at those prices would exceed
-  its limit is rejected and the market re-cleared (paradoxical rejection, as in EUPHEMIA): no
-  order is ever paradoxically accepted, so every order is individually rational and money
-  balances exactly (everyone trades at the same pool-slot prices).
+* Gang orders (no side rows): the greedy clearing's placements are the incumbent from the
+  start; a Lagrangian relaxation of the pool-slot balance (:mod:`suangu.core.clearing.dual`)
+  gives a certified upper bound and an estimate of the LP relaxation's placements, rounded
+  into a second candidate; small markets then run HiGHS's branch and bound from the best
+  candidate. Every candidate's placements are fixed and the rest is cleared and priced as a
+  network. A gang whose bill at those prices would exceed its limit is rejected and the
+  market re-cleared (paradoxical rejection, as in EUPHEMIA): no order is ever paradoxically
+  accepted, so every order is individually rational and money balances exactly (everyone
+  trades at the same pool-slot prices). The best candidate wins; ``ClearingResult.gap`` is
+  its distance to the lowest bound proven, ``method`` says which candidate it is
+  (``greedy``, ``lagrangian``, ``mip``) and ``status`` whether it is proven ``optimal``
+  (gap <= :data:`OPTIMAL_GAP`), ``feasible`` (the search ended above it), or stopped at
+  the ``time_limit``, which is wall-clock for the whole call.
+* Gang orders with side rows: a mixed-integer program (HiGHS) picks placements, then as
+  above.
 * Side rows (green-share minimums, the work of orders whose classes differ in speed, link
   bandwidth; see :mod:`suangu.core.clearing.model`): the network is solved first, and when
   every row holds there its optimum is the answer (congestion prices 0). Otherwise, up to
@@ -39,7 +49,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from suangu.core.clearing.lp import LpSolution, build_lp, solve_lp
+from suangu.core.clearing.dual import GangDual, rounded_placements
+from suangu.core.clearing.greedy import greedy_clear
+from suangu.core.clearing.lp import LpArrays, LpSolution, build_lp, solve_lp
 from suangu.core.clearing.model import (
     ARC_BID,
     ARC_SUPPLY,
@@ -71,8 +83,17 @@ from suangu.core.types import (
 FLOW_EPS = 1e-7
 
 
+#: A clearing whose welfare is proven within this relative distance of the optimum (or of
+#: the bound of the problem it solved, see :attr:`ClearingResult.gap`) is ``optimal``.
+OPTIMAL_GAP = 1e-6
+
+
 @dataclass(frozen=True)
 class ClearingOptions:
+    #: Wall-clock limit of the whole :func:`clear` call, seconds. The greedy incumbent and
+    #: its pricing always run (they take a fraction of a second at the benchmark sizes);
+    #: the searches that improve on it stop at the limit. HiGHS may overrun it by its
+    #: presolve.
     time_limit_s: float = 60.0
     #: Gang placements stop at this relative gap (reported in ``ClearingResult.gap``).
     mip_rel_gap: float = 1e-4
@@ -83,6 +104,13 @@ class ClearingOptions:
     green_gap: float = 5e-4
     #: ... or after this many network solves.
     green_iterations: int = 3
+    #: Gang markets with at most this many columns (bid arcs plus placements) run HiGHS's
+    #: branch and bound from the best heuristic clearing when the heuristics leave a gap
+    #: above ``mip_rel_gap``; larger ones stop at the heuristics' certified gap (the MIP's
+    #: root LP alone takes longer than the whole heuristic search there).
+    mip_max_columns: int = 60_000
+    #: Subgradient steps of the Lagrangian bound of gang markets (each a few milliseconds).
+    dual_iterations: int = 200
 
 
 @dataclass
@@ -100,10 +128,31 @@ class _Cleared:
     link_price: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
 
+@dataclass
+class _Outcome:
+    """What a solve path hands back to :func:`clear`."""
+
+    cleared: _Cleared
+    method: str
+    rejected: list[int]
+    #: The search stopped at the time limit (rather than at its gap target or its end).
+    stopped: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)
+    #: Whether ``gap`` is proven against a bound (False: heuristic only).
+    bounded: bool = True
+
+
 def clear(market: Market, options: ClearingOptions | None = None) -> ClearingResult:
-    """Clear ``market``: welfare-maximising allocations and locational prices."""
+    """Clear ``market``: welfare-maximising allocations and locational prices.
+
+    The time limit is wall-clock for the whole call. Gang markets start from the greedy
+    clearing (:mod:`suangu.core.clearing.greedy`) as the incumbent and keep the best
+    clearing found, so the result is never worse than greedy's placements with the rest of
+    the market cleared optimally around them (before the gang pricing rule, which may
+    reject a gang and so give up welfare: ``ClearingResult.rejected_gangs``)."""
     options = options or ClearingOptions()
     t0 = time.perf_counter()
+    deadline = t0 + options.time_limit_s
     model = build_model(canonical(market))
     timings = {"build_s": time.perf_counter() - t0}
     has_bids = bool((model.kind == ARC_BID).any()) or len(model.placements) > 0
@@ -111,30 +160,69 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
         return _result(model, None, ClearingStatus.EMPTY, "no order can trade", timings, ())
 
     t1 = time.perf_counter()
-    rejected: list[int] = []
     method = "network"
     try:
-        cleared, base = None, None
+        outcome: _Outcome | None = None
+        base = None
         if len(model.placements) == 0:
             cleared = _clear_network(model, np.zeros(0, np.int64))
             if len(model.side) and _rows_broken(model, cleared.flow, cleared.placements):
-                cleared, base = None, cleared  # a side row breaks: solve with the rows
-        if cleared is None:
+                base = cleared  # a side row breaks: solve with the rows
+            else:
+                outcome = _Outcome(cleared, "network", [])
+        if outcome is None and len(model.placements) and not len(model.side):
+            outcome = _clear_gangs(model, options, deadline, timings)
+        if outcome is None:
             method = "mip" if len(model.placements) else "lp"
-            cleared = _clear_with_gangs(model, options, rejected, base)
+            rejected: list[int] = []
+            try:
+                cleared = _clear_with_gangs(model, options, rejected, base, deadline)
+                outcome = _Outcome(cleared, method, rejected)
+                outcome.stopped = not cleared.optimal and time.perf_counter() >= deadline
+            except SolverError as err:
+                if not len(model.placements):
+                    raise
+                # Gangs and side rows, and the exact method found nothing in time: the
+                # greedy clearing's placements and held orders' GPUs, the rest cleared.
+                outcome = _greedy_with_rows(model)
+                outcome.notes.append(f"exact method: {err}")
+                outcome.stopped = time.perf_counter() >= deadline
     except SolverError as err:
         timings["solve_s"] = time.perf_counter() - t1
         return _result(model, None, ClearingStatus.FAILED, str(err), timings, (), method)
+    cleared = outcome.cleared
     timings["solve_s"] = time.perf_counter() - t1 - cleared.price_s
     timings["price_s"] = cleared.price_s
     gap = _gap(model, cleared)
-    proven = cleared.optimal and gap <= 1e-9
-    status = ClearingStatus.OPTIMAL if proven else ClearingStatus.FEASIBLE
-    rejected_ids = tuple(sorted(model.gangs[g].id for g in rejected))
+    status, message = _status(model, outcome, gap, options)
+    rejected_ids = tuple(sorted(model.gangs[g].id for g in outcome.rejected))
     t2 = time.perf_counter()
-    result = _result(model, cleared, status, "", timings, rejected_ids, method)
+    result = _result(model, cleared, status, message, timings, rejected_ids, outcome.method)
     result.timings["assemble_s"] = time.perf_counter() - t2  # type: ignore[index]
     return dataclasses.replace(result, gap=gap)
+
+
+def _status(
+    model: ClearingModel, outcome: _Outcome, gap: float, options: ClearingOptions
+) -> tuple[ClearingStatus, str]:
+    """The status of a clearing and a sentence that says what it is."""
+    cleared = outcome.cleared
+    notes = list(outcome.notes)
+    if outcome.rejected:
+        notes.append(f"{len(outcome.rejected)} gang(s) rejected by the pricing rule")
+    tail = "; ".join(notes)
+    if not outcome.bounded:
+        return ClearingStatus.HEURISTIC, _join("heuristic clearing, no bound", tail)
+    if cleared.optimal and gap <= OPTIMAL_GAP:
+        return ClearingStatus.OPTIMAL, _join(f"optimal ({outcome.method})", tail)
+    where = f"within {100 * gap:.4g}% of the bound"
+    if outcome.stopped:
+        return ClearingStatus.TIME_LIMIT, _join(f"time limit reached, {where}", tail)
+    return ClearingStatus.FEASIBLE, _join(f"{outcome.method}: {where}", tail)
+
+
+def _join(head: str, tail: str) -> str:
+    return f"{head}; {tail}" if tail else head
 
 
 def canonical(market: Market) -> Market:
@@ -258,6 +346,248 @@ def _prices(model: ClearingModel, flow: IntArray, cap: IntArray, fixed_use: IntA
     return np.where(model.min_reserve >= NO_SUPPLY, 0, prices).astype(np.int64)
 
 
+# --- gang markets without side rows: incumbent, Lagrangian bound, branch and bound ----------
+
+
+def _clear_gangs(
+    model: ClearingModel, options: ClearingOptions, deadline: float, timings: dict[str, float]
+) -> _Outcome:
+    """Best clearing found within the time limit, with a certified gap.
+
+    1. The incumbent: greedy's gang placements (:func:`greedy_clear`), the rest of the
+       market cleared optimally around them, settled (:func:`_settle`).
+    2. The Lagrangian bound from the incumbent's prices (:class:`GangDual`), and a second
+       candidate: the LP relaxation's placements it estimates, rounded
+       (:func:`rounded_placements`), settled.
+    3. While the gap to the bound is above ``mip_rel_gap`` and the market is small enough,
+       HiGHS's branch and bound from the best candidate (:func:`_mip_candidate`).
+
+    The best settled candidate wins (ties: the later one, from the more exact method). Its
+    gap is to the lowest bound proven for the problem it solved (the Lagrangian bound holds
+    for every clearing; the MIP's for clearings without the gangs it rejected)."""
+    t0 = time.perf_counter()
+    candidates: list[_Outcome] = []
+    chosen = _greedy_placements(model)
+    timings["greedy_s"] = time.perf_counter() - t0
+    candidates.append(_settle(model, chosen, "greedy"))
+    incumbent = candidates[0]
+    dual = GangDual(model)
+    lower = _objective(model, incumbent.cleared.flow, incumbent.cleared.placements)
+    n_columns = int((model.kind == ARC_BID).sum()) + len(model.placements)
+    small = n_columns <= options.mip_max_columns
+    t1 = time.perf_counter()
+    stopped = False
+    pi = incumbent.cleared.potential.astype(np.float64)
+    if time.perf_counter() < deadline:
+        bound, pi, share = dual.minimise(
+            pi, lower, deadline, iterations=options.dual_iterations, rel_gap=options.mip_rel_gap
+        )
+    else:  # past the limit already: one evaluation at the incumbent's prices still bounds
+        bound = dual.evaluate(pi).bound
+        share = np.zeros(len(model.placements))
+    arrays = build_lp(model) if small else None
+    for method in ("lagrangian", "lp"):
+        if bound - lower <= options.mip_rel_gap * max(abs(bound), 1.0):
+            break
+        if time.perf_counter() >= deadline:
+            stopped = True
+            break
+        if method == "lp":  # the LP relaxation itself, where it is cheap
+            if not small:
+                break
+            relaxed = solve_lp(model, integer=False, arrays=arrays, deadline=deadline)
+            if not relaxed.optimal:
+                stopped = True
+                break
+            bound = min(bound, relaxed.objective)
+            share = relaxed.placement_value
+        rounded = _settle(model, rounded_placements(model, dual, share, pi), method)
+        candidates.append(rounded)
+        lower = max(lower, _value(model, rounded))
+    timings["dual_s"] = time.perf_counter() - t1
+    best = candidates[0]
+    for other in candidates[1:]:
+        if _value(model, other) >= _value(model, best):
+            best = other
+    best.cleared.bound = min(best.cleared.bound, bound)
+    value = _objective(model, best.cleared.flow, best.cleared.placements)
+    open_gap = best.cleared.bound - value > options.mip_rel_gap * max(abs(bound), 1.0)
+    if open_gap and not small:
+        best.notes.append(f"branch and bound skipped: {n_columns:,} columns above mip_max_columns")
+    elif open_gap and time.perf_counter() < deadline:
+        t2 = time.perf_counter()
+        exact = _mip_candidate(model, options, deadline, best, bound, arrays)
+        timings["mip_s"] = time.perf_counter() - t2
+        if exact is not None and _value(model, exact) >= _value(model, best):
+            best = exact
+        elif exact is not None:
+            best.cleared.bound = min(best.cleared.bound, exact.cleared.bound)
+            stopped = stopped or exact.stopped
+    elif open_gap:
+        stopped = True
+    best.stopped = stopped or best.stopped
+    value = _objective(model, best.cleared.flow, best.cleared.placements)
+    best.cleared.optimal = True
+    best.cleared.mip_gap = 0.0
+    if best.cleared.bound - value < 1.0:  # welfare of whole placements is integral
+        best.cleared.bound = value
+    return best
+
+
+def _value(model: ClearingModel, outcome: _Outcome) -> float:
+    return _objective(model, outcome.cleared.flow, outcome.cleared.placements)
+
+
+def _greedy_placements(model: ClearingModel, result: ClearingResult | None = None) -> IntArray:
+    """The placements greedy gives the gangs (greedy runs on the model's own market, so it
+    sees the same orders in the same order); gangs it places where the model has no
+    placement (none can: the model keeps every placement that can pay) are left out."""
+    result = result if result is not None else greedy_clear(model.market)
+    gang_index = {order.id: g for g, order in enumerate(model.gangs)}
+    pool_index = {pool.id: p for p, pool in enumerate(model.pools)}
+    first: dict[int, tuple[int, int]] = {}
+    for a in result.allocations:
+        g = gang_index.get(a.order_id)
+        if g is None:
+            continue
+        cell = (pool_index[a.pool_id], a.slot - model.market.first_slot)
+        if g not in first or cell[1] < first[g][1]:
+            first[g] = cell
+    pl = model.placements
+    where = {
+        (int(g), int(p), int(k)): j
+        for j, (g, p, k) in enumerate(zip(pl.order, pl.pool, pl.start, strict=True))
+        if int(g) in first
+    }
+    found = [where.get((g, p, k)) for g, (p, k) in first.items()]
+    return np.asarray(sorted(j for j in found if j is not None), np.int64)
+
+
+def _greedy_with_rows(model: ClearingModel) -> _Outcome:
+    """Greedy's clearing in a market with side rows: its gang placements and the GPU-slots
+    of the orders in a side row are fixed (greedy keeps every row: green shares cell by
+    cell, whole data within each link's bandwidth, work in reference GPU-hours), the rest
+    of the market is cleared around them and priced (:func:`_settle_held`); gangs priced
+    out are rejected as in :func:`_settle`. No bound: a heuristic clearing."""
+    result = greedy_clear(model.market)
+    chosen = _greedy_placements(model, result)
+    nb = model.side.matrix.shape[1]
+    order_index = {order.id: i for i, order in enumerate(model.orders)}
+    pool_index = {pool.id: p for p, pool in enumerate(model.pools)}
+    pool_of = (model.head[:nb] - model.ps_base) // model.n_slots
+    arc_of = {
+        (int(i), int(p), int(k)): a
+        for a, (i, p, k) in enumerate(
+            zip(model.arc_order[:nb], pool_of, model.arc_slot[:nb], strict=True)
+        )
+    }
+    fixed = np.zeros(nb, np.int64)
+    held = set(model.held.tolist())
+    for a in result.allocations:
+        i = order_index.get(a.order_id)
+        if i is None or i not in held:
+            continue
+        arc = arc_of.get((i, pool_index[a.pool_id], a.slot - model.market.first_slot))
+        if arc is not None:
+            fixed[arc] += a.gpus
+    _fix_rows(model, fixed, _row_rhs(model, chosen), model.side.matrix.tocsc())
+    rejected: list[int] = []
+    no_links = np.zeros(len(model.market.links))
+    while True:
+        cleared = _settle_held(model, chosen, fixed, no_links)
+        losers = _gangs_above_limit(model, cleared)
+        if not losers:
+            return _Outcome(cleared, "greedy", rejected, bounded=False)
+        rejected.extend(losers)
+        chosen = chosen[~np.isin(model.placements.order[chosen], losers)]
+
+
+def _settle(
+    model: ClearingModel, chosen: IntArray, method: str, rejected: list[int] | None = None
+) -> _Outcome:
+    """Clear the network around ``chosen`` placements and price it; every gang that would
+    pay above its value at those prices is rejected (all at once) and the rest cleared
+    again, until none does."""
+    rejected = list(rejected or [])
+    price_s = 0.0
+    while True:
+        cleared = _clear_network(model, chosen)
+        price_s += cleared.price_s
+        losers = _gangs_above_limit(model, cleared)
+        if not losers:
+            cleared.price_s = price_s
+            return _Outcome(cleared, method, rejected)
+        rejected.extend(losers)
+        chosen = chosen[~np.isin(model.placements.order[chosen], losers)]
+
+
+def _mip_candidate(
+    model: ClearingModel,
+    options: ClearingOptions,
+    deadline: float,
+    start: _Outcome,
+    bound: float,
+    arrays: LpArrays | None = None,
+) -> _Outcome | None:
+    """HiGHS's branch and bound from ``start``'s clearing, within the time left. A gang the
+    MIP accepts but the prices of its clearing price out is rejected and the MIP run again
+    without it (paradoxical rejection, as in EUPHEMIA), while time remains. ``None`` when
+    HiGHS found nothing in the time."""
+    arrays = arrays if arrays is not None else build_lp(model)
+    sup = np.nonzero(model.kind == ARC_SUPPLY)[0]
+    rejected: list[int] = []
+    incumbent: _Cleared | None = start.cleared
+    stopped = False
+    for _ in range(len(model.gangs) + 1):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return None
+        excluded = np.nonzero(np.isin(model.placements.order, rejected))[0]
+        guess = None
+        if incumbent is not None:
+            z = np.zeros(len(model.placements))
+            z[incumbent.placements] = 1.0
+            if not bool(z[excluded].any()):
+                nb = arrays.n_bid
+                guess = LpSolution(
+                    incumbent.flow[:nb].astype(np.float64),
+                    incumbent.flow[sup].astype(np.float64),
+                    z,
+                    z,
+                    np.zeros(nb),
+                    np.zeros(0),
+                    0.0,
+                    True,
+                    0.0,
+                )
+        try:
+            sol = solve_lp(
+                model,
+                excluded_placements=excluded,
+                time_limit_s=left,
+                mip_rel_gap=options.mip_rel_gap,
+                arrays=arrays,
+                start=guess,
+                deadline=deadline,
+                presolve=False,  # the limit holds (see solve_lp); these MIPs are small
+            )
+        except SolverError:
+            return None
+        stopped = not sol.optimal
+        chosen = np.nonzero(sol.placement > 0.5)[0]
+        cleared = _clear_network(model, chosen)
+        losers = _gangs_above_limit(model, cleared)
+        if not losers:
+            cleared.bound = min(sol.bound, bound) if not rejected else sol.bound
+            outcome = _Outcome(cleared, "mip", rejected, stopped=stopped)
+            if sol.optimal and sol.bound - sol.objective < 1.0:
+                cleared.bound = _objective(model, cleared.flow, cleared.placements)
+            return outcome
+        rejected.append(losers[0])
+        incumbent = None
+    return None
+
+
 # --- gang and green-share path ---------------------------------------------------------------
 
 
@@ -266,6 +596,7 @@ def _clear_with_gangs(
     options: ClearingOptions,
     rejected: list[int],
     base: _Cleared | None = None,
+    deadline: float | None = None,
 ) -> _Cleared:
     """MIP for the placements and LP for side rows, then the network on the rest at fixed
     placements and held orders' allocations, priced.
@@ -275,10 +606,14 @@ def _clear_with_gangs(
     average gives up its dearest GPU-slots (keeping every side row) until it does not.
     ``base`` is the network optimum when the caller already has it (a market without gangs)."""
     pl = model.placements
-    deadline = time.perf_counter() + options.time_limit_s
+    if deadline is None:
+        deadline = time.perf_counter() + options.time_limit_s
     optimal = True
     for _ in range(len(model.gangs) + 1):
-        remaining = max(deadline - time.perf_counter(), 1.0)
+        if len(pl) and time.perf_counter() >= deadline:
+            raise SolverError("time limit reached before the gang placements were solved")
+        # HiGHS needs a moment to return anything: at least 0.1 s per solve.
+        remaining = max(deadline - time.perf_counter(), 0.1)
         if len(pl):
             chosen, placed_optimally, mip_gap = _place_gangs(model, rejected, remaining, options)
             optimal &= placed_optimally

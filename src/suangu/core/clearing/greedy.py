@@ -600,7 +600,7 @@ def _result(
     cost = sum(f.reserve_fen * f.gpus for f in fills)
     timings["result_s"] = time.perf_counter() - t0
     return ClearingResult(
-        status=ClearingStatus.FEASIBLE if allocations else ClearingStatus.EMPTY,
+        status=ClearingStatus.HEURISTIC if allocations else ClearingStatus.EMPTY,
         method=METHOD,
         allocations=tuple(allocations),
         fills=tuple(fills),

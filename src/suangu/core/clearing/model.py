@@ -533,8 +533,10 @@ def _gang_placements(
 ) -> GangPlacements:
     first, n_slots = market.first_slot, market.n_slots
     hours = market.grid.slot_hours
-    rows: list[tuple[int, int, int, int, int, int, int, int]] = []
-    gbs: list[float] = []
+    n_pools = offered.size // max(n_slots, 1)
+    # One row per (gang, pool) with a window: its scalars; then every first slot at once.
+    pair: list[tuple[int, int, int, int, int, int, int, int]] = []
+    pair_gb: list[float] = []
     for g, order in enumerate(gangs):
         lo = max(order.release_slot, first) - first
         hi = min(order.deadline_slot, first + n_slots) - first
@@ -544,23 +546,54 @@ def _gang_placements(
             transfer = 0 if terms.link is None else order.data_gb * terms.link.price_fen_per_gb
             total = order.limit_fen * order.gpus * order.duration_slots * hours - transfer
             value = (total * scale) // hours
-            if value <= 0:
+            k0, k1 = lo + terms.delay_slots, hi - d + 1
+            if value <= 0 or k1 <= k0 or d <= 0:
                 continue
             link = -1 if terms.link is None else link_index[terms.link.key]
-            base = int(p) * n_slots
-            for k in range(lo + terms.delay_slots, hi - d + 1):
-                nodes = np.arange(base + k, base + k + d)
-                if (offered[nodes] < order.gpus).any():
-                    continue
-                if int(min_reserve[nodes].sum()) * order.gpus * scale >= value:
-                    continue  # cannot beat the cheapest reserves: never profitable
-                if float(green[nodes].mean()) < order.min_green_share - 1e-12:
-                    continue
-                late = market.delay_fen * scale * order.gpus * d * (k - lo - terms.delay_slots)
-                if value - late <= 0:
-                    continue
-                rows.append((g, int(p), k, order.gpus, d, value - late, link, late))
-                gbs.append(float(order.data_gb) if link >= 0 else 0.0)
+            pair.append((g, int(p), k0, k1, d, order.gpus, int(value), link))
+            pair_gb.append(float(order.data_gb) if link >= 0 else 0.0)
+    if not pair:
+        empty = np.zeros(0, np.int64)
+        return GangPlacements(empty, empty, empty, empty, empty, empty, empty, np.zeros(0), empty)
+    cols = np.asarray(pair, np.int64).T
+    g_, p_, k0_, k1_, d_, gpus_, value_, link_ = cols
+    min_green = np.asarray([gangs[g].min_green_share for g in g_.tolist()], np.float64)
+    count = k1_ - k0_
+    row_pair = np.repeat(np.arange(g_.size), count)
+    k = k0_[row_pair] + _ranges(count)
+    d = d_[row_pair]
+    # Windowed figures per (pool, first slot, duration) from the pool-slot arrays.
+    off = offered.reshape(n_pools, n_slots)
+    # Cells with nothing offered fail ``fits`` anyway: 0 keeps the sums exact.
+    res = np.where(min_reserve >= NO_SUPPLY, 0, min_reserve).reshape(n_pools, n_slots)
+    grn = green.reshape(n_pools, n_slots)
+    fits = np.zeros(k.size, bool)
+    reserve = np.zeros(k.size, np.int64)
+    share = np.zeros(k.size)
+    pool = p_[row_pair]
+    gpus = gpus_[row_pair]
+    csum = np.concatenate([np.zeros((n_pools, 1), np.int64), np.cumsum(res, axis=1)], axis=1)
+    gsum = np.concatenate([np.zeros((n_pools, 1)), np.cumsum(grn, axis=1)], axis=1)
+    for dur in np.unique(d).tolist():
+        sel = np.flatnonzero(d == dur)
+        low = np.lib.stride_tricks.sliding_window_view(off, dur, axis=1).min(axis=2)
+        pk, kk = pool[sel], k[sel]
+        fits[sel] = low[pk, kk] >= gpus[sel]
+        reserve[sel] = csum[pk, kk + dur] - csum[pk, kk]
+        share[sel] = (gsum[pk, kk + dur] - gsum[pk, kk]) / dur
+    value = value_[row_pair]
+    late = market.delay_fen * scale * gpus * d * (k - k0_[row_pair])
+    keep = (
+        fits
+        # cannot beat the cheapest reserves: never profitable
+        & (reserve * gpus * scale < value)
+        & (share >= min_green[row_pair] - 1e-12)
+        & (value - late > 0)
+    )
+    rows = np.stack([g_[row_pair], pool, k, gpus, d, value - late, link_[row_pair], late], axis=1)[
+        keep
+    ]
+    gbs = np.asarray(pair_gb)[row_pair][keep]
     arr = np.asarray(rows, dtype=np.int64).reshape(-1, 8)
     return GangPlacements(
         order=arr[:, 0].copy(),
