@@ -23,7 +23,7 @@ from suangu.api import schemas, yamlin
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
 from suangu.core import billing, lifecycle
-from suangu.core.clearing import clear
+from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
 from suangu.core.metering import check_reading
@@ -558,6 +558,7 @@ def prepare_clearing(
     *,
     delay_fen: int = 0,
     firm_slots: int | None = None,
+    options: ClearingOptions | None = None,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -598,7 +599,7 @@ def prepare_clearing(
         )
         if adjust is not None:
             market = adjust(market)
-        commitment = lifecycle.commit(clear(market), market, firm_slots)
+        commitment = lifecycle.commit(clear(market, options), market, firm_slots)
         result = commitment.firm
         holds = billing.holds_for_clearing(result, clearing_id, timeout_s, with_transfers=True)
         need: dict[str, list[Transfer]] = defaultdict(list)
@@ -706,6 +707,7 @@ def clearing_round(
                 adjust,
                 delay_fen=settings.delay_fen,
                 firm_slots=settings.firm_slots,
+                options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
             )
         try:
             return save(prepared)

@@ -41,6 +41,10 @@ class ApiSettings(BaseModel):
     #: leases; later slots are the buyers' planned schedule, which the next clearing plans
     #: again (:func:`suangu.core.lifecycle.commit`). None: every allocation at once.
     firm_slots: int | None = Field(default=DEFAULT_FIRM_SLOTS, ge=1, le=24 * 14)
+    #: Wall-clock limit of one clearing's solve, seconds: the best clearing found by then is
+    #: stored, with a status that says whether it is proven optimal (``time_limit``,
+    #: ``heuristic`` otherwise; :class:`suangu.core.clearing.ClearingOptions`).
+    clearing_time_limit_s: float = Field(default=60.0, gt=0, le=3600)
     #: Seconds a meter reading may end after the market clock's now (agents' clock skew).
     reading_tolerance_s: int = Field(default=CLOCK_TOLERANCE_S, ge=0, le=3600)
     #: The least PUE a reading's energy bound allows, whatever a site declares

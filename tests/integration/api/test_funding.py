@@ -13,7 +13,7 @@ from suangu.core.types import Order, OrderKind
 from suangu.store.models import Role
 from suangu.store.repositories import Orders
 
-from .conftest import NOW_SLOT, Api, build_world, order
+from .conftest import EPOCH, NOW_SLOT, Api, build_world, order
 
 
 def test_unfunded_orders_never_enter_the_solve(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,3 +99,46 @@ def test_a_failed_clearing_is_never_published_as_prices(
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "failed" and r.json()["n_allocations"] == 0
     assert api.call("GET", path, None).json()["items"] == before
+
+
+def test_a_gang_book_out_of_time_still_clears_its_best(api: Api) -> None:
+    """A book of gang orders with almost no time to solve: the clearing keeps the best
+    allocation it found (the greedy incumbent), says so in its status, and publishes its
+    prices; it never comes back empty."""
+    from fastapi.testclient import TestClient
+
+    from suangu.api.app import create_app
+    from suangu.api.settings import ApiSettings
+    from suangu.core.types import Order, OrderKind
+
+    build_world(api)
+    hurried = ApiSettings(grid_epoch=EPOCH, horizon_slots=6, clearing_time_limit_s=1e-6)
+    api = Api(
+        TestClient(create_app(api.db, api.clock, hurried)),
+        api.db,
+        api.clock,
+        api.backend,
+        api.tokens,
+    )
+    now = api.clock.now()
+    with api.db.session_scope() as s:
+        for k in range(12):
+            gang = Order(
+                f"g{k:02d}",
+                "buy-a" if k % 2 else "buy-b",
+                OrderKind.GANG,
+                2 + k % 3,
+                NOW_SLOT,
+                NOW_SLOT + 6,
+                1500 + 10 * k,
+                duration_slots=2 + k % 2,
+            )
+            Orders(s).submit(gang, now)
+    r = api.call("POST", "/clearings", "op", json={"id": "clr-gangs"})
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["n_allocations"] > 0, got
+    assert got["status"] in ("time_limit", "heuristic"), got  # not proven in no time
+    full = api.call("GET", "/clearings/clr-gangs", "op").json()
+    assert full["prices"] and full["message"]
+    api.client.app.state.ctx.ledger.check_invariants()

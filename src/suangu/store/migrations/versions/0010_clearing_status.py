@@ -2,8 +2,8 @@
 time limit with the best clearing found, within a certified gap) and ``heuristic`` (no bound,
 e.g. the pay-as-bid baseline), beside ``optimal``, ``feasible``, ``empty`` and ``failed``.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0010
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0010"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
