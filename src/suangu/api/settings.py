@@ -27,8 +27,6 @@ class ApiSettings(BaseModel):
     delay_fen: int = Field(default=0, ge=0, le=10_000)
     #: How long a clearing's hold on a buyer's money lasts (0 = until settled).
     hold_timeout_s: int = Field(default=0, ge=0)
-    #: Page size when a list request gives no ``limit``.
-    page_size: int = Field(default=50, ge=1, le=500)
     #: Run the clearing loop (:mod:`suangu.api.scheduler`) in this process's lifespan.
     clearing_loop: bool = False
     #: Seconds between two clearings of the loop (default: one slot); boundaries are counted

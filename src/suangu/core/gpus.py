@@ -7,7 +7,7 @@ between classes (work in reference GPU-hours) start from the FP16 figure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -91,8 +91,3 @@ def gpu_class(name: str, catalogue: Mapping[str, GpuClass] = CATALOGUE) -> GpuCl
         field="gpu_class",
         fix=f"use one of {', '.join(sorted(catalogue))}",
     )
-
-
-def canonical_classes(names: Iterable[str]) -> frozenset[str]:
-    """Catalogue names for a list of names or aliases."""
-    return frozenset(gpu_class(n).name for n in names)

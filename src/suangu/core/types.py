@@ -719,9 +719,6 @@ class ClearingResult:
     #: Data moved per order and link, with the fen charged for it.
     transfers: tuple[Transfer, ...] = ()
 
-    def allocated_gpu_slots(self, order_id: str) -> int:
-        return sum(a.gpus for a in self.allocations if a.order_id == order_id)
-
     def transfer_fen(self, order_id: str) -> int:
         """What ``order_id`` is charged for moving its data (carrier + congestion)."""
         return sum(t.amount_fen for t in self.transfers if t.order_id == order_id)

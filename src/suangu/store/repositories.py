@@ -1323,15 +1323,6 @@ class Clearings:
                 )
         return out
 
-    def set_hold(self, order_id: str, clearing_id: str, hold_transfer_id: str) -> int:
-        """Attach a hold to the leases of an order in a clearing; how many leases."""
-        done = self.s.execute(
-            update(LeaseRow)
-            .where(LeaseRow.order_id == order_id, LeaseRow.clearing_id == clearing_id)
-            .values(hold_transfer_id=hold_transfer_id)
-        )
-        return rowcount(done)
-
 
 # -- meter readings ---------------------------------------------------------------------------
 

@@ -101,9 +101,6 @@ class SideRows:
     def __len__(self) -> int:
         return int(self.rhs.shape[0])
 
-    def rows_of_arcs(self) -> sp.csc_matrix:
-        return self.matrix.tocsc()
-
 
 @dataclass(frozen=True)
 class ClearingModel:
