@@ -718,41 +718,6 @@ class Orders:
             raise _not_found("order", order_id)
         return _to_order(row)
 
-    def page(
-        self,
-        buyer_id: str,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        status: OrderStatus | None = None,
-    ) -> Page[OrderRecord]:
-        """A buyer's orders, oldest first, ``limit`` at a time (keyset pagination)."""
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValidationError(
-                f"must be between 1 and {MAX_PAGE}, got {limit}", field="limit", fix="use 50"
-            )
-        q = select(OrderRow).where(OrderRow.buyer_id == buyer_id)
-        if status is not None:
-            q = q.where(OrderRow.status == str(status))
-        if cursor:
-            at, _, after = cursor.partition("|")
-            try:
-                after_at = int(at)
-            except ValueError:
-                raise ValidationError(
-                    f"malformed cursor {cursor!r}", field="cursor", fix="pass next_cursor back"
-                ) from None
-            q = q.where(
-                (OrderRow.submitted_at > after_at)
-                | ((OrderRow.submitted_at == after_at) & (OrderRow.id > after))
-            )
-        q = q.order_by(OrderRow.submitted_at, OrderRow.id).limit(limit + 1)
-        rows = list(self.s.scalars(q))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        cursor_out = f"{rows[-1].submitted_at}|{rows[-1].id}" if more else None
-        return Page(tuple(_to_order(r) for r in rows), cursor_out)
-
     def lock(self, order_ids: Iterable[str]) -> None:
         """Lock the orders' rows until the transaction ends (in id order, so that two
         transactions never wait on each other; SQLite: a no-op, one writer at a time)."""
