@@ -200,7 +200,7 @@ def remaining(offer: Offer, sold: Mapping[int, int], first: int, end: int) -> Of
 
 #: The default firmness horizon: every allocation is firm when it clears. Planning late
 #: (``firm_slots: 1``, the slot about to start) is the operator's choice: on the ten-hub week
-#: at load 1.2 it met 98.7% of deadlines against 99.5% at once, at 0.92 s against 0.13 s per
+#: at load 1.2 it met 98.7% of deadlines against 99.5% at once, at 0.43 s against 0.06 s per
 #: clearing (``bench/bench_commitment.py``), so it is not the default yet.
 DEFAULT_FIRM_SLOTS: int | None = None
 
