@@ -613,6 +613,18 @@ def _print_report(report: SimulationReport, scenario: Scenario) -> None:
         f"[bold]{report.orders_unfilled}[/]",
     )
     console.print(orders)
+    if report.deadline_orders:
+        rule = (
+            "every allocation firm when it clears"
+            if report.firm_slots is None
+            else f"firm {report.firm_slots} slot(s) ahead, the rest planned again each hour"
+        )
+        console.print(
+            f"Deadlines: {report.deadlines_met:,} of {report.deadline_orders:,} met "
+            f"({report.deadline_share:.1%}); {report.wasted_gpu_hours:,.0f} GPU-hours went "
+            f"to orders that then missed ({rule}).",
+            highlight=False,
+        )
     if report.firm_orders:
         console.print(
             f"Firm deadlines: {report.firm_missed} of {report.firm_orders} missed "

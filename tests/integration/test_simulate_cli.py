@@ -223,3 +223,6 @@ def test_summary_counts_firm_deadlines() -> None:
     result = runner.invoke(app, ["simulate", str(hubs), str(orders), "--hours", "24"])
     assert result.exit_code == 0, result.output
     assert re.search(r"Firm deadlines: \d+ of \d+ missed \(\d+ of them unservable", result.stdout)
+    flat = " ".join(result.stdout.split())
+    assert re.search(r"Deadlines: [\d,]+ of [\d,]+ met \(\d+\.\d%\); [\d,]+ GPU-hours", flat)
+    assert "every allocation firm when it clears" in flat
