@@ -18,6 +18,8 @@ tCO2                  location-based: grid import x the site province's grid ave
 wait mean / p95       first slot run - submit slot, hours, over orders that ran
 firm misses           firm orders (deadline within the span) not filled by their deadline; in
                       brackets those no single pool could serve alone at their limit
+deadlines met         orders (deadline within the span) filled by their deadline, all kinds
+wasted GPU-h          GPU-hours allocated to orders that then missed their deadline
 fill rate             reference GPU-hours allocated / asked, orders submitted in the span
 clear mean / max      seconds per hourly clearing (the policy's placement or the engine)
 ====================  ========================================================================
@@ -64,6 +66,9 @@ class BenchRow:
     firm_orders: int
     firm_missed: int
     firm_unservable: int
+    deadline_orders: int
+    deadlines_met: int
+    wasted_gpu_hours: float
     fill_rate: float
     gpu_hours: int
     clear_mean_s: float
@@ -89,6 +94,9 @@ class BenchRow:
             firm_orders=report.firm_orders,
             firm_missed=report.firm_missed,
             firm_unservable=report.firm_unservable,
+            deadline_orders=report.deadline_orders,
+            deadlines_met=report.deadlines_met,
+            wasted_gpu_hours=report.wasted_gpu_hours,
             fill_rate=report.fill_rate,
             gpu_hours=report.gpu_hours_traded,
             clear_mean_s=report.clear_mean_s,
@@ -249,6 +257,8 @@ def bench_table(result: BenchResult) -> Table:
         "tCO2",
         "wait h mean/p95",
         "firm misses (unservable)",
+        "deadlines met",
+        "wasted GPU-h",
         "fill",
         "clear s mean/max",
     )
@@ -265,6 +275,8 @@ def bench_table(result: BenchResult) -> Table:
             f"{r.co2_location_t:,.1f}",
             f"{r.wait_mean_h:.1f} / {r.wait_p95_h:.0f}",
             f"{r.firm_missed} ({r.firm_unservable}) / {r.firm_orders}",
+            f"{r.deadlines_met / r.deadline_orders:.1%}" if r.deadline_orders else "-",
+            f"{r.wasted_gpu_hours:,.0f}",
             f"{r.fill_rate:.1%}",
             f"{r.clear_mean_s:.2f} / {r.clear_max_s:.2f}",
         )
