@@ -525,6 +525,13 @@ def _print_demo(report: DemoReport, path: Path) -> None:
         ),
         highlight=False,
     )
+    if st.deadline_orders:
+        console.print(
+            f"Deadlines: {st.deadlines_met:,} of {st.deadline_orders:,} met "
+            f"({st.deadlines_met / st.deadline_orders:.1%}); {st.wasted_gpu_hours:,.0f} "
+            "GPU-hours went to orders that then missed.",
+            highlight=False,
+        )
     names = {s.id: s.name for s in st.sites}
     sites = Table(title="Volume by site (prices in yuan per GPU-hour)", title_justify="left")
     for col in ("site", "GPU-hours", "avg price", "value (yuan)"):

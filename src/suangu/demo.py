@@ -160,6 +160,9 @@ class DemoReport:
             "orders_partial": st.orders_with("partially"),
             "fill_rate": round(st.fill_rate, 4),
             "volume_fill_rate": round(st.volume_fill_rate, 4),
+            "deadline_orders": st.deadline_orders,
+            "deadlines_met": st.deadlines_met,
+            "wasted_gpu_hours": round(st.wasted_gpu_hours, 1),
             "clearings": self.clearings,
             "clearings_failed": self.clearings_failed,
             "readings": self.readings,
@@ -495,7 +498,7 @@ class _Run:
         t = time.perf_counter()
         balanced, message = self._ledger_check()
         with self.db.session_scope(write=False) as s:
-            stats = market_stats(s, self.grid.slot_hours)
+            stats = market_stats(s, self.grid.slot_hours, due_by=span)
             charged = s.scalar(
                 select(func.sum(LedgerTransferRow.amount)).where(
                     LedgerTransferRow.code == str(TransferCode.DATA_TRANSFER)

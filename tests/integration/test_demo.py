@@ -227,3 +227,6 @@ def test_the_hub_demo_follows_the_simulation(hub_demo: tuple[FastAPI, DemoReport
     assert report.stats.value_fen == pytest.approx(sim.traded_value_fen, rel=0.01)
     assert report.transfer_charged_fen == pytest.approx(sim.transfer_charged_fen, rel=0.02)
     assert report.transfer_gb == pytest.approx(sim.transfer_gb, rel=0.02)
+    # Deadlines are counted alike: the same orders are due within the span.
+    assert report.stats.deadline_orders == sim.deadline_orders > 0
+    assert report.stats.deadlines_met == pytest.approx(sim.deadlines_met, rel=0.02)

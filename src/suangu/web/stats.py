@@ -88,6 +88,11 @@ class MarketStats:
     #: Of the metered energy, what meters measured (NVML, Slurm); the rest is nominal
     #: (board power x time), see :class:`suangu.core.metering.ReadingSource`.
     measured_energy_wh: int = 0
+    #: Orders due within the span asked for (``market_stats(due_by=)``), those filled by
+    #: their deadline, and GPU-hours allocated to the ones that missed it.
+    deadline_orders: int = 0
+    deadlines_met: int = 0
+    wasted_gpu_hours: float = 0.0
     leases: dict[str, int] = field(default_factory=dict)  # state -> leases
     #: per ledger: debits = credits, posted and pending alike (None: not checked)
     ledger_balanced: bool | None = None
@@ -163,9 +168,13 @@ def _asked_gpu_hours(kind: str, gpus: int, gpu_hours: int, duration: int, window
     return gpu_hours
 
 
-def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -> MarketStats:
+def market_stats(
+    s: Session, slot_hours: int, *, member_id: str | None = None, due_by: int | None = None
+) -> MarketStats:
     """The market, or with ``member_id`` only what concerns that member (its orders and
-    leases as buyer or provider, its accounts)."""
+    leases as buyer or provider, its accounts). ``due_by``: count the orders whose deadline
+    slot is at most it (``deadline_orders``), those filled (``deadlines_met``) and the
+    GPU-hours allocated to the others (``wasted_gpu_hours``)."""
     sites = tuple(
         SiteInfo(r.id, r.name, r.region, r.provider_id, r.lat, r.lon)
         for r in s.scalars(select(SiteRow).order_by(SiteRow.id))
@@ -190,6 +199,7 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
         OrderRow.deadline_slot - OrderRow.release_slot,
         OrderRow.reference_class,
         OrderRow.speed,
+        OrderRow.deadline_slot,
     )
     state_q = select(LeaseRow.state, func.count()).group_by(LeaseRow.state)
     filled_q = (
@@ -239,8 +249,17 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
         filled[oid].append((cls, int(n) * slot_hours))
     orders: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     asked = got = 0.0
-    for oid, kind, status, gpus, gpu_hours, duration, window, ref, speed in s.execute(order_q):
+    due = met = 0
+    wasted = 0.0
+    for row in s.execute(order_q):
+        oid, kind, status, gpus, gpu_hours, duration, window, ref, speed, deadline = row
         orders[kind][status] += 1
+        if due_by is not None and deadline <= due_by:
+            due += 1
+            if status == "cleared":
+                met += 1
+            else:
+                wasted += sum(h for _, h in filled.get(oid, ()))
         want = _asked_gpu_hours(kind, gpus, gpu_hours, duration, window * slot_hours)
         done = sum(h * class_speed(ref, speed or {}, cls) for cls, h in filled.get(oid, ()))
         asked += want
@@ -305,6 +324,9 @@ def market_stats(s: Session, slot_hours: int, *, member_id: str | None = None) -
         metered_gpu_hours=int(gpu_s) / 3600,
         metered_energy_wh=int(energy),
         measured_energy_wh=int(measured),
+        deadline_orders=due,
+        deadlines_met=met,
+        wasted_gpu_hours=wasted,
         leases={str(st): int(n) for st, n in s.execute(state_q)},
         ledger_balanced=balanced,
     )
