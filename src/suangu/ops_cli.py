@@ -260,7 +260,7 @@ def init_command(
             show_default=False,
         ),
     ] = None,
-    member_id: Annotated[str, typer.Option("--id", help="The operator's member id.")] = "operator",
+    member_id: Annotated[str, typer.Option("--id", help="The operator's member id.")] = "ops",
     name: Annotated[str, typer.Option("--name", help="The operator's name.")] = "Exchange operator",
 ) -> None:
     """Create the exchange's first operator and print its API key, once.

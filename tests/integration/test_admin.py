@@ -121,3 +121,10 @@ def test_docs_are_served_offline(tmp_path: Path) -> None:
         assert "cdn" not in html.text and "fonts.googleapis" not in html.text
     assert client.get("/openapi.json").json()["openapi"].startswith("3.")
     db.dispose()
+
+
+def test_admin_init_works_with_its_defaults(url: str) -> None:
+    """The README's `KEY=$(suangu admin init)`: the default id is one a member may have."""
+    first = runner.invoke(cli, ["admin", "init", "--database-url", url])
+    assert first.exit_code == 0, first.output
+    assert re.fullmatch(r"sg_\w+_[\w-]+", first.stdout.strip()), first.stdout
