@@ -89,34 +89,40 @@ def test_bad_candidates_name_the_candidate() -> None:
         screen.run("id,sequence\nx1,ACGTAC\nx1,ACGT\n", weights)
 
 
-def test_screen_the_packaged_candidates_through_the_exchange(api: Api, tmp_path: Path) -> None:
+def screen_through_exchange(api: Api, tmp_path: Path, candidates: Path, oid: str) -> str:
+    """Upload the example's files (the candidates from ``candidates``), submit its order,
+    clear, run the lease with prov-a's sandboxed agent; the lease's id."""
     build_world(api)
     # The world's own lease at prov-a has no workload: out of the way.
     for x in api.call("GET", "/leases", "op", params={"order_id": "ord-buy-a"}).json()["items"]:
         assert api.call("POST", f"/leases/{x['id']}/fail", "prov-a").status_code == 200
-    candidates = EXAMPLE / "candidates.csv"
     puts = [
-        json.loads(cli(api, "buy-a", "data", "put", str(EXAMPLE / name), "--json"))
-        for name in ("screen.py", "weights.json", "candidates.csv")
+        json.loads(cli(api, "buy-a", "data", "put", str(path), "--json"))
+        for path in (EXAMPLE / "screen.py", EXAMPLE / "weights.json", candidates)
     ]
     assert puts[2]["size"] == candidates.stat().st_size
 
     make_order = load("make_order")
     slot = api.clock.now() // 3600 - EPOCH // 3600
     spec: dict[str, Any] = make_order.order_spec(
-        puts, order_id="screen-40", buyer="buy-a", deadline=slot + 3, limit_yuan=20,
+        puts, order_id=oid, buyer="buy-a", deadline=slot + 3, limit_yuan=20,
         regions=("inner-mongolia",), home="inner-mongolia",
     )  # fmt: skip
     job = tmp_path / "order.yaml"
     job.write_text(make_order.to_yaml(spec))
     cli(api, "buy-a", "order", "submit", str(job))
-    r = api.call("POST", "/clearings", "op", json={"id": "clr-screen"})
+    r = api.call("POST", "/clearings", "op", json={"id": f"clr-{oid}"})
     assert r.status_code == 201, r.text
-    (lease,) = api.call("GET", "/leases", "op", params={"order_id": "screen-40"}).json()["items"]
+    (lease,) = api.call("GET", "/leases", "op", params={"order_id": oid}).json()["items"]
     assert lease["provider_id"] == "prov-a"
-
     run_lease(api, agent_for(api, tmp_path / "runs"), lease["id"])
-    report = api.call("GET", f"/leases/{lease['id']}/report", "buy-a").json()
+    return str(lease["id"])
+
+
+def test_screen_the_packaged_candidates_through_the_exchange(api: Api, tmp_path: Path) -> None:
+    candidates = EXAMPLE / "candidates.csv"
+    lease_id = screen_through_exchange(api, tmp_path, candidates, "screen-40")
+    report = api.call("GET", f"/leases/{lease_id}/report", "buy-a").json()
     assert report["outcome"] == "done" and report["exit_code"] == 0, report
     scores_id, top_id = report["outputs"]
     cli(api, "buy-a", "data", "get", scores_id, "-o", str(tmp_path / "scores.csv"))
@@ -132,4 +138,17 @@ def test_screen_the_packaged_candidates_through_the_exchange(api: Api, tmp_path:
     text = "".join(x["text"] for x in logs)
     assert text.startswith("scored 40 candidates with numpy "), text
     assert text.rstrip().endswith(top.splitlines()[1]), text
-    assert api.call("GET", f"/leases/{lease['id']}", "buy-a").json()["state"] == "settled"
+    assert api.call("GET", f"/leases/{lease_id}", "buy-a").json()["state"] == "settled"
+
+
+def test_a_bad_candidate_fails_the_lease_naming_it(api: Api, tmp_path: Path) -> None:
+    bad = tmp_path / "candidates.csv"
+    bad.write_text("id,sequence\nok-1,ACGTACGTAC\nbad-2,ACGUACGT\n")
+    lease_id = screen_through_exchange(api, tmp_path, bad, "screen-bad")
+    report = api.call("GET", f"/leases/{lease_id}/report", "buy-a").json()
+    assert (report["outcome"], report["exit_code"], report["outputs"]) == ("failed", 2, []), report
+    why = "error: candidate 'bad-2': needs at least 3 letters, all of A, C, G, T"
+    assert report["reason"].endswith(f"its output ends: {why}"), report["reason"]
+    logs = api.call("GET", "/orders/screen-bad/logs", "buy-a").json()["items"]
+    assert "".join(x["text"] for x in logs) == why + "\n"
+    assert api.call("GET", f"/leases/{lease_id}", "buy-a").json()["state"] == "settled"
