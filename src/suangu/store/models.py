@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -371,6 +373,9 @@ class LeaseRow(Base):
     hold_transfer_id: Mapped[str | None] = mapped_column(
         String(LEDGER_ID), ForeignKey("ledger_transfers.id")
     )
+    #: The lease failed (its provider could not run it): true also once it is settled, so
+    #: the work it did not deliver goes back into the next clearing.
+    failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PlannedAllocationRow(Base):

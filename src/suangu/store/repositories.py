@@ -30,6 +30,7 @@ from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.lifecycle import (
     CLEARABLE,
     LEASE_TRANSITIONS,
+    delivered_slots,
     is_filled,
     steps,
     work_done,
@@ -764,6 +765,20 @@ class Orders:
         )
         return [_to_order(r).order for r in self.s.scalars(q)]
 
+    def requeue(self, order_id: str, status: OrderStatus) -> bool:
+        """Put a cleared or partly filled order back into the market with ``status`` (one of
+        its leases failed: :func:`~suangu.core.lifecycle.requeued_status`); whether it moved
+        (compare-and-set: a cancelled or expired order stays so)."""
+        done = self.s.execute(
+            update(OrderRow)
+            .where(
+                OrderRow.id == order_id,
+                OrderRow.status.in_([str(OrderStatus.CLEARED), str(OrderStatus.PARTIALLY)]),
+            )
+            .values(status=str(status))
+        )
+        return rowcount(done) > 0
+
     def expire(self, slot: int) -> int:
         """Mark open orders whose deadline is at or before ``slot`` expired; how many."""
         done = self.s.execute(
@@ -1043,20 +1058,57 @@ class Clearings:
                 out[(cid, oid)] = (int(carrier), int(congestion))
         return out
 
+    def held_work(
+        self, order_ids: Iterable[str], slot_hours: int
+    ) -> dict[str, list[tuple[str, int, int]]]:
+        """What the orders' leases of every clearing so far hold: ``order id -> [(GPU class,
+        GPU-slots, last slot)]``. A failed lease counts only the whole GPU-slots its readings
+        metered (:func:`~suangu.core.lifecycle.delivered_slots`) and holds no slot (last slot
+        -1): the work it did not deliver is not done."""
+        ids = sorted(set(order_ids))
+        out: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+        failed: list[tuple[str, str, str, int]] = []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            for order_id, gpu_class, n, last in self.s.execute(
+                select(
+                    LeaseRow.order_id,
+                    PoolRow.gpu_class,
+                    func.sum(LeaseRow.gpus),
+                    func.max(LeaseRow.slot),
+                )
+                .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+                .where(LeaseRow.order_id.in_(part), LeaseRow.failed.is_(False))
+                .group_by(LeaseRow.order_id, PoolRow.gpu_class)
+            ):
+                out[order_id].append((gpu_class, int(n), int(last)))
+            failed += [
+                (lid, oid, c, int(g))
+                for lid, oid, c, g in self.s.execute(
+                    select(LeaseRow.id, LeaseRow.order_id, PoolRow.gpu_class, LeaseRow.gpus)
+                    .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+                    .where(LeaseRow.order_id.in_(part), LeaseRow.failed.is_(True))
+                )
+            ]
+        if failed:
+            metered = Meters(self.s).totals([lid for lid, _, _, _ in failed])
+            for lid, order_id, gpu_class, gpus in failed:
+                n = delivered_slots(gpus, slot_hours * 3600, metered.get(lid, (0, 0))[0])
+                if n > 0:
+                    out[order_id].append((gpu_class, n, -1))
+        return dict(out)
+
     def _mark_orders(self, result: ClearingResult) -> None:
         # GPU-slots of every clearing so far (a partly filled order is cleared again later),
-        # per GPU class (orders with speeds count their work in reference GPU-hours).
+        # per GPU class (orders with speeds count their work in reference GPU-hours); a
+        # failed lease counts only what it delivered.
         ids = sorted({a.order_id for a in result.allocations})
         if not ids:
             return
-        got: dict[str, list[tuple[str, int]]] = {}
-        for order_id, gpu_class, n in self.s.execute(
-            select(LeaseRow.order_id, PoolRow.gpu_class, func.sum(LeaseRow.gpus))
-            .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
-            .where(LeaseRow.order_id.in_(ids))
-            .group_by(LeaseRow.order_id, PoolRow.gpu_class)
-        ):
-            got.setdefault(order_id, []).append((gpu_class, int(n)))
+        got = {
+            o: [(c, n) for c, n, _ in held]
+            for o, held in self.held_work(ids, result.slot_hours).items()
+        }
         rows = {r.id: r for r in self.s.scalars(select(OrderRow).where(OrderRow.id.in_(ids)))}
         by_status: dict[OrderStatus, list[str]] = {}
         classes: list[str] | None = None
@@ -1257,7 +1309,7 @@ class Clearings:
         done = self.s.execute(
             update(LeaseRow)
             .where(LeaseRow.id == lease_id, LeaseRow.state == str(current.state))
-            .values(state=str(to))
+            .values(state=str(to), **({"failed": True} if to is LeaseState.FAILED else {}))
         )
         if rowcount(done) == 0:
             raise Conflict(f"lease {lease_id!r} changed meanwhile", field="state", fix="retry")
