@@ -459,3 +459,20 @@ class FeesOut(Response):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+class HeartbeatIn(Request):
+    #: The agent instance sending it (several agents of one provider may share the record).
+    instance: Id = "agent"
+
+
+class HeartbeatOut(Response):
+    provider_id: str
+    instance: str
+    last_seen: int
+    #: Since when the agent has been heard without a silence longer than the grace period.
+    since: int
+    #: The seconds of silence after which the exchange fails the provider's open leases.
+    grace_s: int
+    #: The first heartbeat, or the first after a silence: recorded in the audit trail.
+    new: bool

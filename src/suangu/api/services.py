@@ -63,6 +63,7 @@ from suangu.store.repositories import (
     ApiKey,
     Capacity,
     Clearings,
+    Heartbeats,
     Lease,
     Links,
     Member,
@@ -553,6 +554,7 @@ def prepare_clearing(
     delay_fen: int = 0,
     firm_slots: int | None = None,
     options: ClearingOptions | None = None,
+    exclude_providers: Iterable[str] = (),
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -564,12 +566,16 @@ def prepare_clearing(
     one cleared; ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
-    as the buyers' planned schedule.
+    as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
+    agent fell silent) sit the clearing out.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
-    offers = tuple(_remaining_offers(db_read, first, first + n_slots))
+    silent = set(exclude_providers)
+    offers = tuple(
+        o for o in _remaining_offers(db_read, first, first + n_slots) if o.provider_id not in silent
+    )
     candidates = clearable_orders(db_read, grid, first, first + n_slots)
     classes = sorted({p.gpu_class for p in pools})
     hours = grid.slot_hours
@@ -686,6 +692,7 @@ def clearing_round(
             raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
         orders = clearable_orders(s, settings.grid, first, first + n_slots)
         buyers = sorted({o.buyer_id for o in orders})
+        silent = Heartbeats(s).silent(now, settings.agent_grace_s)
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
     ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
     for attempt in range(CLEARING_ATTEMPTS):
@@ -702,6 +709,7 @@ def clearing_round(
                 delay_fen=settings.delay_fen,
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
+                exclude_providers=silent,
             )
         try:
             return save(prepared)

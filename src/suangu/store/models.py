@@ -686,6 +686,21 @@ class RunOutcome(StrEnum):
     FAILED = "failed"
 
 
+class AgentHeartbeatRow(Base):
+    """The last heartbeat of a provider's agent: the clearing loop fails the leases of a
+    provider whose agent has been silent longer than the grace period (providers that never
+    sent one are not watched)."""
+
+    __tablename__ = "agent_heartbeats"
+
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    #: The agent instance that sent the last heartbeat.
+    instance: Mapped[str]
+    #: When the agent was first heard from, or heard again after being silent.
+    first_seen: Mapped[int]
+    last_seen: Mapped[int]
+
+
 class LeaseReportRow(Base):
     """How the work of a lease ended, as its provider's agent reported it: the payload's exit
     status, the reason of a failure, the outputs it uploaded."""

@@ -56,6 +56,7 @@ from suangu.core.types import (
 from suangu.store.db import TransientConflict
 from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
 from suangu.store.models import (
+    AgentHeartbeatRow,
     ApiKeyRow,
     ClearingRow,
     DataTransferRow,
@@ -1468,3 +1469,53 @@ class Meters:
 
 def _without_time(r: MeterReading) -> tuple[object, ...]:
     return (r.lease_id, r.interval_start, r.interval_end, r.gpu_seconds, r.energy_wh, r.source)
+
+
+# -- agents' heartbeats ---------------------------------------------------------------------------
+
+
+class Heartbeats:
+    """Providers' agents' heartbeats (:class:`~suangu.store.models.AgentHeartbeatRow`)."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def beat(self, provider_id: str, instance: str, now: int, grace_s: int) -> tuple[bool, int]:
+        """Record a heartbeat; whether it is news (the first, or the first after more than
+        ``grace_s`` of silence) and since when the agent has been heard without a gap."""
+        row = self.s.get(AgentHeartbeatRow, provider_id, with_for_update=True)
+        if row is None:
+            self.s.add(AgentHeartbeatRow(provider_id=provider_id, instance=instance,
+                                         first_seen=now, last_seen=now))  # fmt: skip
+            self.s.flush()
+            return True, now
+        new = now - row.last_seen > grace_s
+        if new:
+            row.first_seen = now
+        row.instance, row.last_seen = instance, max(row.last_seen, now)
+        self.s.flush()
+        return new, row.first_seen
+
+    def silent(self, now: int, grace_s: int) -> list[str]:
+        """Providers whose agent sent a heartbeat once but none for more than ``grace_s``."""
+        q = (
+            select(AgentHeartbeatRow.provider_id)
+            .where(AgentHeartbeatRow.last_seen < now - grace_s)
+            .order_by(AgentHeartbeatRow.provider_id)
+        )
+        return list(self.s.scalars(q))
+
+    def open_leases(self, provider_ids: Iterable[str]) -> list[Lease]:
+        """The scheduled and running leases of ``provider_ids``, by slot."""
+        ids = sorted(set(provider_ids))
+        if not ids:
+            return []
+        q = (
+            select(LeaseRow)
+            .where(
+                LeaseRow.provider_id.in_(ids),
+                LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
+            )
+            .order_by(LeaseRow.slot, LeaseRow.id)
+        )
+        return [_to_lease(r) for r in self.s.scalars(q)]

@@ -325,6 +325,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/leases/{lease_id}/fail"): Rule(
         200, {PROV: OWN}, lambda t: {"lease_id": t.fresh_lease()}
     ),
+    ("POST", "/agents/heartbeat"): Rule(
+        200, {PROV: ALL}, body=lambda t: {"json": {"instance": "access"}}
+    ),
     ("GET", "/accounts"): Rule(200, SIGNED_IN),
     ("GET", "/accounts/{account_id}"): Rule(
         200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"account_id": t.account()}

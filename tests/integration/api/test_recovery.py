@@ -224,3 +224,67 @@ def test_a_gang_whose_run_no_longer_fits_is_not_requeued(api: Api) -> None:
     assert {x["state"] for x in leases_of(api, "tight")} == {"settled"}
     assert status(api, "tight") == "cleared"
     api.client.app.state.ctx.ledger.check_invariants()
+
+
+def test_a_silent_agents_leases_fail_and_its_work_completes_elsewhere(api: Api) -> None:
+    batch = Order(
+        "job",
+        "buy-a",
+        OrderKind.BATCH,
+        gpus=2,
+        release_slot=NOW_SLOT,
+        deadline_slot=NOW_SLOT + 4,
+        limit_fen=2000,
+        gpu_hours=4,
+        regions=frozenset({REGION}),
+    )
+    market(api, batch)
+    ledger = api.client.app.state.ctx.ledger
+    loop = api.client.app.state.clearing_loop
+    grace = loop.settings.agent_grace_s
+    before = ledger.lookup_account(billing.buyer_account("buy-a"))
+
+    def beat(who: str) -> dict[str, Any]:
+        r = api.call("POST", "/agents/heartbeat", who, json={"instance": "rack-1"})
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    assert beat("prov-a")["new"] is True
+    assert beat("prov-a")["new"] is False  # only news is audited
+    assert api.call("POST", "/agents/heartbeat", "buy-a", json={}).status_code == 403
+
+    report = loop.tick()  # prov-a's agent is alive: the job clears there
+    assert report.clearing_id is not None and report.lost == 0
+    first = leases_of(api, "job")
+    assert {x["provider_id"] for x in first} == {"prov-a"}
+
+    # prov-a's agent dies. Within the grace period nothing happens; past it, its scheduled
+    # and running leases fail and the job is back in the market.
+    api.clock.advance(grace)
+    assert loop.tick().lost == 0
+    api.clock.advance(1)
+    assert loop.tick().lost == len(first)
+    assert {x["state"] for x in leases_of(api, "job")} == {"settled"}  # nothing metered
+    assert status(api, "job") == "partially"
+
+    # The next clearing runs the whole job at prov-b (which has no agent: never watched).
+    api.clock.set(EPOCH + (NOW_SLOT + 1) * HOUR + 30)
+    report = loop.tick()
+    assert report.clearing_id is not None
+    again = [x for x in leases_of(api, "job") if x["clearing_id"] == report.clearing_id]
+    assert {x["provider_id"] for x in again} == {"prov-b"}
+    assert sum(x["gpus"] for x in again) == 4 and all(x["slot"] < NOW_SLOT + 4 for x in again)
+    assert status(api, "job") == "cleared"
+    for x in again:
+        read(api, x, HOUR, x["gpus"] * HOUR, final=True)
+    assert loop.tick().lost == 0
+    assert {x["state"] for x in leases_of(api, "job")} == {"settled"}
+    after = ledger.lookup_account(billing.buyer_account("buy-a"))
+    assert after.debits_pending == 0
+    paid = sum(cost(x, x["gpus"] * HOUR) for x in again)
+    assert after.debits_posted - before.debits_posted == paid > 0
+    ledger.check_invariants()
+
+    # Heard again, prov-a is back in the market.
+    assert beat("prov-a")["new"] is True

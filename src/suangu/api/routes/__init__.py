@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from suangu.api.routes import (
+    agents,
     audit,
     capacity,
     clearings,
@@ -32,4 +33,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     grants.router,
     data.router,
     logs.router,
+    agents.router,
 )
