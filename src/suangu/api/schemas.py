@@ -476,3 +476,19 @@ class HeartbeatOut(Response):
     grace_s: int
     #: The first heartbeat, or the first after a silence: recorded in the audit trail.
     new: bool
+
+
+class ProviderRecordOut(Response):
+    provider_id: str
+    #: Leases the provider was sold, and how many of them failed (by the provider or its
+    #: silent agent; a buyer's cancel is not the provider's failure).
+    leases: int
+    failed: int
+    failure_rate: float
+    gpu_hours_sold: float
+    #: GPU-hours its failed leases fell short of what they were sold for (sold less metered).
+    gpu_hours_short: float
+
+
+class ProviderRecordsOut(Response):
+    items: list[ProviderRecordOut]

@@ -21,7 +21,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import CursorResult, Insert, Result, Table, delete, func, select, tuple_, update
+from sqlalchemy import (
+    CursorResult,
+    Insert,
+    Result,
+    Table,
+    case,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from suangu.core import gpus as gpu_catalogue
@@ -1519,3 +1530,56 @@ class Heartbeats:
             .order_by(LeaseRow.slot, LeaseRow.id)
         )
         return [_to_lease(r) for r in self.s.scalars(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """How a provider delivered its leases: how many it had, how many failed (its provider
+    or its agent failed them; a buyer's cancel is not counted), and the GPU-seconds its
+    failed leases fell short of what they were sold for."""
+
+    provider_id: str
+    leases: int
+    failed: int
+    gpu_seconds_sold: int
+    gpu_seconds_short: int
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.leases if self.leases else 0.0
+
+
+def delivery_records(s: Session, provider_ids: Iterable[str]) -> list[DeliveryRecord]:
+    """The delivery records of ``provider_ids`` (by id; a provider without leases has an
+    empty one)."""
+    ids = sorted(set(provider_ids))
+    counts: dict[str, tuple[int, int, int]] = {}
+    short: dict[str, int] = defaultdict(int)
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk : chunk + 500]
+        sold = LeaseRow.gpus * ClearingRow.slot_hours * 3600
+        for pid, n, k, g in s.execute(
+            select(
+                LeaseRow.provider_id,
+                func.count(),
+                func.sum(case((LeaseRow.failed.is_(True), 1), else_=0)),
+                func.sum(sold),
+            )
+            .join(ClearingRow, ClearingRow.id == LeaseRow.clearing_id)
+            .where(LeaseRow.provider_id.in_(part))
+            .group_by(LeaseRow.provider_id)
+        ):
+            counts[str(pid)] = (int(n), int(k or 0), int(g or 0))
+        failed = list(
+            s.execute(
+                select(LeaseRow.id, LeaseRow.provider_id, sold)
+                .join(ClearingRow, ClearingRow.id == LeaseRow.clearing_id)
+                .where(LeaseRow.provider_id.in_(part), LeaseRow.failed.is_(True))
+            )
+        )
+        metered = Meters(s).totals([lid for lid, _, _ in failed])
+        for lid, pid, g in failed:
+            short[str(pid)] += max(0, int(g) - metered.get(lid, (0, 0))[0])
+    return [
+        DeliveryRecord(p, *counts.get(p, (0, 0, 0)), gpu_seconds_short=short.get(p, 0)) for p in ids
+    ]

@@ -325,6 +325,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/leases/{lease_id}/fail"): Rule(
         200, {PROV: OWN}, lambda t: {"lease_id": t.fresh_lease()}
     ),
+    ("GET", "/providers/records"): Rule(200, SIGNED_IN),
+    ("GET", "/providers/{provider_id}/record"): Rule(
+        200, SIGNED_IN, lambda t: {"provider_id": "prov-a"}
+    ),
     ("POST", "/agents/heartbeat"): Rule(
         200, {PROV: ALL}, body=lambda t: {"json": {"instance": "access"}}
     ),

@@ -157,6 +157,22 @@ def test_undelivered_work_is_cleared_again_elsewhere_and_paid_as_metered(api: Ap
     assert isinstance(paid, int)
     ledger.check_invariants()
 
+    # Buyers see each provider's delivery record, and filter on it.
+    a = api.call("GET", "/providers/prov-a/record", "buy-a").json()
+    assert (a["leases"], a["failed"], a["failure_rate"]) == (2, 1, 0.5)
+    assert a["gpu_hours_sold"] == 4.0 and a["gpu_hours_short"] == 1.0  # 2 sold, 1 metered
+    b = api.call("GET", "/providers/prov-b/record", "buy-a").json()
+    assert (b["leases"], b["failed"], b["gpu_hours_short"]) == (1, 0, 0.0)
+    reliable = api.call("GET", "/providers/records?max_failure_rate=0.1", "buy-a").json()
+    assert [x["provider_id"] for x in reliable["items"]] == ["prov-b"]
+    every = api.call("GET", "/providers/records", "buy-a").json()
+    assert [x["provider_id"] for x in every["items"]] == ["prov-a", "prov-b"]
+    for bad in ("buy-a", "nobody"):
+        r = api.call("GET", f"/providers/{bad}/record", "buy-a")
+        assert r.status_code == 404 and "path.provider_id" in r.text, r.text
+    r = api.call("GET", "/providers/records?max_failure_rate=2", "buy-a")
+    assert r.status_code == 422 and "max_failure_rate" in r.text, r.text
+
 
 def test_a_failed_gang_lease_fails_the_gang_and_requeues_it_whole(api: Api) -> None:
     gang = Order(
@@ -285,6 +301,9 @@ def test_a_silent_agents_leases_fail_and_its_work_completes_elsewhere(api: Api) 
     paid = sum(cost(x, x["gpus"] * HOUR) for x in again)
     assert after.debits_posted - before.debits_posted == paid > 0
     ledger.check_invariants()
+
+    a = api.call("GET", "/providers/prov-a/record", "buy-a").json()
+    assert (a["leases"], a["failed"], a["gpu_hours_short"]) == (2, 2, 4.0)
 
     # Heard again, prov-a is back in the market.
     assert beat("prov-a")["new"] is True

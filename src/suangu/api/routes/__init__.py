@@ -18,6 +18,7 @@ from suangu.api.routes import (
     members,
     network,
     orders,
+    providers,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -34,4 +35,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     data.router,
     logs.router,
     agents.router,
+    providers.router,
 )
