@@ -81,3 +81,39 @@ def test_lease_transitions_end_in_settled() -> None:
             seen.add(s)
             todo += [t for t in LEASE_TRANSITIONS[s] if t not in seen]
         assert LeaseState.SETTLED in seen
+
+
+def test_failed_leases_count_what_they_delivered_and_requeue_the_order() -> None:
+    from suangu.core.lifecycle import OrderStatus
+
+    assert lifecycle.delivered_slots(2, 3600, 0) == 0
+    assert lifecycle.delivered_slots(2, 3600, 3599) == 0
+    assert lifecycle.delivered_slots(2, 3600, 3600) == 1
+    assert lifecycle.delivered_slots(2, 3600, 99_999) == 2  # never more than its GPUs
+    batch = Order(
+        "b",
+        "u",
+        OrderKind.BATCH,
+        gpus=2,
+        release_slot=10,
+        deadline_slot=14,
+        limit_fen=100,
+        gpu_hours=4,
+    )
+    gang = Order(
+        "g",
+        "u",
+        OrderKind.GANG,
+        gpus=2,
+        release_slot=10,
+        deadline_slot=14,
+        limit_fen=100,
+        duration_slots=2,
+    )
+    assert lifecycle.requeued_status(batch, OrderStatus.CLEARED, 11) is OrderStatus.PARTIALLY
+    assert lifecycle.requeued_status(batch, OrderStatus.PARTIALLY, 11) is None  # bids already
+    assert lifecycle.requeued_status(batch, OrderStatus.CLEARED, 14) is None  # past deadline
+    assert lifecycle.requeued_status(batch, OrderStatus.CANCELLED, 11) is None
+    assert lifecycle.requeued_status(gang, OrderStatus.CLEARED, 12) is OrderStatus.OPEN
+    assert lifecycle.requeued_status(gang, OrderStatus.CLEARED, 13) is None  # run won't fit
+    assert lifecycle.requeued_status(gang, OrderStatus.EXPIRED, 11) is None

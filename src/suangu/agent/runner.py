@@ -182,9 +182,19 @@ class ProviderAgent:
 
     # -- one step ------------------------------------------------------------------------------
 
+    def heartbeat(self, summary: TickSummary) -> None:
+        """Tell the exchange this agent is alive (``POST /agents/heartbeat``): a provider
+        whose agent is silent longer than the exchange's grace period has its open leases
+        failed and their work cleared elsewhere."""
+        try:
+            self.api.post("/agents/heartbeat", json={"instance": self.instance})
+        except ClientError as err:
+            summary.errors.append(f"heartbeat: {err}")
+
     def tick(self) -> TickSummary:
         now = self.clock()
         summary = TickSummary()
+        self.heartbeat(summary)
         try:
             leases = self.open_leases()
         except ClientError as err:

@@ -94,6 +94,9 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
         unless_old=True,
     ),
     ("POST", "/leases/{lease_id}/fail"): Spec("lease.fail", "lease:{lease_id}", (), ("state",)),
+    ("POST", "/agents/heartbeat"): Spec(
+        "agent.heartbeat", "member:{provider_id}", ("instance",), ("since",), unless_old=True
+    ),
     ("POST", "/deposits"): Spec("deposit", "deposit:{id}", ("member_id", "amount_fen")),
     ("PUT", "/fees"): Spec("fees.set", "fees", ("fee_bp",)),
     ("PUT", "/links"): Spec("links.set", "links", count_items=True),

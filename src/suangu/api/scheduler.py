@@ -3,6 +3,10 @@ app's injected clock.
 
 :meth:`ClearingLoop.tick` does one step at the clock's time ``now``, as the leader only:
 
+0. fail the scheduled and running leases of every provider whose agent (``POST
+   /agents/heartbeat``) has been silent longer than ``agent_grace_s``; their undelivered
+   work goes back into the market, and the silent provider's offers sit the clearings out
+   until its agent is heard again (:func:`~suangu.api.services.fail_lease`);
 1. if an interval boundary (``grid_epoch + k * interval``) has passed since the last
    clearing, clear the market once with :func:`~suangu.api.services.clearing_round` (the
    function behind ``POST /clearings``) from the current slot over ``horizon_slots``, under
@@ -51,6 +55,7 @@ from suangu.api.services import (
     PreparedClearing,
     clearing_round,
     ensure_accounts,
+    fail_lease,
     fee_bp,
     leases_due,
     provider_ids,
@@ -65,7 +70,7 @@ from suangu.store.db import Database
 from suangu.store.errors import Conflict, InvalidState
 from suangu.store.ledger import SqlLedger
 from suangu.store.models import ClearingRow, LeaseRow, LeaseState
-from suangu.store.repositories import Clearings, Lease
+from suangu.store.repositories import Clearings, Heartbeats, Lease
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +137,8 @@ class TickReport:
     started: int = 0
     completed: int = 0
     settled: int = 0
+    #: Leases failed because their provider's agent fell silent.
+    lost: int = 0
 
 
 class ClearingLoop:
@@ -183,6 +190,7 @@ class ClearingLoop:
             now = self.clock.now()
             if not leader:
                 return TickReport(now, led=False)
+            lost = self._fail_silent_agents(now)
             clearing_id, skipped = None, None
             due = self.next_due()
             if now >= due:
@@ -190,7 +198,45 @@ class ClearingLoop:
                 self._next_due = boundary + self.settings.interval_s
                 clearing_id, skipped = self._clear(f"clr-auto-{boundary}", now)
             started, completed, settled = self._advance_leases(now)
-            return TickReport(now, True, clearing_id, skipped, started, completed, settled)
+            return TickReport(now, True, clearing_id, skipped, started, completed, settled, lost)
+
+    def _fail_silent_agents(self, now: int) -> int:
+        """Fail the scheduled and running leases of every provider whose agent has been silent
+        longer than ``agent_grace_s`` (:func:`~suangu.api.services.fail_lease`: metered use
+        paid, the undelivered work back into this tick's clearing); how many failed."""
+        with self.db.session_scope(write=False) as s:
+            beats = Heartbeats(s)
+            silent = beats.silent(now, self.settings.agent_grace_s)
+            lost = beats.open_leases(silent)
+            if not lost:
+                return 0
+            clearings = Clearings(s)
+            providers = provider_ids(
+                x
+                for order_id in sorted({x.allocation.order_id for x in lost})
+                for x in clearings.leases(order_id=order_id)
+            )
+        log.warning("agents of %s silent: failing %d leases", silent, len(lost))
+        ensure_accounts(self.ledger, billing.new_exchange_accounts(), now)
+        ensure_accounts(self.ledger, [billing.new_provider_account(p) for p in providers], now)
+        current = max(0, self.settings.grid.slot_at(now))
+        failed = 0
+        for lease in lost:
+
+            def work(s: Session, lease_id: str = lease.id) -> int:
+                found = Clearings(s).lease(lease_id)
+                if found.state not in (LeaseState.SCHEDULED, LeaseState.RUNNING):
+                    return 0  # failed with its gang, or finished meanwhile
+                fee = fee_bp(s, self.settings.default_fee_bp)
+                fail_lease(s, self.ledger, found, fee, now, current)
+                record_system(s, now, "lease.fail", f"lease:{lease_id}", reason="agent silent")
+                return 1
+
+            try:
+                failed += self.db.transaction(work)
+            except (Conflict, InvalidState) as err:  # changed meanwhile: the next tick sees
+                log.warning("failing lease %s of a silent agent: %s", lease.id, err)
+        return failed
 
     def _clear(self, clearing_id: str, now: int) -> tuple[str | None, str | None]:
         with self.db.session_scope(write=False) as s:

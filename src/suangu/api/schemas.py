@@ -459,3 +459,36 @@ class FeesOut(Response):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+class HeartbeatIn(Request):
+    #: The agent instance sending it (several agents of one provider may share the record).
+    instance: Id = "agent"
+
+
+class HeartbeatOut(Response):
+    provider_id: str
+    instance: str
+    last_seen: int
+    #: Since when the agent has been heard without a silence longer than the grace period.
+    since: int
+    #: The seconds of silence after which the exchange fails the provider's open leases.
+    grace_s: int
+    #: The first heartbeat, or the first after a silence: recorded in the audit trail.
+    new: bool
+
+
+class ProviderRecordOut(Response):
+    provider_id: str
+    #: Leases the provider was sold, and how many of them failed (by the provider or its
+    #: silent agent; a buyer's cancel is not the provider's failure).
+    leases: int
+    failed: int
+    failure_rate: float
+    gpu_hours_sold: float
+    #: GPU-hours its failed leases fell short of what they were sold for (sold less metered).
+    gpu_hours_short: float
+
+
+class ProviderRecordsOut(Response):
+    items: list[ProviderRecordOut]

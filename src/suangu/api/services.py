@@ -44,6 +44,7 @@ from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
     ClearingRow,
     ExchangeSettingRow,
+    LeaseReportRow,
     LeaseRow,
     LeaseState,
     LedgerAccountRow,
@@ -62,6 +63,7 @@ from suangu.store.repositories import (
     ApiKey,
     Capacity,
     Clearings,
+    Heartbeats,
     Lease,
     Links,
     Member,
@@ -510,7 +512,8 @@ MarketHook = Callable[[Market], Market]
 
 def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[Order]:
     """The orders a clearing of ``[first, end)`` takes: open ones, and the rest of partly
-    filled batch and service orders (see :func:`suangu.core.lifecycle.reopened`), by id."""
+    filled batch and service orders (see :func:`suangu.core.lifecycle.reopened`), by id; the
+    work of failed leases that was not delivered is part of that rest."""
     orders = Orders(s).open_orders(first, end)
     partly = (
         OrderRow.status == str(OrderStatus.PARTIALLY),
@@ -518,20 +521,12 @@ def clearable_orders(s: Session, grid: TimeGrid, first: int, end: int) -> list[O
         OrderRow.deadline_slot > first,
         OrderRow.release_slot < end,
     )
-    held: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
-    for order_id, gpu_class, gpu_slots, last in s.execute(
-        select(
-            LeaseRow.order_id, PoolRow.gpu_class, func.sum(LeaseRow.gpus), func.max(LeaseRow.slot)
-        )
-        .join(OrderRow, OrderRow.id == LeaseRow.order_id)
-        .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
-        .where(*partly)
-        .group_by(LeaseRow.order_id, PoolRow.gpu_class)
-    ):
-        held[order_id].append((gpu_class, int(gpu_slots), int(last)))
+    rows = list(s.scalars(select(OrderRow).where(*partly)))
+    # A failed lease holds only what it delivered: the rest of its work is bid for again.
+    held = Clearings(s).held_work([r.id for r in rows], grid.slot_hours)
     hours = grid.slot_hours
     classes: list[str] | None = None
-    for row in s.scalars(select(OrderRow).where(*partly)):
+    for row in rows:
         order = order_record(row).order
         got = held.get(row.id, [])
         done = lifecycle.work_done(order, [(c, n) for c, n, _ in got], hours)
@@ -559,6 +554,7 @@ def prepare_clearing(
     delay_fen: int = 0,
     firm_slots: int | None = None,
     options: ClearingOptions | None = None,
+    exclude_providers: Iterable[str] = (),
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -570,12 +566,16 @@ def prepare_clearing(
     one cleared; ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
-    as the buyers' planned schedule.
+    as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
+    agent fell silent) sit the clearing out.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
-    offers = tuple(_remaining_offers(db_read, first, first + n_slots))
+    silent = set(exclude_providers)
+    offers = tuple(
+        o for o in _remaining_offers(db_read, first, first + n_slots) if o.provider_id not in silent
+    )
     candidates = clearable_orders(db_read, grid, first, first + n_slots)
     classes = sorted({p.gpu_class for p in pools})
     hours = grid.slot_hours
@@ -692,6 +692,7 @@ def clearing_round(
             raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
         orders = clearable_orders(s, settings.grid, first, first + n_slots)
         buyers = sorted({o.buyer_id for o in orders})
+        silent = Heartbeats(s).silent(now, settings.agent_grace_s)
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
     ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
     for attempt in range(CLEARING_ATTEMPTS):
@@ -708,6 +709,7 @@ def clearing_round(
                 delay_fen=settings.delay_fen,
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
+                exclude_providers=silent,
             )
         try:
             return save(prepared)
@@ -1095,10 +1097,23 @@ def settle_if_done(s: Session, ledger: SqlLedger, lease: Lease, fee: int, now: i
     return settle_done_orders(s, ledger, [key], fee, now) > 0
 
 
-def fail_lease(s: Session, ledger: SqlLedger, lease: Lease, fee: int, now: int) -> Lease:
-    """Mark a scheduled or running lease failed (the provider could not run it), and settle
-    its order if that was its last open lease: metered use so far is paid, the rest of the
-    hold released."""
+def fail_lease(
+    s: Session,
+    ledger: SqlLedger,
+    lease: Lease,
+    fee: int,
+    now: int,
+    current_slot: int | None = None,
+) -> Lease:
+    """Mark a scheduled or running lease failed (the provider could not run it), settle its
+    order's leases of that clearing if that was the last open one (metered use so far is
+    paid, the rest of the hold released), and put the order back into the market
+    (:func:`suangu.core.lifecycle.requeued_status`): a batch or service order bids again
+    for the work the lease did not deliver; a gang fails whole (its other scheduled and
+    running leases of that clearing fail too) and bids again whole while its run still fits.
+    ``current_slot`` is the grid's slot at ``now`` (None: the order is not re-queued). An
+    order whose payload itself exited with an error (the agent's report on the lease has an
+    exit code) is not re-queued either: it would fail the same way anywhere."""
     clearings = Clearings(s)
     if lease.state is not LeaseState.FAILED:
         if lease.state not in (LeaseState.SCHEDULED, LeaseState.RUNNING):
@@ -1107,8 +1122,26 @@ def fail_lease(s: Session, ledger: SqlLedger, lease: Lease, fee: int, now: int) 
                 field="path.lease_id",
                 fix="a completed lease is settled from its readings",
             )
+        order_id = lease.allocation.order_id
+        Orders(s).lock([order_id])
+        record = Orders(s).get(order_id)
         lease = clearings.move_lease(lease.id, LeaseState.FAILED)
+        if record.order.kind is OrderKind.GANG:  # all or nothing: the whole gang fails
+            for other in clearings.leases(clearing_id=lease.clearing_id, order_id=order_id):
+                if other.state in (LeaseState.SCHEDULED, LeaseState.RUNNING):
+                    clearings.move_lease(other.id, LeaseState.FAILED)
         settle_if_done(s, ledger, lease, fee, now)
+        report = s.get(LeaseReportRow, lease.id)
+        if report is not None and report.exit_code is not None:
+            # The buyer's own payload exited with an error: running it again elsewhere
+            # would fail the same way, so the order is not re-queued.
+            current_slot = None
+        if current_slot is not None:
+            status = lifecycle.requeued_status(record.order, record.status, current_slot)
+            if status is not None and Orders(s).requeue(order_id, status):
+                log.info(
+                    "order %s back in the market (%s): lease %s failed", order_id, status, lease.id
+                )
     return clearings.lease(lease.id)
 
 

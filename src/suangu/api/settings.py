@@ -35,6 +35,11 @@ class ApiSettings(BaseModel):
     #: How long after a lease's slot ends the loop waits for its final reading before
     #: completing it from the readings it has.
     lease_grace_s: int = Field(default=900, ge=0)
+    #: How long a provider's agent may be silent (no ``POST /agents/heartbeat``) before the
+    #: clearing loop fails its provider's scheduled and running leases and its offers sit
+    #: out the clearings (providers that never sent a heartbeat are not watched). Above the
+    #: agents' longest ``poll_s`` (600 s), so that a live agent is never taken for silent.
+    agent_grace_s: int = Field(default=900, ge=10, le=86_400)
     #: The firmness horizon (commit late, plan early): slots of each clearing that become
     #: leases; later slots are the buyers' planned schedule, which the next clearing plans
     #: again (:func:`suangu.core.lifecycle.commit`). None: every allocation at once.

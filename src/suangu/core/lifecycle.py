@@ -31,6 +31,14 @@ eligible class still fits in them, from the slot after the last one it holds (a 
 allows ``gpus`` GPUs in every slot, so the slots it holds are not bid for again); a gang
 never reopens; an order whose window has closed or that is filled does not reopen.
 
+**Failure** (:func:`delivered_slots`, :func:`requeued_status`): work a failed lease did not
+deliver is not done. A failed lease counts only the whole GPU-slots its readings metered (none
+without readings) and holds no slot, so the rest of its work is bid for again: a failed batch
+or service order goes back to ``partially`` and its rest reopens from the next clearing's first
+slot, before its deadline; a gang stays all or nothing: a failed lease fails the whole gang,
+which goes back to ``open`` whole while its run still fits in its window. The buyer pays only
+the metered use of a failed lease; every clearing takes its own hold for what it allocates.
+
 **Capacity** (:func:`remaining`): what an offer still has for a horizon, less what earlier
 clearings sold of it.
 """
@@ -119,6 +127,30 @@ def steps(order: Order, classes: Iterable[str], slot_hours: int) -> tuple[float,
 def work_done(order: Order, got: Iterable[tuple[str, int]], slot_hours: int) -> float:
     """Reference GPU-hours done by ``got``: ``(GPU class, GPU-slots)`` pairs."""
     return sum(speed_of(order, c) * n * slot_hours for c, n in got)
+
+
+def delivered_slots(gpus: int, slot_seconds: int, metered_gpu_seconds: int) -> int:
+    """The whole GPU-slots a failed lease of ``gpus`` GPUs delivered: its metered GPU-seconds
+    in whole slots of ``slot_seconds``, at most ``gpus``."""
+    if slot_seconds <= 0 or metered_gpu_seconds <= 0:
+        return 0
+    return min(gpus, metered_gpu_seconds // slot_seconds)
+
+
+def requeued_status(order: Order, status: OrderStatus, current_slot: int) -> OrderStatus | None:
+    """The status an order takes when one of its leases fails at ``current_slot``, or None
+    when it keeps its own (see the module docs): a cleared or partly filled batch or service
+    order whose window is still open bids again (``partially``); a gang whose whole run still
+    fits in what is left of its window bids again whole (``open``). A cancelled, expired or
+    open order, or one past its deadline, is left as it is."""
+    if status not in (OrderStatus.CLEARED, OrderStatus.PARTIALLY):
+        return None
+    start = max(order.release_slot, current_slot)
+    if order.kind is OrderKind.GANG:
+        return OrderStatus.OPEN if order.deadline_slot - start >= order.duration_slots else None
+    if start >= order.deadline_slot or status is OrderStatus.PARTIALLY:
+        return None
+    return OrderStatus.PARTIALLY
 
 
 def work_left(order: Order, done: float, step: float) -> int | None:

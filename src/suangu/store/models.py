@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -371,6 +373,9 @@ class LeaseRow(Base):
     hold_transfer_id: Mapped[str | None] = mapped_column(
         String(LEDGER_ID), ForeignKey("ledger_transfers.id")
     )
+    #: The lease failed (its provider could not run it): true also once it is settled, so
+    #: the work it did not deliver goes back into the next clearing.
+    failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PlannedAllocationRow(Base):
@@ -679,6 +684,21 @@ class DataEventRow(Base):
 class RunOutcome(StrEnum):
     DONE = "done"
     FAILED = "failed"
+
+
+class AgentHeartbeatRow(Base):
+    """The last heartbeat of a provider's agent: the clearing loop fails the leases of a
+    provider whose agent has been silent longer than the grace period (providers that never
+    sent one are not watched)."""
+
+    __tablename__ = "agent_heartbeats"
+
+    provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    #: The agent instance that sent the last heartbeat.
+    instance: Mapped[str]
+    #: When the agent was first heard from, or heard again after being silent.
+    first_seen: Mapped[int]
+    last_seen: Mapped[int]
 
 
 class LeaseReportRow(Base):

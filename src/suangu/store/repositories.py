@@ -21,7 +21,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import CursorResult, Insert, Result, Table, delete, func, select, tuple_, update
+from sqlalchemy import (
+    CursorResult,
+    Insert,
+    Result,
+    Table,
+    case,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from suangu.core import gpus as gpu_catalogue
@@ -30,6 +41,7 @@ from suangu.core.errors import UnknownReferenceError, ValidationError
 from suangu.core.lifecycle import (
     CLEARABLE,
     LEASE_TRANSITIONS,
+    delivered_slots,
     is_filled,
     steps,
     work_done,
@@ -55,6 +67,7 @@ from suangu.core.types import (
 from suangu.store.db import TransientConflict
 from suangu.store.errors import Conflict, InvalidState, NotFound, Unauthorized
 from suangu.store.models import (
+    AgentHeartbeatRow,
     ApiKeyRow,
     ClearingRow,
     DataTransferRow,
@@ -764,6 +777,20 @@ class Orders:
         )
         return [_to_order(r).order for r in self.s.scalars(q)]
 
+    def requeue(self, order_id: str, status: OrderStatus) -> bool:
+        """Put a cleared or partly filled order back into the market with ``status`` (one of
+        its leases failed: :func:`~suangu.core.lifecycle.requeued_status`); whether it moved
+        (compare-and-set: a cancelled or expired order stays so)."""
+        done = self.s.execute(
+            update(OrderRow)
+            .where(
+                OrderRow.id == order_id,
+                OrderRow.status.in_([str(OrderStatus.CLEARED), str(OrderStatus.PARTIALLY)]),
+            )
+            .values(status=str(status))
+        )
+        return rowcount(done) > 0
+
     def expire(self, slot: int) -> int:
         """Mark open orders whose deadline is at or before ``slot`` expired; how many."""
         done = self.s.execute(
@@ -1043,20 +1070,57 @@ class Clearings:
                 out[(cid, oid)] = (int(carrier), int(congestion))
         return out
 
+    def held_work(
+        self, order_ids: Iterable[str], slot_hours: int
+    ) -> dict[str, list[tuple[str, int, int]]]:
+        """What the orders' leases of every clearing so far hold: ``order id -> [(GPU class,
+        GPU-slots, last slot)]``. A failed lease counts only the whole GPU-slots its readings
+        metered (:func:`~suangu.core.lifecycle.delivered_slots`) and holds no slot (last slot
+        -1): the work it did not deliver is not done."""
+        ids = sorted(set(order_ids))
+        out: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+        failed: list[tuple[str, str, str, int]] = []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            for order_id, gpu_class, n, last in self.s.execute(
+                select(
+                    LeaseRow.order_id,
+                    PoolRow.gpu_class,
+                    func.sum(LeaseRow.gpus),
+                    func.max(LeaseRow.slot),
+                )
+                .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+                .where(LeaseRow.order_id.in_(part), LeaseRow.failed.is_(False))
+                .group_by(LeaseRow.order_id, PoolRow.gpu_class)
+            ):
+                out[order_id].append((gpu_class, int(n), int(last)))
+            failed += [
+                (lid, oid, c, int(g))
+                for lid, oid, c, g in self.s.execute(
+                    select(LeaseRow.id, LeaseRow.order_id, PoolRow.gpu_class, LeaseRow.gpus)
+                    .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
+                    .where(LeaseRow.order_id.in_(part), LeaseRow.failed.is_(True))
+                )
+            ]
+        if failed:
+            metered = Meters(self.s).totals([lid for lid, _, _, _ in failed])
+            for lid, order_id, gpu_class, gpus in failed:
+                n = delivered_slots(gpus, slot_hours * 3600, metered.get(lid, (0, 0))[0])
+                if n > 0:
+                    out[order_id].append((gpu_class, n, -1))
+        return dict(out)
+
     def _mark_orders(self, result: ClearingResult) -> None:
         # GPU-slots of every clearing so far (a partly filled order is cleared again later),
-        # per GPU class (orders with speeds count their work in reference GPU-hours).
+        # per GPU class (orders with speeds count their work in reference GPU-hours); a
+        # failed lease counts only what it delivered.
         ids = sorted({a.order_id for a in result.allocations})
         if not ids:
             return
-        got: dict[str, list[tuple[str, int]]] = {}
-        for order_id, gpu_class, n in self.s.execute(
-            select(LeaseRow.order_id, PoolRow.gpu_class, func.sum(LeaseRow.gpus))
-            .join(PoolRow, PoolRow.id == LeaseRow.pool_id)
-            .where(LeaseRow.order_id.in_(ids))
-            .group_by(LeaseRow.order_id, PoolRow.gpu_class)
-        ):
-            got.setdefault(order_id, []).append((gpu_class, int(n)))
+        got = {
+            o: [(c, n) for c, n, _ in held]
+            for o, held in self.held_work(ids, result.slot_hours).items()
+        }
         rows = {r.id: r for r in self.s.scalars(select(OrderRow).where(OrderRow.id.in_(ids)))}
         by_status: dict[OrderStatus, list[str]] = {}
         classes: list[str] | None = None
@@ -1257,7 +1321,7 @@ class Clearings:
         done = self.s.execute(
             update(LeaseRow)
             .where(LeaseRow.id == lease_id, LeaseRow.state == str(current.state))
-            .values(state=str(to))
+            .values(state=str(to), **({"failed": True} if to is LeaseState.FAILED else {}))
         )
         if rowcount(done) == 0:
             raise Conflict(f"lease {lease_id!r} changed meanwhile", field="state", fix="retry")
@@ -1416,3 +1480,106 @@ class Meters:
 
 def _without_time(r: MeterReading) -> tuple[object, ...]:
     return (r.lease_id, r.interval_start, r.interval_end, r.gpu_seconds, r.energy_wh, r.source)
+
+
+# -- agents' heartbeats ---------------------------------------------------------------------------
+
+
+class Heartbeats:
+    """Providers' agents' heartbeats (:class:`~suangu.store.models.AgentHeartbeatRow`)."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def beat(self, provider_id: str, instance: str, now: int, grace_s: int) -> tuple[bool, int]:
+        """Record a heartbeat; whether it is news (the first, or the first after more than
+        ``grace_s`` of silence) and since when the agent has been heard without a gap."""
+        row = self.s.get(AgentHeartbeatRow, provider_id, with_for_update=True)
+        if row is None:
+            self.s.add(AgentHeartbeatRow(provider_id=provider_id, instance=instance,
+                                         first_seen=now, last_seen=now))  # fmt: skip
+            self.s.flush()
+            return True, now
+        new = now - row.last_seen > grace_s
+        if new:
+            row.first_seen = now
+        row.instance, row.last_seen = instance, max(row.last_seen, now)
+        self.s.flush()
+        return new, row.first_seen
+
+    def silent(self, now: int, grace_s: int) -> list[str]:
+        """Providers whose agent sent a heartbeat once but none for more than ``grace_s``."""
+        q = (
+            select(AgentHeartbeatRow.provider_id)
+            .where(AgentHeartbeatRow.last_seen < now - grace_s)
+            .order_by(AgentHeartbeatRow.provider_id)
+        )
+        return list(self.s.scalars(q))
+
+    def open_leases(self, provider_ids: Iterable[str]) -> list[Lease]:
+        """The scheduled and running leases of ``provider_ids``, by slot."""
+        ids = sorted(set(provider_ids))
+        if not ids:
+            return []
+        q = (
+            select(LeaseRow)
+            .where(
+                LeaseRow.provider_id.in_(ids),
+                LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
+            )
+            .order_by(LeaseRow.slot, LeaseRow.id)
+        )
+        return [_to_lease(r) for r in self.s.scalars(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """How a provider delivered its leases: how many it had, how many failed (its provider
+    or its agent failed them; a buyer's cancel is not counted), and the GPU-seconds its
+    failed leases fell short of what they were sold for."""
+
+    provider_id: str
+    leases: int
+    failed: int
+    gpu_seconds_sold: int
+    gpu_seconds_short: int
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.leases if self.leases else 0.0
+
+
+def delivery_records(s: Session, provider_ids: Iterable[str]) -> list[DeliveryRecord]:
+    """The delivery records of ``provider_ids`` (by id; a provider without leases has an
+    empty one)."""
+    ids = sorted(set(provider_ids))
+    counts: dict[str, tuple[int, int, int]] = {}
+    short: dict[str, int] = defaultdict(int)
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk : chunk + 500]
+        sold = LeaseRow.gpus * ClearingRow.slot_hours * 3600
+        for pid, n, k, g in s.execute(
+            select(
+                LeaseRow.provider_id,
+                func.count(),
+                func.sum(case((LeaseRow.failed.is_(True), 1), else_=0)),
+                func.sum(sold),
+            )
+            .join(ClearingRow, ClearingRow.id == LeaseRow.clearing_id)
+            .where(LeaseRow.provider_id.in_(part))
+            .group_by(LeaseRow.provider_id)
+        ):
+            counts[str(pid)] = (int(n), int(k or 0), int(g or 0))
+        failed = list(
+            s.execute(
+                select(LeaseRow.id, LeaseRow.provider_id, sold)
+                .join(ClearingRow, ClearingRow.id == LeaseRow.clearing_id)
+                .where(LeaseRow.provider_id.in_(part), LeaseRow.failed.is_(True))
+            )
+        )
+        metered = Meters(s).totals([lid for lid, _, _ in failed])
+        for lid, pid, g in failed:
+            short[str(pid)] += max(0, int(g) - metered.get(lid, (0, 0))[0])
+    return [
+        DeliveryRecord(p, *counts.get(p, (0, 0, 0)), gpu_seconds_short=short.get(p, 0)) for p in ids
+    ]

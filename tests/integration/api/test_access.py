@@ -325,6 +325,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/leases/{lease_id}/fail"): Rule(
         200, {PROV: OWN}, lambda t: {"lease_id": t.fresh_lease()}
     ),
+    ("GET", "/providers/records"): Rule(200, SIGNED_IN),
+    ("GET", "/providers/{provider_id}/record"): Rule(
+        200, SIGNED_IN, lambda t: {"provider_id": "prov-a"}
+    ),
+    ("POST", "/agents/heartbeat"): Rule(
+        200, {PROV: ALL}, body=lambda t: {"json": {"instance": "access"}}
+    ),
     ("GET", "/accounts"): Rule(200, SIGNED_IN),
     ("GET", "/accounts/{account_id}"): Rule(
         200, {OP: ALL, AUD: ALL, PROV: OWN, BUY: OWN}, lambda t: {"account_id": t.account()}

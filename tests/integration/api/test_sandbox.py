@@ -114,6 +114,9 @@ def world(api: Api) -> dict[str, Any]:
     # The world's own lease at prov-a has no workload: out of the way.
     for x in api.call("GET", "/leases", "op", params={"order_id": "ord-buy-a"}).json()["items"]:
         assert api.call("POST", f"/leases/{x['id']}/fail", "prov-a").status_code == 200
+    # Failed work goes back into the market: the buyer cancels the rest.
+    r = api.call("POST", "/orders/ord-buy-a/cancel", "buy-a")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     r = api.call("POST", "/data", "buy-a", params={"name": "cands.csv"}, content=DATA)
     assert r.status_code == 201, r.text
     return dict(r.json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from suangu.api.routes import (
+    agents,
     audit,
     capacity,
     clearings,
@@ -17,6 +18,7 @@ from suangu.api.routes import (
     members,
     network,
     orders,
+    providers,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -32,4 +34,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     grants.router,
     data.router,
     logs.router,
+    agents.router,
+    providers.router,
 )

@@ -156,8 +156,10 @@ def fail(
 ) -> JSONResponse:
     """The provider could not run (all of) a scheduled or running lease: it fails. When it
     was its order's last open lease the order is settled: the metered use so far is paid,
-    the rest of the hold released. Failing a failed lease again changes nothing; a completed
-    or settled lease is a 409."""
+    the rest of the hold released. The work it did not deliver goes back into the next
+    clearing (a batch or service order: ``partially``); a gang fails whole and is re-queued
+    whole (``open``) while its run fits before its deadline. Failing a failed lease again
+    changes nothing; a completed or settled lease is a 409."""
     now = ctx.now()
     with ctx.db.session_scope(write=False) as s:
         lease = _lease(s, who, lease_id)
@@ -172,6 +174,7 @@ def fail(
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         current = _lease(s, who, lease_id)
         fee = fee_bp(s, ctx.settings.default_fee_bp)
-        return 200, lease_out(fail_lease(s, ctx.ledger, current, fee, now))
+        slot = max(0, ctx.settings.grid.slot_at(now))
+        return 200, lease_out(fail_lease(s, ctx.ledger, current, fee, now, slot))
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)
