@@ -552,6 +552,7 @@ def main() -> int:
                 f"market clock x{args.speed:g}; server log {log}",
                 flush=True,
             )
+            load_before = round(os.getloadavg()[0], 2)
             res = subprocess.run(
                 [sys.executable, __file__, "--load-process"],
                 input=json.dumps(cfg).encode(),
@@ -560,6 +561,8 @@ def main() -> int:
                 timeout=seconds + 600,
             )
             load = json.loads(res.stdout.decode().strip().splitlines()[-1])
+            load["loadavg_before"] = load_before
+            load["loadavg_after"] = round(os.getloadavg()[0], 2)
             time.sleep(2.0)  # a last tick: the sweeper
         finally:
             if proc.poll() is None:
