@@ -114,7 +114,7 @@ def build() -> FastAPI:
     settings = ApiSettings(
         clearing_loop=False, rate_limit=False, horizon_slots=HORIZON, lease_grace_s=GRACE_S
     )
-    app = create_app(open_database(), FastClock.from_env(), settings)
+    app: FastAPI = create_app(open_database(), FastClock.from_env(), settings)
     loop = app.state.clearing_loop
 
     def ticker() -> None:
@@ -172,7 +172,7 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     counter = 0
 
     def current() -> int:
-        return (clock.now() - epoch) // slot_s
+        return int((clock.now() - epoch) // slot_s)
 
     async with httpx.AsyncClient(
         base_url=f"http://{HOST}:{cfg['port']}{API}",

@@ -86,7 +86,7 @@ def _install_hooks() -> None:
     settle = services.settle_done_orders
 
     def settle_then_crash(s: Session, *args: Any, **kwargs: Any) -> int:
-        n = settle(s, *args, **kwargs)
+        n: int = settle(s, *args, **kwargs)
         if n:
             crash_point(s, "settlement")
         return n
@@ -119,7 +119,7 @@ def build() -> FastAPI:
         horizon_slots=12,
         lease_grace_s=int(os.environ.get(GRACE_ENV, "900")),
     )
-    app = create_app(
+    app: FastAPI = create_app(
         open_database(), FileClock(os.environ[CLOCK_ENV]), settings, energy=False, dashboard=False
     )
     every = float(os.environ.get(TICK_ENV, "0") or 0)
