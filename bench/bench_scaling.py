@@ -304,6 +304,33 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return written
 
 
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """One row per point: the table bench/README.md shows next to the charts."""
+    lines = [
+        "| kind | orders x slots | bid columns | clear() s | status/method | certified gap "
+        "| largest phases | peak RSS MiB (before clear) | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        dims = f"{r['orders']:,} x {r['slots']}"
+        load = f"{r['load_before']:.1f}-{r['load_after']:.1f}"
+        if "error" in r:
+            lines.append(f"| {r['kind']} | {dims} | - | - | {r['error']} | - | - | - | {load} |")
+            continue
+        top = sorted(r["phases"].items(), key=lambda kv: -kv[1])[:2]
+        split = ", ".join(
+            f"{PHASE_LABELS[k]} {v / r['total_s']:.0%}" for k, v in top if r["total_s"]
+        )
+        mark = " **(limit)**" if r["hit_limit"] else ""
+        lines.append(
+            f"| {r['kind']} | {dims} | {r['market']['profitable_columns']:,} "
+            f"| {r['total_s']:.2f}{mark} | {r['status']}/{r['method']} | {100 * r['gap']:.3f}% "
+            f"| {split} | {r['rss_mib']['peak']:,.0f} ({r['rss_mib']['before_clear']:,.0f}) "
+            f"| {load} |"
+        )
+    return "\n".join(lines)
+
+
 def _ints(text: str, field: str) -> list[int]:
     try:
         return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
@@ -368,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     records = latest(RESULTS)
     if not records:
         parser.error(f"no records in {RESULTS}; run without --plot-only first")
+    print(markdown_table(records))
     for path in plot(records, args.figures_dir):
         print(f"wrote {path}")
     failed = [r for r in records if "error" in r]
