@@ -267,8 +267,9 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         written.append(path)
 
     ok = [r for r in records if "error" not in r]
+    bars = max(len([r for r in ok if r["kind"] == k]) for k in kinds)
     fig, axes = plt.subplots(
-        1, len(kinds), figsize=(4.6 * len(kinds), 4.6), squeeze=False, sharey=True
+        1, len(kinds), figsize=(max(4.6, 0.42 * bars) * len(kinds), 4.8), squeeze=False, sharey=True
     )
     keys = [*PHASES, "other_s"]
     colours = plt.get_cmap("tab10").colors
@@ -283,9 +284,13 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             ax.bar(labels, share, bottom=bottom, color=colours[i], label=PHASE_LABELS[key])
             bottom = [b + s for b, s in zip(bottom, share, strict=True)]
         for x, r in enumerate(pts):
-            ax.text(x, 1.01, f"{r['total_s']:.1f}s\n{r['method']}", ha="center", fontsize=6)
-        ax.set_title(kind, pad=18)
-        ax.set_ylim(0, 1.12)
+            ax.text(
+                x, 1.01, f"{r['total_s']:.1f}s {r['method']}", ha="center", fontsize=6, rotation=90
+            )
+        ax.set_title(kind)
+        ax.set_xlim(-0.6, max(bars, 1) - 0.4)  # the same bar width in every panel
+        ax.set_ylim(0, 1.3)
+        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     axes[0][0].set_ylabel("share of clear() wall time (ClearingResult.timings)")
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
