@@ -252,7 +252,7 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             ax.legend(fontsize=8)
         axes[0][0].set_ylabel(ylabel)
         key = (
-            "red x: stopped at the time limit (dotted)"
+            "red x: reached or ran past its time limit (dotted)"
             if metric == "time"
             else "dashed: RSS after generating the market, before clear()"
         )
