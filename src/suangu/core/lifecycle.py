@@ -297,17 +297,24 @@ def commit(result: ClearingResult, market: Market, firm_slots: int | None) -> Co
             return 0
         return transfer_slots(order, links.get((order.home, far)), slot_seconds)
 
-    def is_firm(a: Allocation) -> bool:
-        order = orders.get(a.order_id)
-        horizon = cutoff + delay(order, a.pool_id)
+    # Served whole: a gang's run, or work whose green share is an average over all of its
+    # slots (its prices are individually rational only in total): firm when it starts inside
+    # the horizon (its data's delay counted), planned otherwise.
+    whole: dict[str, bool] = {}
+    for order_id, its in by_order.items():
+        order = orders.get(order_id)
         if order is not None and (order.kind is OrderKind.GANG or order.min_green_share > 0):
-            # Served whole: a gang's run, or work whose green share is an average over all
-            # of its slots (its prices are individually rational only in total).
-            return min(x.slot - delay(order, x.pool_id) for x in by_order[a.order_id]) < cutoff
-        return a.slot < horizon
+            whole[order_id] = min(x.slot - delay(order, x.pool_id) for x in its) < cutoff
 
-    firm = tuple(a for a in result.allocations if is_firm(a))
-    planned = tuple(a for a in result.allocations if not is_firm(a))
+    def is_firm(a: Allocation) -> bool:
+        if a.order_id in whole:
+            return whole[a.order_id]
+        return a.slot < cutoff + delay(orders.get(a.order_id), a.pool_id)
+
+    split: dict[bool, list[Allocation]] = {True: [], False: []}
+    for a in result.allocations:
+        split[is_firm(a)].append(a)
+    firm, planned = tuple(split[True]), tuple(split[False])
     if not planned:
         return Commitment(result, ())
     # Fills: all of a slot inside the horizon; beyond it, the firm gangs' GPUs per pool-slot.

@@ -78,6 +78,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
+async def read_upload(
+    request: Request, store: ObjectStore, name: str, sha256: str | None
+) -> tuple[bytes, str, str]:
+    """An upload's bytes, their sha256 (checked against ``sha256`` when the caller gave one)
+    and the request's idempotency fingerprint."""
+    data = await read_body(request, store.max_bytes)
+    sha = await run_in_threadpool(sha256_hex, data)
+    if sha256 is not None and sha != sha256:
+        raise ValidationError(
+            f"the body's sha256 is {sha}, not {sha256}",
+            field="query.sha256",
+            fix="the upload was altered on its way: send it again",
+        )
+    return data, sha, fingerprint("POST", request.url.path, {"name": name, "sha256": sha})
+
+
 def store_object(
     ctx: ApiContext,
     store: ObjectStore,
@@ -132,15 +148,7 @@ async def put_data(
 ) -> JSONResponse:
     """Upload the body's bytes as a new data object of the caller (a buyer)."""
     store = objects(request, ctx)
-    data = await read_body(request, store.max_bytes)
-    sha = await run_in_threadpool(sha256_hex, data)
-    if sha256 is not None and sha != sha256:
-        raise ValidationError(
-            f"the body's sha256 is {sha}, not {sha256}",
-            field="query.sha256",
-            fix="the upload was altered on its way: send it again",
-        )
-    digest = fingerprint("POST", request.url.path, {"name": name, "sha256": sha})
+    data, sha, digest = await read_upload(request, store, name, sha256)
     return await run_in_threadpool(
         store_object, ctx, store, who, key, digest, who.member_id, name, data, sha
     )

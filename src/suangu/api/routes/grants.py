@@ -44,7 +44,7 @@ from suangu.api.routes.data import (
     SAME_OBJECT,
     Sha256,
     objects,
-    read_body,
+    read_upload,
     store_object,
 )
 from suangu.core.errors import ValidationError
@@ -58,7 +58,6 @@ from suangu.store.models import (
     Role,
     RunOutcome,
 )
-from suangu.store.objects import sha256_hex
 from suangu.store.repositories import Capacity, Clearings, Lease, Orders
 from suangu.workload import WorkloadSpec
 
@@ -307,15 +306,7 @@ async def _upload(
             fix="only workloads with checkpoint: true take checkpoints",
         )
     store = objects(request, ctx)
-    data = await read_body(request, store.max_bytes)
-    sha = await run_in_threadpool(sha256_hex, data)
-    if sha256 is not None and sha != sha256:
-        raise ValidationError(
-            f"the body's sha256 is {sha}, not {sha256}",
-            field="query.sha256",
-            fix="the upload was altered on its way: send it again",
-        )
-    digest = fingerprint("POST", request.url.path, {"name": name, "sha256": sha})
+    data, sha, digest = await read_upload(request, store, name, sha256)
 
     def record(s: Session, obj: DataObject, new: bool) -> None:
         DataEvents(s).record(kind, obj, who.member_id, now, lease.id)
