@@ -12,23 +12,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from suangu.commands.common import (
+    DEFAULT_SERVER,
+    KeyOption,
+    UrlOption,
+    calling,
+    fail,
+    print_json,
+    read_file,
+    url_part,
+    utc,
+)
 from suangu.core.errors import SuanguError, ValidationError
 
 app = typer.Typer(help="Data objects (inputs and outputs of jobs) on a Suangu server.")
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="SUANGU_URL", help="The Suangu server.")]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--key", envvar="SUANGU_KEY", help="Your API key (sg_...).", show_default=False),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-DEFAULT_SERVER = "http://127.0.0.1:8000"
-
-
-def _cli() -> Any:
-    from suangu import cli
-
-    return cli
 
 
 def _table(items: list[dict[str, Any]], title: str) -> Table:
@@ -41,7 +40,7 @@ def _table(items: list[dict[str, Any]], title: str) -> Table:
             escape(o["name"]),
             f"{o['size']:,}",
             o["sha256"][:16] + "...",
-            _cli()._utc(o["created_at"]),
+            utc(o["created_at"]),
             escape(o.get("lease_id") or "-"),
         )
     return table
@@ -59,10 +58,9 @@ def put_command(
     as_json: JsonOption = False,
 ) -> None:
     """Upload a file as a data object (encrypted at rest; the server checks its sha256)."""
-    cli = _cli()
-    raw = cli._read_file(file)
+    raw = read_file(file)
     sha = hashlib.sha256(raw).hexdigest()
-    with cli._calling(ctx, url, key) as c:
+    with calling(ctx, url, key) as c:
         got = c.request(
             "POST",
             "/data",
@@ -71,7 +69,7 @@ def put_command(
             params={"name": name or file.name, "sha256": sha},
         )
     if as_json:
-        cli._print_json(got)
+        print_json(got)
         return
     Console().print(_table([got], f"Stored {escape(str(file))}"))
 
@@ -88,13 +86,12 @@ def get_command(
     key: KeyOption = None,
 ) -> None:
     """Download a data object and check its sha256."""
-    cli = _cli()
-    with cli._calling(ctx, url, key) as c:
-        meta = c.get(f"/data/{cli._path(object_id)}")
-        data, _headers = c.download(f"/data/{cli._path(object_id)}/content")
+    with calling(ctx, url, key) as c:
+        meta = c.get(f"/data/{url_part(object_id)}")
+        data, _headers = c.download(f"/data/{url_part(object_id)}/content")
     got = hashlib.sha256(data).hexdigest()
     if got != meta["sha256"]:
-        cli._fail(
+        fail(
             ValidationError(
                 f"the bytes received hash to {got}, not {meta['sha256']}",
                 field=object_id,
@@ -109,7 +106,7 @@ def get_command(
     try:
         target.write_bytes(data)
     except OSError as err:
-        cli._fail(SuanguError(f"cannot write it: {err.strerror or err}", field=str(target)))
+        fail(SuanguError(f"cannot write it: {err.strerror or err}", field=str(target)))
     Console(stderr=True).print(f"{escape(str(target))}: {len(data):,} bytes, sha256 {got}")
 
 
@@ -121,10 +118,9 @@ def ls_command(
     as_json: JsonOption = False,
 ) -> None:
     """Your data objects (every member's for operators and auditors), oldest first."""
-    cli = _cli()
-    with cli._calling(ctx, url, key) as c:
+    with calling(ctx, url, key) as c:
         items = c.all_pages("/data")
     if as_json:
-        cli._print_json(items)
+        print_json(items)
         return
     Console().print(_table(items, f"Data objects ({len(items)})"))

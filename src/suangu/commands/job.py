@@ -8,14 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from suangu.commands.common import DEFAULT_SERVER, KeyOption, UrlOption, calling, url_part
+
 app = typer.Typer(help="Buyers' jobs (orders with a workload) on a Suangu server.")
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="SUANGU_URL", help="The Suangu server.")]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--key", envvar="SUANGU_KEY", help="Your API key (sg_...).", show_default=False),
-]
-DEFAULT_SERVER = "http://127.0.0.1:8000"
 #: Lease states after which no more output comes.
 _DONE = {"settled", "failed", "completed"}
 
@@ -35,12 +31,11 @@ def logs_command(
 ) -> None:
     """Print the output of the order's payload as its providers' agents ship it (secret
     values appear as ***)."""
-    from suangu import cli
 
     cursor: str | None = None
-    with cli._calling(ctx, url, key) as c:
+    with calling(ctx, url, key) as c:
         while True:
-            page: dict[str, Any] = c.get(f"/orders/{cli._path(order_id)}/logs", cursor=cursor)
+            page: dict[str, Any] = c.get(f"/orders/{url_part(order_id)}/logs", cursor=cursor)
             for item in page["items"]:
                 sys.stdout.write(item["text"])
             sys.stdout.flush()
@@ -51,7 +46,7 @@ def logs_command(
                 return
             leases = c.all_pages("/leases", order_id=order_id)
             if leases and all(x["state"] in _DONE for x in leases):
-                last = c.get(f"/orders/{cli._path(order_id)}/logs", cursor=cursor)
+                last = c.get(f"/orders/{url_part(order_id)}/logs", cursor=cursor)
                 for item in last["items"]:
                     sys.stdout.write(item["text"])
                 sys.stdout.flush()
