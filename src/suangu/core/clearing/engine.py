@@ -111,6 +111,14 @@ class ClearingOptions:
     mip_max_columns: int = 60_000
     #: Subgradient steps of the Lagrangian bound of gang markets (each a few milliseconds).
     dual_iterations: int = 200
+    #: Gang markets above ``mip_max_columns`` (no branch and bound follows) stop tightening
+    #: the Lagrangian bound once the certified gap is below this.
+    bound_gap: float = 2e-3
+
+
+#: Subgradient steps before a large gang market rounds its placements (see
+#: :func:`_clear_gangs`).
+ROUNDING_STEPS = 50
 
 
 @dataclass
@@ -363,40 +371,50 @@ def _clear_gangs(
     """Best clearing found within the time limit, with a certified gap.
 
     1. The incumbent: greedy's gang placements (:func:`greedy_clear`), the rest of the
-       market cleared optimally around them, settled (:func:`_settle`).
+       market cleared optimally around them; settled (:func:`_settle`) at the end only if
+       no other candidate beats its welfare before settlement.
     2. The Lagrangian bound from the incumbent's prices (:class:`GangDual`), and a second
        candidate: the LP relaxation's placements it estimates, rounded
        (:func:`rounded_placements`), settled.
     3. While the gap to the bound is above ``mip_rel_gap`` and the market is small enough,
        HiGHS's branch and bound from the best candidate (:func:`_mip_candidate`).
 
+    Every search step is started only if the last network solve says that settling its
+    candidate can end before ``deadline``.
+
     The best settled candidate wins (ties: the later one, from the more exact method). Its
     gap is to the lowest bound proven for the problem it solved (the Lagrangian bound holds
     for every clearing; the MIP's for clearings without the gangs it rejected)."""
     t0 = time.perf_counter()
-    candidates: list[_Outcome] = []
+    candidates: list[_Outcome] = []  # settled candidates besides the incumbent
     chosen = _greedy_placements(model)
     timings["greedy_s"] = time.perf_counter() - t0
-    incumbent = _settle(model, chosen, "greedy")
-    if incumbent is None:  # cannot happen without a deadline
-        raise SolverError("the incumbent could not be settled", fix="report this market")
-    candidates.append(incumbent)
+    # Greedy's placements with the rest of the market cleared around them. Its pricing rule
+    # (rejections, each round a network solve) is applied only if it is needed: when a
+    # better candidate is found, that one's welfare is above this clearing's, which is
+    # above greedy's own, and the incumbent is not settled at all.
+    first = _clear_network(model, chosen)
     # What settling one more candidate costs (a min-cost flow and its prices): a search
     # that would leave less than that before the deadline is not started.
-    settle_s = incumbent.cleared.flow_s
+    settle_s = first.flow_s
     dual = GangDual(model)
-    lower = _objective(model, incumbent.cleared.flow, incumbent.cleared.placements)
+    lower = _objective(model, first.flow, first.placements)
+    greedy_value = lower
     n_columns = int((model.kind == ARC_BID).sum()) + len(model.placements)
     small = n_columns <= options.mip_max_columns
     t1 = time.perf_counter()
     stopped = False
-    pi = incumbent.cleared.potential.astype(np.float64)
+    pi = first.potential.astype(np.float64)
+    # Markets too large for branch and bound round the placements after the first
+    # ``ROUNDING_STEPS`` steps (later steps tighten the bound but rarely change the
+    # rounding), then spend the rest of the steps on the bound, up to ``bound_gap``.
+    steps = options.dual_iterations if small else min(ROUNDING_STEPS, options.dual_iterations)
     if time.perf_counter() + settle_s < deadline:
         bound, pi, share = dual.minimise(
             pi,
             lower,
             deadline - settle_s,  # leave the time to settle the candidate it rounds to
-            iterations=options.dual_iterations,
+            iterations=steps,
             rel_gap=options.mip_rel_gap,
         )
     else:  # no time to search: one evaluation at the incumbent's prices still bounds
@@ -436,11 +454,25 @@ def _clear_gangs(
             break
         candidates.append(rounded)
         lower = max(lower, _value(model, rounded))
+    more = options.dual_iterations - steps
+    target = max(options.mip_rel_gap, options.bound_gap)
+    if more > 0 and bound - lower > target * max(abs(bound), 1.0):
+        if time.perf_counter() < deadline:
+            tighter, _, _ = dual.minimise(pi, lower, deadline, iterations=more, rel_gap=target)
+            bound = min(bound, tighter)
+        else:
+            stopped = True
     timings["dual_s"] = time.perf_counter() - t1
-    best = candidates[0]
-    for other in candidates[1:]:
-        if _value(model, other) >= _value(model, best):
+    best: _Outcome | None = None
+    for other in candidates:
+        if best is None or _value(model, other) >= _value(model, best):
             best = other
+    if best is None or _value(model, best) < greedy_value:
+        incumbent = _settle(model, chosen, "greedy", first=first)
+        if incumbent is None:  # cannot happen without a deadline
+            raise SolverError("the incumbent could not be settled", fix="report this market")
+        if best is None or _value(model, incumbent) > _value(model, best):
+            best = incumbent
     best.cleared.bound = min(best.cleared.bound, bound)
     value = _objective(model, best.cleared.flow, best.cleared.placements)
     open_gap = best.cleared.bound - value > options.mip_rel_gap * max(abs(bound), 1.0)
@@ -540,15 +572,18 @@ def _settle(
     method: str,
     rejected: list[int] | None = None,
     deadline: float | None = None,
+    first: _Cleared | None = None,
 ) -> _Outcome | None:
     """Clear the network around ``chosen`` placements and price it; every gang that would
     pay above its value at those prices is rejected (all at once) and the rest cleared
     again, until none does. With a ``deadline`` (a candidate besides the incumbent), give
-    up (``None``) rather than start a round that its last one says cannot end in time."""
+    up (``None``) rather than start a round that its last one says cannot end in time.
+    ``first``: the first round's clearing, when the caller has it."""
     rejected = list(rejected or [])
     price_s = 0.0
     while True:
-        cleared = _clear_network(model, chosen)
+        cleared = first if first is not None else _clear_network(model, chosen)
+        first = None
         price_s += cleared.price_s
         losers = _gangs_above_limit(model, cleared)
         if not losers:
@@ -662,7 +697,7 @@ def _clear_with_gangs(
                 model, chosen, cleared, deadline, options
             )
             optimal &= side_optimal
-            cleared = _settle_held(model, chosen, fixed, mu)
+            cleared = _settle_held(model, chosen, fixed, mu, deadline)
             cleared.bound = bound
             cleared.stopped = stopped
         losers = _gangs_above_limit(model, cleared)
@@ -749,12 +784,17 @@ def _link_cost(model: ClearingModel, mu: FloatArray) -> FloatArray:
 
 
 def _settle_held(
-    model: ClearingModel, chosen: IntArray, fixed: IntArray, mu: FloatArray
+    model: ClearingModel,
+    chosen: IntArray,
+    fixed: IntArray,
+    mu: FloatArray,
+    deadline: float | None = None,
 ) -> _Cleared:
     """Clear the rest of the market around the held orders' fixed bids, then adjust them
     to the prices: held orders that would pay above their value on average shed their
-    dearest GPU-slots, and (once) those with work left take unsold capacity priced below
-    their value where every side row holds; repeat until no held order is above its value.
+    dearest GPU-slots, and (once, if one more network solve can end before ``deadline``)
+    those with work left take unsold capacity priced below their value where every side
+    row holds; repeat until no held order is above its value.
     A link whose row ends up slack by more than one unit of its largest coefficient is not
     congested: its price is 0."""
     cleared = _clear_network(model, chosen, fixed)
@@ -762,7 +802,8 @@ def _settle_held(
     for round_ in range(int(fixed.sum()) + 2):
         over = _held_above_limit(model, cleared)
         adjusted = _shed_to_limit(model, fixed, cleared, over, chosen) if over else fixed
-        if round_ == 0:
+        in_time = deadline is None or time.perf_counter() + cleared.flow_s < deadline
+        if round_ == 0 and in_time:
             adjusted = _fill_held(model, adjusted, cleared, chosen)
         if np.array_equal(adjusted, fixed):
             break
