@@ -436,8 +436,8 @@ def _clear_gangs(
                     model,
                     integer=False,
                     arrays=arrays,
-                    time_limit_s=max(deadline - time.perf_counter(), 0.0),
-                    deadline=deadline,
+                    time_limit_s=_left(deadline - settle_s),
+                    deadline=deadline - settle_s,  # then settle the candidate it rounds to
                 )
             except SolverError:  # interrupted before HiGHS had a solution
                 relaxed = None
@@ -480,7 +480,8 @@ def _clear_gangs(
         best.notes.append(f"branch and bound skipped: {n_columns:,} columns above mip_max_columns")
     elif open_gap and time.perf_counter() + settle_s < deadline:
         t2 = time.perf_counter()
-        exact = _mip_candidate(model, options, deadline, best, bound, arrays)
+        # The branch and bound stops in time to settle what it found.
+        exact = _mip_candidate(model, options, deadline - settle_s, best, bound, arrays)
         timings["mip_s"] = time.perf_counter() - t2
         if exact is not None and _value(model, exact) >= _value(model, best):
             best = exact
