@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_clearing.py [--sizes small,goal,green,week] [--seed 1]
                                              [--no-reference] [--refresh-reference]
+                                             [--time-limit S]
 
 For every size: generate the market (suangu.sim.generator, deterministic per seed), clear it
 with the engine (suangu.core.clearing.clear) and with the greedy baseline, check the engine's
@@ -13,14 +14,19 @@ rows or gangs it is an upper bound.
 
 Each size runs in its own child process, so "peak RSS" is that size's own process peak
 (getrusage ru_maxrss) over generation, engine clearing and greedy, measured before the
-reference LP runs. Results are printed as a table and appended as JSON lines to
-bench/results/clearing.jsonl.
+reference LP runs. ``--time-limit S`` clears every size with that wall-clock limit (default
+the engine's 60 s) and reports how far past it ``clear()`` returned ("overrun": total time /
+limit). Besides wall time, each record has the CPU time of the clearing process and the
+machine's load average before and after it: on a shared machine the wall time of one run
+depends on what else runs, the CPU time much less. Results are printed as a table and
+appended as JSON lines to bench/results/clearing.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -139,7 +145,7 @@ def replan_market(seed: int, n_jobs: int, n_slots: int = 24, gpus: int = 960) ->
     )
 
 
-def run_replan(size: str, seed: int) -> dict[str, Any]:
+def run_replan(size: str, seed: int, time_limit_s: float | None = None) -> dict[str, Any]:
     """Time REPLAN_CLEARINGS re-plans of 100 .. n_orders jobs, each with a time limit of
     REPLAN_TIME_LIMIT_S; one record with the distribution (p50, p95, max) of clear() times,
     the worst and the median certified gap, and the welfare summed over the clearings."""
@@ -150,22 +156,26 @@ def run_replan(size: str, seed: int) -> dict[str, Any]:
     from suangu.core.clearing.greedy import greedy_clear
     from suangu.sim.generator import GENERATOR_VERSION, market_stats
 
-    options = ClearingOptions(time_limit_s=REPLAN_TIME_LIMIT_S)
+    limit = REPLAN_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    options = ClearingOptions(time_limit_s=limit)
+    load_before = os.getloadavg()[0]
     top = int(SIZES[size]["n_orders"])
     sizes = np.linspace(100, top, REPLAN_CLEARINGS).round().astype(int).tolist()
     runs = []
     problems: list[str] = []
     for k, n in enumerate(sizes):
         market = replan_market(seed * 1000 + k, n)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = clear(market, options)
         took = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         greedy = greedy_clear(market)
         problems += check_clearing(market, result)
         runs.append(
             {
                 "jobs": n,
                 "s": took,
+                "cpu_s": cpu,
                 "status": str(result.status),
                 "method": result.method,
                 "gap": result.gap,
@@ -179,6 +189,7 @@ def run_replan(size: str, seed: int) -> dict[str, Any]:
             f" gap {result.gap:.2e}"
         )
     times = np.asarray([r["s"] for r in runs])
+    cpus = np.asarray([r["cpu_s"] for r in runs])
     statuses: dict[str, int] = {}
     for r in runs:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -198,16 +209,19 @@ def run_replan(size: str, seed: int) -> dict[str, Any]:
             "welfare_fen": engine_fen,
             "gap": max(r["gap"] for r in runs),
             "median_gap": float(np.median([r["gap"] for r in runs])),
-            "time_limit_s": REPLAN_TIME_LIMIT_S,
+            "time_limit_s": limit,
             "total_s": float(np.percentile(times, 95)),
             "p50_s": float(np.percentile(times, 50)),
             "max_s": float(times.max()),
+            "cpu_s": float(np.percentile(cpus, 95)),
+            "overrun": float(times.max()) / limit,
             "check_problems": len(problems),
             "check_examples": problems[:3],
         },
         "greedy": {"welfare_fen": greedy_fen, "total_s": None},
         "welfare_ratio": engine_fen / greedy_fen if greedy_fen else None,
         "rss_mib": {"before_clear": None, "after_clear": None, "peak": _rss_mib()},
+        "load": [load_before, os.getloadavg()[0]],
         "reference": None,
         "replan": runs,
     }
@@ -290,17 +304,22 @@ def _reference(
 
 
 def run_one(
-    size: str, seed: int, compute_ref: bool, refresh: bool, ref_limit: float
+    size: str,
+    seed: int,
+    compute_ref: bool,
+    refresh: bool,
+    ref_limit: float,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Benchmark one size in this process; returns one JSON-able record."""
-    from suangu.core.clearing import clear
+    from suangu.core.clearing import ClearingOptions, clear
     from suangu.core.clearing.checks import check_clearing
     from suangu.core.clearing.greedy import greedy_clear
     from suangu.sim.generator import GENERATOR_VERSION, generate_market, market_stats
 
     spec = dict(SIZES[size])
     if spec.pop("replan", False):
-        return run_replan(size, seed)
+        return run_replan(size, seed, time_limit_s)
     network = spec.pop("network", False)
     t0 = time.perf_counter()
     market = generate_market(seed=seed, **spec)
@@ -311,9 +330,13 @@ def run_one(
     rss_before = _rss_mib()
     _log(f"[{size}] generated in {gen_s:.2f} s: {stats['candidate_columns']:,} candidate columns")
 
-    t0 = time.perf_counter()
-    result = clear(market)
+    options = ClearingOptions() if time_limit_s is None else ClearingOptions(time_limit_s)
+    load_before = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = clear(market, options)
     clear_s = time.perf_counter() - t0
+    clear_cpu = time.process_time() - c0
+    load_after = os.getloadavg()[0]
     rss_clear = _rss_mib()
     _log(f"[{size}] engine: {result.status} ({result.method}) in {clear_s:.2f} s")
     t0 = time.perf_counter()
@@ -344,6 +367,9 @@ def run_one(
             "build_s": result.timings.get("build_s"),
             "solve_s": result.timings.get("solve_s"),
             "total_s": clear_s,
+            "cpu_s": clear_cpu,
+            "time_limit_s": options.time_limit_s,
+            "overrun": clear_s / options.time_limit_s,
             "allocations": len(result.allocations),
             "rejected_gangs": len(result.rejected_gangs),
             "check_problems": len(problems),
@@ -356,6 +382,7 @@ def run_one(
         },
         "welfare_ratio": result.welfare_fen / greedy.welfare_fen if greedy.welfare_fen else None,
         "rss_mib": {"before_clear": rss_before, "after_clear": rss_clear, "peak": rss_peak},
+        "load": [load_before, load_after],
         "reference": ref,
     }
     if ref and ref.get("optimal") and ref["welfare_fen"] > 0:
@@ -412,6 +439,12 @@ def print_table(records: list[dict[str, Any]]) -> None:
     row("engine build", lambda r: _secs(r["engine"]["build_s"]))
     row("engine solve", lambda r: _secs(r["engine"]["solve_s"]))
     row("engine total", lambda r: _secs(r["engine"]["total_s"]))
+    row("engine CPU", lambda r: _secs(r["engine"]["cpu_s"]))
+    row(
+        "time limit / overrun",
+        lambda r: f"{r['engine']['time_limit_s']:g} / {r['engine']['overrun']:.2f}x",
+    )
+    row("load average before/after", lambda r: f"{r['load'][0]:.1f} / {r['load'][1]:.1f}")
     row("engine status/method", lambda r: f"{r['engine']['status']}/{r['engine']['method']}")
     row("engine certified gap", lambda r: _pct(r["engine"].get("gap")))
     row("engine check problems", lambda r: str(r["engine"]["check_problems"]))
@@ -456,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         help="recompute reference LP optima even when cached",
     )
     parser.add_argument("--reference-time-limit", type=float, default=REFERENCE_TIME_LIMIT_S)
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="wall-clock limit of every clear() call, s (default: the engine's, 60 s; "
+        f"replan: {REPLAN_TIME_LIMIT_S:g} s)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one size, JSON out
     args = parser.parse_args(argv)
 
@@ -466,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_reference,
             args.refresh_reference,
             args.reference_time_limit,
+            args.time_limit,
         )
         print(json.dumps(record))
         return 0
@@ -492,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.reference_time_limit),
         ]
         cmd += ["--no-reference"] if args.no_reference else []
+        cmd += ["--time-limit", str(args.time_limit)] if args.time_limit is not None else []
         cmd += ["--refresh-reference"] if args.refresh_reference else []
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
         if done.returncode != 0:

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
+from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from suangu.core.clearing import ClearingOptions, clear
+from suangu.core.clearing import ClearingOptions, clear, engine
 from suangu.core.clearing.checks import check_clearing
 from suangu.core.clearing.dual import GangDual
 from suangu.core.clearing.engine import OPTIMAL_GAP, canonical
 from suangu.core.clearing.greedy import greedy_clear
 from suangu.core.clearing.lp import solve_lp
 from suangu.core.clearing.model import build_model
+from suangu.core.clearing.network import solve_min_cost_flow
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import ClearingResult, ClearingStatus, Market, OrderKind
 from suangu.sim.generator import generate_market
@@ -47,9 +51,7 @@ def _gang_market() -> Market:
 def test_a_time_limit_too_short_still_returns_the_incumbent() -> None:
     market = _gang_market()
     greedy = greedy_clear(market)
-    t0 = time.perf_counter()
     result = clear(market, NO_TIME)
-    took = time.perf_counter() - t0
     full = clear(market)
     assert result.status is ClearingStatus.TIME_LIMIT, result.message
     assert "time limit" in result.message
@@ -65,15 +67,18 @@ def test_a_time_limit_too_short_still_returns_the_incumbent() -> None:
     # The full search does at least as well, and proves more.
     assert full.welfare_fen >= result.welfare_fen
     assert full.gap <= result.gap
-    assert took < full.timings["build_s"] + 10  # nothing waited on a solver's own limit
 
 
 def test_the_time_limit_covers_the_whole_call() -> None:
     market = _gang_market()
     result = clear(market, ClearingOptions(time_limit_s=0.5, mip_rel_gap=0.0))
-    total = sum(result.timings.values())
-    # Greedy and the pricing always run; every search after them stops at the limit.
-    assert total < 0.5 + 2.0, result.timings
+    # Greedy and the pricing always run; every search after them stops at the limit (how
+    # far past it the call ends is measured by bench/bench_clearing.py --time-limit, not
+    # asserted here: see the slow-solver tests below for what may start).
+    if result.status is ClearingStatus.TIME_LIMIT:
+        assert "time limit" in result.message and result.gap > 0
+    else:
+        assert result.status in (ClearingStatus.OPTIMAL, ClearingStatus.FEASIBLE), result.message
     _assert_rules(market, result)
 
 
@@ -165,3 +170,82 @@ def test_gangs_with_side_rows_out_of_time_fall_back_to_greedy(market: Market) ->
         assert result.status is ClearingStatus.HEURISTIC, result.message
         assert result.method == "greedy" and "exact method" in result.message
         event("greedy fallback")
+
+
+# --- the limit holds for the whole call: nothing starts that cannot end in time -------------
+
+#: Every min-cost flow takes this long in the tests below, longer than their time limit.
+SLOW_FLOW_S = 0.3
+
+
+def _slow_solvers(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Make every min-cost flow of the engine take ``SLOW_FLOW_S``; record which function
+    called each min-cost flow, each LP/MIP solve and each Lagrangian search."""
+    calls: dict[str, list[str]] = {"flow": [], "lp": [], "dual": []}
+
+    def slow_flow(*args: Any, **kw: Any) -> Any:
+        calls["flow"].append(sys._getframe(1).f_code.co_name)
+        time.sleep(SLOW_FLOW_S)
+        return solve_min_cost_flow(*args, **kw)
+
+    def lp(*args: Any, **kw: Any) -> Any:
+        calls["lp"].append(sys._getframe(1).f_code.co_name)
+        return solve_lp(*args, **kw)
+
+    def minimise(self: GangDual, *args: Any, **kw: Any) -> Any:
+        calls["dual"].append("minimise")
+        return minimise_(self, *args, **kw)
+
+    minimise_ = GangDual.minimise
+    monkeypatch.setattr(engine, "solve_min_cost_flow", slow_flow)
+    monkeypatch.setattr(engine, "solve_lp", lp)
+    monkeypatch.setattr(GangDual, "minimise", minimise)
+    return calls
+
+
+def test_a_gang_search_that_cannot_end_in_time_is_not_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The incumbent's own network solve outlasts the limit: the incumbent is returned,
+    priced, with status ``time_limit``; no Lagrangian search, no other candidate and no
+    LP or MIP solve is started after it (the overrun is bounded by the incumbent's cost,
+    measured by bench/bench_clearing.py --time-limit)."""
+    calls = _slow_solvers(monkeypatch)
+    market = _gang_market()
+    result = clear(market, ClearingOptions(time_limit_s=SLOW_FLOW_S / 3))
+    assert result.status is ClearingStatus.TIME_LIMIT, result.message
+    assert result.method == "greedy"
+    assert result.allocations and 0 < result.gap < 1
+    assert calls["dual"] == [] and calls["lp"] == []
+    # The incumbent's settlement only: one solve, plus one per round of the pricing rule.
+    assert set(calls["flow"]) == {"_clear_network"}
+    assert len(calls["flow"]) <= 1 + len(result.rejected_gangs)
+    _assert_rules(market, result)
+
+
+@pytest.mark.parametrize("exact_columns", [0, 50_000])
+def test_a_side_row_search_that_cannot_end_in_time_is_not_started(
+    monkeypatch: pytest.MonkeyPatch, exact_columns: int
+) -> None:
+    """Green minimums break at the network optimum, whose solve outlasts the limit: the
+    Lagrangian path starts no further network solve (status ``time_limit``), the exact path
+    gets no time for its LP and returns greedy's clearing priced (``heuristic``); neither
+    fails, and both keep every rule."""
+    calls = _slow_solvers(monkeypatch)
+    market = generate_market(200, 3, 8, 3, green=True)
+    options = ClearingOptions(time_limit_s=SLOW_FLOW_S / 3, exact_green_columns=exact_columns)
+    result = clear(market, options)
+    assert "_side_lagrangian" not in calls["flow"]
+    if exact_columns:
+        assert result.status is ClearingStatus.HEURISTIC, result.message
+        assert result.method == "greedy"
+    else:
+        assert result.status is ClearingStatus.TIME_LIMIT, result.message
+        assert 0 < result.gap < 1
+    assert result.allocations
+    _assert_rules(market, result)
+    # With time, the same market is cleared exactly (and never worse than in a hurry).
+    monkeypatch.undo()
+    full = clear(market)
+    assert full.status is ClearingStatus.OPTIMAL
+    assert full.welfare_fen >= result.welfare_fen

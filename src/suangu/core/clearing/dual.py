@@ -127,16 +127,20 @@ class GangDual:
             margin = self.b_value - pi[self.b_ps]
             best = np.maximum.reduceat(margin, self.seg_start)
             pos = np.maximum(best, 0.0)
-            # Per order: best slots first, ``gpus`` each, up to its work.
-            rank = np.lexsort((-pos, self.seg_order))
-            order = self.seg_order[rank]
-            cap = self.seg_cap[rank]
-            cum = np.cumsum(cap)
-            first = np.r_[True, order[1:] != order[:-1]]
-            before = cum - cap - np.maximum.accumulate(np.where(first, cum - cap, 0.0))
-            ranked = np.clip(self.work[order] - before, 0.0, cap) * (pos[rank] > 0)
-            take = np.empty_like(ranked)
-            take[rank] = ranked
+            # Per order: best slots first, ``gpus`` each, up to its work. An order whose
+            # paying slots ask for no more than its work takes them all: only the others
+            # are ranked.
+            take = np.where(pos > 0, self.seg_cap, 0.0)
+            asked = np.bincount(self.seg_order, weights=take, minlength=self.work.size)
+            short = np.flatnonzero((asked > self.work)[self.seg_order])
+            if short.size:
+                rank = short[np.lexsort((-pos[short], self.seg_order[short]))]
+                order = self.seg_order[rank]
+                cap = self.seg_cap[rank]
+                cum = np.cumsum(cap)
+                first = np.r_[True, order[1:] != order[:-1]]
+                before = cum - cap - np.maximum.accumulate(np.where(first, cum - cap, 0.0))
+                take[rank] = np.clip(self.work[order] - before, 0.0, cap) * (pos[rank] > 0)
             total += float(take @ pos)
             arcs = _first_best(margin, self.seg_of_bid, best)
             usage += np.bincount(self.b_ps[arcs], weights=take, minlength=n_ps)

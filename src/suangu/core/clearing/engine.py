@@ -111,6 +111,14 @@ class ClearingOptions:
     mip_max_columns: int = 60_000
     #: Subgradient steps of the Lagrangian bound of gang markets (each a few milliseconds).
     dual_iterations: int = 200
+    #: Gang markets above ``mip_max_columns`` (no branch and bound follows) stop tightening
+    #: the Lagrangian bound once the certified gap is below this.
+    bound_gap: float = 2e-3
+
+
+#: Subgradient steps before a large gang market rounds its placements (see
+#: :func:`_clear_gangs`).
+ROUNDING_STEPS = 50
 
 
 @dataclass
@@ -122,6 +130,10 @@ class _Cleared:
     placements: IntArray  # indices of chosen placements
     optimal: bool
     price_s: float = 0.0
+    #: Seconds its min-cost flow took: what the next solve of this market will cost.
+    flow_s: float = 0.0
+    #: A search behind it stopped at the time limit.
+    stopped: bool = False
     bound: float = np.inf  # upper bound on the welfare (objective units) when not exact
     mip_gap: float = 0.0  # relative gap the gang placements were proven within
     #: Congestion price per link (objective units per GB), 0 where the link is not congested.
@@ -178,12 +190,14 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
             try:
                 cleared = _clear_with_gangs(model, options, rejected, base, deadline)
                 outcome = _Outcome(cleared, method, rejected)
-                outcome.stopped = not cleared.optimal and time.perf_counter() >= deadline
+                outcome.stopped = cleared.stopped or (
+                    not cleared.optimal and time.perf_counter() >= deadline
+                )
             except SolverError as err:
-                if not len(model.placements):
+                if not len(model.placements) and time.perf_counter() < deadline:
                     raise
-                # Gangs and side rows, and the exact method found nothing in time: the
-                # greedy clearing's placements and held orders' GPUs, the rest cleared.
+                # Side rows, and the exact method found nothing in time: the greedy
+                # clearing's placements and held orders' GPUs, the rest cleared.
                 outcome = _greedy_with_rows(model)
                 outcome.notes.append(f"exact method: {err}")
                 outcome.stopped = time.perf_counter() >= deadline
@@ -319,12 +333,14 @@ def _clear_network(
     supply[SOURCE] = model.total_supply
     supply[SINK] = -model.total_supply - int(use.sum())
     supply[model.ps_base : model.ps_base + model.n_pool_slots] += use
+    t_flow = time.perf_counter()
     flow, _ = solve_min_cost_flow(model.n_nodes, model.tail, model.head, cap, model.cost, supply)
     t0 = time.perf_counter()
     prices = _prices(model, flow, cap, use)
     if fixed_bids is not None:
         flow[: fixed_bids.size] += fixed_bids
-    return _Cleared(flow, prices, chosen, optimal=True, price_s=time.perf_counter() - t0)
+    done = time.perf_counter()
+    return _Cleared(flow, prices, chosen, optimal=True, price_s=done - t0, flow_s=done - t_flow)
 
 
 def _prices(model: ClearingModel, flow: IntArray, cap: IntArray, fixed_use: IntArray) -> IntArray:
@@ -355,68 +371,117 @@ def _clear_gangs(
     """Best clearing found within the time limit, with a certified gap.
 
     1. The incumbent: greedy's gang placements (:func:`greedy_clear`), the rest of the
-       market cleared optimally around them, settled (:func:`_settle`).
+       market cleared optimally around them; settled (:func:`_settle`) at the end only if
+       no other candidate beats its welfare before settlement.
     2. The Lagrangian bound from the incumbent's prices (:class:`GangDual`), and a second
        candidate: the LP relaxation's placements it estimates, rounded
        (:func:`rounded_placements`), settled.
     3. While the gap to the bound is above ``mip_rel_gap`` and the market is small enough,
        HiGHS's branch and bound from the best candidate (:func:`_mip_candidate`).
 
+    Every search step is started only if the last network solve says that settling its
+    candidate can end before ``deadline``.
+
     The best settled candidate wins (ties: the later one, from the more exact method). Its
     gap is to the lowest bound proven for the problem it solved (the Lagrangian bound holds
     for every clearing; the MIP's for clearings without the gangs it rejected)."""
     t0 = time.perf_counter()
-    candidates: list[_Outcome] = []
+    candidates: list[_Outcome] = []  # settled candidates besides the incumbent
     chosen = _greedy_placements(model)
     timings["greedy_s"] = time.perf_counter() - t0
-    candidates.append(_settle(model, chosen, "greedy"))
-    incumbent = candidates[0]
+    # Greedy's placements with the rest of the market cleared around them. Its pricing rule
+    # (rejections, each round a network solve) is applied only if it is needed: when a
+    # better candidate is found, that one's welfare is above this clearing's, which is
+    # above greedy's own, and the incumbent is not settled at all.
+    first = _clear_network(model, chosen)
+    # What settling one more candidate costs (a min-cost flow and its prices): a search
+    # that would leave less than that before the deadline is not started.
+    settle_s = first.flow_s
     dual = GangDual(model)
-    lower = _objective(model, incumbent.cleared.flow, incumbent.cleared.placements)
+    lower = _objective(model, first.flow, first.placements)
+    greedy_value = lower
     n_columns = int((model.kind == ARC_BID).sum()) + len(model.placements)
     small = n_columns <= options.mip_max_columns
     t1 = time.perf_counter()
     stopped = False
-    pi = incumbent.cleared.potential.astype(np.float64)
-    if time.perf_counter() < deadline:
+    pi = first.potential.astype(np.float64)
+    # Markets too large for branch and bound round the placements after the first
+    # ``ROUNDING_STEPS`` steps (later steps tighten the bound but rarely change the
+    # rounding), then spend the rest of the steps on the bound, up to ``bound_gap``.
+    steps = options.dual_iterations if small else min(ROUNDING_STEPS, options.dual_iterations)
+    if time.perf_counter() + settle_s < deadline:
         bound, pi, share = dual.minimise(
-            pi, lower, deadline, iterations=options.dual_iterations, rel_gap=options.mip_rel_gap
+            pi,
+            lower,
+            deadline - settle_s,  # leave the time to settle the candidate it rounds to
+            iterations=steps,
+            rel_gap=options.mip_rel_gap,
         )
-    else:  # past the limit already: one evaluation at the incumbent's prices still bounds
+    else:  # no time to search: one evaluation at the incumbent's prices still bounds
         bound = dual.evaluate(pi).bound
         share = np.zeros(len(model.placements))
-    arrays = build_lp(model) if small else None
+    arrays = None
     for method in ("lagrangian", "lp"):
         if bound - lower <= options.mip_rel_gap * max(abs(bound), 1.0):
             break
-        if time.perf_counter() >= deadline:
+        if time.perf_counter() + settle_s >= deadline:
             stopped = True
             break
         if method == "lp":  # the LP relaxation itself, where it is cheap
             if not small:
                 break
-            relaxed = solve_lp(model, integer=False, arrays=arrays, deadline=deadline)
-            if not relaxed.optimal:
+            arrays = build_lp(model)
+            try:
+                relaxed = solve_lp(
+                    model,
+                    integer=False,
+                    arrays=arrays,
+                    time_limit_s=_left(deadline - settle_s),
+                    deadline=deadline - settle_s,  # then settle the candidate it rounds to
+                )
+            except SolverError:  # interrupted before HiGHS had a solution
+                relaxed = None
+            if relaxed is None or not relaxed.optimal:
                 stopped = True
                 break
             bound = min(bound, relaxed.objective)
             share = relaxed.placement_value
-        rounded = _settle(model, rounded_placements(model, dual, share, pi), method)
+        rounded = _settle(
+            model, rounded_placements(model, dual, share, pi), method, deadline=deadline
+        )
+        if rounded is None:  # its pricing rule needed more rounds than the time allowed
+            stopped = True
+            break
         candidates.append(rounded)
         lower = max(lower, _value(model, rounded))
+    more = options.dual_iterations - steps
+    target = max(options.mip_rel_gap, options.bound_gap)
+    if more > 0 and bound - lower > target * max(abs(bound), 1.0):
+        if time.perf_counter() < deadline:
+            tighter, _, _ = dual.minimise(pi, lower, deadline, iterations=more, rel_gap=target)
+            bound = min(bound, tighter)
+        else:
+            stopped = True
     timings["dual_s"] = time.perf_counter() - t1
-    best = candidates[0]
-    for other in candidates[1:]:
-        if _value(model, other) >= _value(model, best):
+    best: _Outcome | None = None
+    for other in candidates:
+        if best is None or _value(model, other) >= _value(model, best):
             best = other
+    if best is None or _value(model, best) < greedy_value:
+        incumbent = _settle(model, chosen, "greedy", first=first)
+        if incumbent is None:  # cannot happen without a deadline
+            raise SolverError("the incumbent could not be settled", fix="report this market")
+        if best is None or _value(model, incumbent) > _value(model, best):
+            best = incumbent
     best.cleared.bound = min(best.cleared.bound, bound)
     value = _objective(model, best.cleared.flow, best.cleared.placements)
     open_gap = best.cleared.bound - value > options.mip_rel_gap * max(abs(bound), 1.0)
     if open_gap and not small:
         best.notes.append(f"branch and bound skipped: {n_columns:,} columns above mip_max_columns")
-    elif open_gap and time.perf_counter() < deadline:
+    elif open_gap and time.perf_counter() + settle_s < deadline:
         t2 = time.perf_counter()
-        exact = _mip_candidate(model, options, deadline, best, bound, arrays)
+        # The branch and bound stops in time to settle what it found.
+        exact = _mip_candidate(model, options, deadline - settle_s, best, bound, arrays)
         timings["mip_s"] = time.perf_counter() - t2
         if exact is not None and _value(model, exact) >= _value(model, best):
             best = exact
@@ -503,20 +568,30 @@ def _greedy_with_rows(model: ClearingModel) -> _Outcome:
 
 
 def _settle(
-    model: ClearingModel, chosen: IntArray, method: str, rejected: list[int] | None = None
-) -> _Outcome:
+    model: ClearingModel,
+    chosen: IntArray,
+    method: str,
+    rejected: list[int] | None = None,
+    deadline: float | None = None,
+    first: _Cleared | None = None,
+) -> _Outcome | None:
     """Clear the network around ``chosen`` placements and price it; every gang that would
     pay above its value at those prices is rejected (all at once) and the rest cleared
-    again, until none does."""
+    again, until none does. With a ``deadline`` (a candidate besides the incumbent), give
+    up (``None``) rather than start a round that its last one says cannot end in time.
+    ``first``: the first round's clearing, when the caller has it."""
     rejected = list(rejected or [])
     price_s = 0.0
     while True:
-        cleared = _clear_network(model, chosen)
+        cleared = first if first is not None else _clear_network(model, chosen)
+        first = None
         price_s += cleared.price_s
         losers = _gangs_above_limit(model, cleared)
         if not losers:
             cleared.price_s = price_s
             return _Outcome(cleared, method, rejected)
+        if deadline is not None and time.perf_counter() + cleared.flow_s > deadline:
+            return None
         rejected.extend(losers)
         chosen = chosen[~np.isin(model.placements.order[chosen], losers)]
 
@@ -612,19 +687,20 @@ def _clear_with_gangs(
     for _ in range(len(model.gangs) + 1):
         if len(pl) and time.perf_counter() >= deadline:
             raise SolverError("time limit reached before the gang placements were solved")
-        # HiGHS needs a moment to return anything: at least 0.1 s per solve.
-        remaining = max(deadline - time.perf_counter(), 0.1)
         if len(pl):
-            chosen, placed_optimally, mip_gap = _place_gangs(model, rejected, remaining, options)
+            chosen, placed_optimally, mip_gap = _place_gangs(model, rejected, deadline, options)
             optimal &= placed_optimally
         else:
             chosen, mip_gap = np.zeros(0, np.int64), 0.0
         cleared = base if base is not None and not len(pl) else _clear_network(model, chosen)
         if len(model.side) and _rows_broken(model, cleared.flow, chosen):
-            fixed, side_optimal, bound, mu = _side_bids(model, chosen, cleared, deadline, options)
+            fixed, side_optimal, bound, mu, stopped = _side_bids(
+                model, chosen, cleared, deadline, options
+            )
             optimal &= side_optimal
-            cleared = _settle_held(model, chosen, fixed, mu)
+            cleared = _settle_held(model, chosen, fixed, mu, deadline)
             cleared.bound = bound
+            cleared.stopped = stopped
         losers = _gangs_above_limit(model, cleared)
         if not losers:
             cleared.optimal = optimal
@@ -635,7 +711,7 @@ def _clear_with_gangs(
 
 
 def _place_gangs(
-    model: ClearingModel, rejected: list[int], time_limit_s: float, options: ClearingOptions
+    model: ClearingModel, rejected: list[int], deadline: float, options: ClearingOptions
 ) -> tuple[IntArray, bool, float]:
     """Gang placements of the welfare optimum (within ``options.mip_rel_gap``), whether the
     search finished, and the relative gap it proved. The LP relaxation comes first: when its
@@ -644,7 +720,11 @@ def _place_gangs(
     pl = model.placements
     excluded = np.nonzero(np.isin(pl.order, rejected))[0]
     relaxed = solve_lp(
-        model, excluded_placements=excluded, integer=False, time_limit_s=time_limit_s
+        model,
+        excluded_placements=excluded,
+        integer=False,
+        time_limit_s=_left(deadline),
+        deadline=deadline,
     )
     z = np.asarray(relaxed.placement_value)
     if relaxed.optimal and bool(np.all(np.minimum(z, 1.0 - z) <= 1e-9)):
@@ -666,15 +746,27 @@ def _place_gangs(
         left[nodes] -= pl.gpus[j]
         room -= col
         placed.add(int(pl.order[j]))
-    start = solve_lp(model, fixed_placements=fixed, integer=False, time_limit_s=time_limit_s)
+    start = solve_lp(
+        model,
+        fixed_placements=fixed,
+        integer=False,
+        time_limit_s=_left(deadline),
+        deadline=deadline,
+    )
     sol = solve_lp(
         model,
         excluded_placements=excluded,
-        time_limit_s=time_limit_s,
+        time_limit_s=_left(deadline),
         mip_rel_gap=options.mip_rel_gap,
         start=start,
+        deadline=deadline,
     )
     return np.nonzero(sol.placement > 0.5)[0], sol.optimal, sol.mip_gap
+
+
+def _left(deadline: float) -> float:
+    """Seconds left before ``deadline`` (what every solver call is given)."""
+    return max(deadline - time.perf_counter(), 0.0)
 
 
 def _held_arcs(model: ClearingModel) -> npt.NDArray[np.bool_]:
@@ -693,12 +785,17 @@ def _link_cost(model: ClearingModel, mu: FloatArray) -> FloatArray:
 
 
 def _settle_held(
-    model: ClearingModel, chosen: IntArray, fixed: IntArray, mu: FloatArray
+    model: ClearingModel,
+    chosen: IntArray,
+    fixed: IntArray,
+    mu: FloatArray,
+    deadline: float | None = None,
 ) -> _Cleared:
     """Clear the rest of the market around the held orders' fixed bids, then adjust them
     to the prices: held orders that would pay above their value on average shed their
-    dearest GPU-slots, and (once) those with work left take unsold capacity priced below
-    their value where every side row holds; repeat until no held order is above its value.
+    dearest GPU-slots, and (once, if one more network solve can end before ``deadline``)
+    those with work left take unsold capacity priced below their value where every side
+    row holds; repeat until no held order is above its value.
     A link whose row ends up slack by more than one unit of its largest coefficient is not
     congested: its price is 0."""
     cleared = _clear_network(model, chosen, fixed)
@@ -706,7 +803,8 @@ def _settle_held(
     for round_ in range(int(fixed.sum()) + 2):
         over = _held_above_limit(model, cleared)
         adjusted = _shed_to_limit(model, fixed, cleared, over, chosen) if over else fixed
-        if round_ == 0:
+        in_time = deadline is None or time.perf_counter() + cleared.flow_s < deadline
+        if round_ == 0 and in_time:
             adjusted = _fill_held(model, adjusted, cleared, chosen)
         if np.array_equal(adjusted, fixed):
             break
@@ -892,10 +990,11 @@ def _side_bids(
     base: _Cleared,
     deadline: float,
     options: ClearingOptions,
-) -> tuple[IntArray, bool, float, FloatArray]:
+) -> tuple[IntArray, bool, float, FloatArray, bool]:
     """Whole GPU-slots per BID arc for the held orders (0 elsewhere), whether they are the
     LP optimum's, an upper bound on the welfare (objective units) of any clearing with
-    those placements, and the congestion price of every link (objective units per GB).
+    those placements, the congestion price of every link (objective units per GB), and
+    whether the search stopped at the time limit.
 
     Small markets solve the LP with side rows exactly (link prices: the duals of the link
     rows); large ones price the rows by Lagrangian relaxation around the network (link
@@ -911,11 +1010,14 @@ def _side_bids(
         dual = np.maximum(sol.side_dual, 0.0)
         links = side.kind == ROW_LINK
         mu[side.link[links]] = dual[links]
-        return _repair_held(model, sol.bid, use, chosen), sol.optimal, bound, mu
-    bid, bound, eta = _side_lagrangian(model, chosen, deadline, options, base.flow)
+        stopped = not sol.optimal
+        return _repair_held(model, sol.bid, use, chosen), sol.optimal, bound, mu, stopped
+    bid, bound, eta, stopped = _side_lagrangian(
+        model, chosen, deadline, options, base.flow, base.flow_s
+    )
     links = side.kind == ROW_LINK
     mu[side.link[links]] = eta[links]
-    return _repair_held(model, bid, use, chosen), True, bound, mu
+    return _repair_held(model, bid, use, chosen), True, bound, mu, stopped
 
 
 def _repair_held(
@@ -967,7 +1069,8 @@ def _side_lagrangian(
     deadline: float,
     options: ClearingOptions,
     base: IntArray | None = None,
-) -> tuple[FloatArray, float, FloatArray]:
+    flow_s: float = 0.0,
+) -> tuple[FloatArray, float, FloatArray, bool]:
     """Price the side rows into the arc values (v - eta^T row coefficients) and solve the
     network; adjust eta by subgradient steps until the repaired clearing is within
     ``options.green_gap`` of the Lagrangian bound, or the iterations run out.
@@ -979,7 +1082,9 @@ def _side_lagrangian(
     iterates oscillate). Every Lagrangian value is an upper bound on the LP optimum (weak
     duality over the network polytope, which is integral), so the returned bound is
     certified. Also returns the final multipliers (a link row's: its congestion price).
-    ``base``, the network optimum at eta = 0 when the caller has it, saves the first solve."""
+    ``base``, the network optimum at eta = 0 when the caller has it, saves the first solve;
+    ``flow_s``, what it took, says whether the next one can end before ``deadline``: a solve
+    that cannot is not started."""
     side = model.side
     matrix = side.matrix
     nb = matrix.shape[1]
@@ -997,16 +1102,22 @@ def _side_lagrangian(
     slack = float(model.total_supply + use.sum()) / LAGRANGE_SCALE  # rounding of costs
     fixed = _objective(model, np.zeros(0, np.int64), chosen)  # the gangs' welfare
     held = _held_arcs(model)
+    stopped = False
     for it in range(options.green_iterations):
         adj = value.copy()
         adj[:nb] -= matrix.T @ eta
         if it == 0 and base is not None:
             flow = base  # eta = 0: the network optimum itself
         else:
+            if it and time.perf_counter() + flow_s > deadline:
+                stopped = True
+                break
             scaled = -np.round(adj * LAGRANGE_SCALE).astype(np.int64)
+            t_flow = time.perf_counter()
             flow, _ = solve_min_cost_flow(
                 model.n_nodes, model.tail, model.head, model.cap, scaled, supply
             )
+            flow_s = time.perf_counter() - t_flow
         lagrangian = float(adj @ flow) + float(eta @ rhs) + slack + fixed
         if lagrangian < upper - 1e-9:
             upper, stalls = lagrangian, 0
@@ -1021,7 +1132,7 @@ def _side_lagrangian(
         violated = np.minimum(g, 0.0)
         if it == 0:
             if not (violated < -ROW_EPS).any():
-                return flow[:nb].astype(np.float64), upper, eta  # rows hold: optimal
+                return flow[:nb].astype(np.float64), upper, eta, False  # rows hold: optimal
             for r in np.nonzero(violated < -ROW_EPS)[0]:
                 lo, hi = matrix.indptr[r], matrix.indptr[r + 1]
                 arcs, coef = matrix.indices[lo:hi], matrix.data[lo:hi]
@@ -1032,13 +1143,16 @@ def _side_lagrangian(
         weight += 1
         norm = float(violated @ violated)
         gap_ok = upper - best_lower <= options.green_gap * abs(upper)
-        if norm == 0.0 or gap_ok or time.perf_counter() > deadline:
+        if norm == 0.0 or gap_ok:
+            break
+        if time.perf_counter() > deadline:
+            stopped = True
             break
         step = theta * (upper - best_lower) / norm
         eta = np.maximum(0.0, eta - step * np.where(eta > 0, g, violated))
     if weight == 0:
-        return flow[:nb].astype(np.float64), upper, eta
-    return total / weight, upper, eta
+        return flow[:nb].astype(np.float64), upper, eta, stopped
+    return total / weight, upper, eta, stopped
 
 
 def _repaired_value(
@@ -1082,9 +1196,10 @@ def _side_lp(
             model,
             fixed_placements=fixed,
             integer=False,
-            time_limit_s=max(deadline - time.perf_counter(), 1.0),
+            time_limit_s=_left(deadline),
             bid_columns=np.nonzero(columns)[0],
             arrays=arrays,
+            deadline=deadline,
         )
         entering = ~columns & (sol.bid_reduced > ENTER_EPS)
         if not entering.any():
