@@ -207,6 +207,9 @@ class OrderIn(Request):
     ] = Field(default_factory=dict, max_length=64)
     #: What the provider's agent runs (:mod:`suangu.workload`); its inputs set ``data_gb``.
     workload: WorkloadSpec | None = None
+    #: The deadline is firm: with firm-order protection on, capacity is held back for a firm
+    #: order that only one or two pools can serve (docs/market.md).
+    firm: bool = False
 
 
 class OrderOut(Response):
@@ -228,6 +231,7 @@ class OrderOut(Response):
     data_gb: int = 0
     reference_class: str | None = None
     speed: dict[str, float] = Field(default_factory=dict)
+    firm: bool = False
     status: OrderStatus
     submitted_at: int
     #: The order's workload, secret values shown as ``***`` (``null``: none).

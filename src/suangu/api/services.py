@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -27,6 +29,7 @@ from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
 from suangu.core.metering import check_reading
+from suangu.core.network import feasible_pools
 from suangu.core.types import (
     Allocation,
     ClearingResult,
@@ -35,6 +38,8 @@ from suangu.core.types import (
     Offer,
     Order,
     OrderKind,
+    Pool,
+    Site,
     TimeGrid,
 )
 from suangu.sim.scenario import OrderSpec, OrderStreamSpec
@@ -163,6 +168,7 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "data_gb": o.data_gb,
         "reference_class": o.reference_class,
         "speed": dict(sorted(o.speed.items())),
+        "firm": o.firm,
         "status": str(r.status),
         "submitted_at": r.submitted_at,
         # Filled by the orders routes for an order that has one (suangu.api.workloads).
@@ -265,6 +271,7 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             data_gb=body.data_gb,
             reference_class=body.reference_class,
             speed=body.speed,
+            firm=body.firm,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None
@@ -446,16 +453,23 @@ class PreparedClearing:
     excluded: list[str]
     #: Allocations beyond the firmness horizon: the buyers' planned schedule.
     planned: tuple[Allocation, ...] = ()
+    #: With firm-order protection: the first step, the captive firm orders cleared against
+    #: all the open capacity, stored before this one as ``<id>-firm``.
+    firm_step: PreparedClearing | None = None
 
 
-def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
+def _remaining_offers(s: Session, first: int, end: int, *, less_sold: bool = True) -> list[Offer]:
     """Open offers over the horizon, less what earlier clearings sold of them (only the
-    horizon's slots are read)."""
+    horizon's slots are read); ``less_sold=False``: as listed."""
     sold: dict[str, dict[int, int]] = defaultdict(dict)
-    for o, t, g in s.execute(
-        select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
-        .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
-        .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+    for o, t, g in (
+        s.execute(
+            select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
+            .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
+            .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+        )
+        if less_sold
+        else ()
     ):
         sold[o][t] = int(g)
     slots: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
@@ -555,6 +569,7 @@ def prepare_clearing(
     firm_slots: int | None = None,
     options: ClearingOptions | None = None,
     exclude_providers: Iterable[str] = (),
+    protect_slots: int = 0,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -568,15 +583,20 @@ def prepare_clearing(
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
     as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
     agent fell silent) sit the clearing out.
+
+    Firm-order protection (``protect_slots`` > 0, the look-back in slots; the rule is the
+    simulator's, :func:`suangu.core.lifecycle.protection_levels`): the open captive firm
+    orders clear first against all the open capacity (``firm_step``, stored as
+    ``<clearing_id>-firm``), then everyone else against what is left, less the GPUs held
+    back for captive firm orders in every slot after the first.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
     silent = set(exclude_providers)
-    offers = tuple(
-        o for o in _remaining_offers(db_read, first, first + n_slots) if o.provider_id not in silent
-    )
-    candidates = clearable_orders(db_read, grid, first, first + n_slots)
+    end = first + n_slots
+    offers = [o for o in _remaining_offers(db_read, first, end) if o.provider_id not in silent]
+    candidates = clearable_orders(db_read, grid, first, end)
     classes = sorted({p.gpu_class for p in pools})
     hours = grid.slot_hours
 
@@ -585,50 +605,166 @@ def prepare_clearing(
 
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
-    while True:
-        market = Market(
-            grid,
-            first,
-            n_slots,
-            sites,
-            pools,
-            offers,
-            tuple(orders),
-            links=links,
-            delay_fen=delay_fen,
-        )
-        if adjust is not None:
-            market = adjust(market)
-        commitment = lifecycle.commit(clear(market, options), market, firm_slots)
-        result = commitment.firm
-        holds = billing.holds_for_clearing(result, clearing_id, timeout_s, with_transfers=True)
-        need: dict[str, list[Transfer]] = defaultdict(list)
-        buyer_of = {o.id: o.buyer_id for o in orders}
-        for h in holds:
-            need[buyer_of[h.user_data]].append(h)
-        left = _available(db_read, need)
-        unfunded = []
-        for buyer, hs in sorted(need.items()):
-            for h in hs:
-                amount = h.amount or 0
-                if amount <= left[buyer]:
-                    left[buyer] -= amount
-                else:
-                    unfunded.append(h.user_data)
-        if not unfunded:
-            return PreparedClearing(
-                clearing_id,
+
+    def solve(
+        step_id: str, orders: list[Order], offers: list[Offer], used: Mapping[str, int]
+    ) -> PreparedClearing:
+        dropped: list[str] = []
+        while True:
+            market = Market(
+                grid,
                 first,
                 n_slots,
-                result,
-                holds,
-                sorted(excluded),
-                commitment.planned,
+                sites,
+                pools,
+                tuple(offers),
+                tuple(orders),
+                links=links,
+                delay_fen=delay_fen,
             )
-        log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
-        excluded += unfunded
-        drop = set(unfunded)
-        orders = [o for o in orders if o.id not in drop]
+            if adjust is not None:
+                market = adjust(market)
+            commitment = lifecycle.commit(clear(market, options), market, firm_slots)
+            result = commitment.firm
+            holds = billing.holds_for_clearing(result, step_id, timeout_s, with_transfers=True)
+            need: dict[str, list[Transfer]] = defaultdict(list)
+            buyer_of = {o.id: o.buyer_id for o in orders}
+            for h in holds:
+                need[buyer_of[h.user_data]].append(h)
+            left = _available(db_read, need)
+            unfunded = []
+            for buyer, hs in sorted(need.items()):
+                left[buyer] -= used.get(buyer, 0)
+                for h in hs:
+                    amount = h.amount or 0
+                    if amount <= left[buyer]:
+                        left[buyer] -= amount
+                    else:
+                        unfunded.append(h.user_data)
+            if not unfunded:
+                return PreparedClearing(
+                    step_id, first, n_slots, result, holds, sorted(dropped), commitment.planned
+                )
+            log.warning("clearing %s: holds beyond the funding bound for %s", step_id, unfunded)
+            dropped += unfunded
+            drop = set(unfunded)
+            orders = [o for o in orders if o.id not in drop]
+
+    captive = (
+        captive_firm_orders(db_read, grid, first, protect_slots, sites, pools, links)
+        if protect_slots > 0
+        else {}
+    )
+    if not captive:
+        main = solve(clearing_id, orders, offers, {})
+        return replace(main, excluded=sorted(excluded + main.excluded))
+    step: PreparedClearing | None = None
+    firm = [o for o in orders if o.id in captive]
+    used: dict[str, int] = defaultdict(int)
+    if firm:
+        step = solve(f"{clearing_id}-firm", firm, offers, {})
+        sold: dict[str, dict[int, int]] = defaultdict(dict)
+        for f in step.result.fills:
+            sold[f.offer_id][f.slot] = sold[f.offer_id].get(f.slot, 0) + f.gpus
+        offers = [
+            rest
+            for o in offers
+            if (rest := lifecycle.remaining(o, sold.get(o.id, {}), first, end)) is not None
+        ]
+        buyer_of = {o.id: o.buyer_id for o in firm}
+        for h in step.holds:
+            used[buyer_of[h.user_data]] += h.amount or 0
+    demand, captive_sold = _firm_demand(db_read, grid, first, end, protect_slots, captive)
+    if step is not None:
+        for a in step.result.allocations:
+            captive_sold[(a.pool_id, a.slot)] += a.gpus
+    held = lifecycle.protection_levels(
+        demand, captive_sold, first, end, protect_slots, offset=first - protect_slots
+    )
+    flexible = [o for o in orders if o.id not in captive]
+    main = solve(clearing_id, flexible, lifecycle.hold_back(offers, held), used)
+    dropped = excluded + main.excluded + (step.excluded if step is not None else [])
+    return replace(main, excluded=sorted(dropped), firm_step=step)
+
+
+def captive_firm_orders(
+    s: Session,
+    grid: TimeGrid,
+    now: int,
+    lookback: int,
+    sites: Sequence[Site],
+    pools: Sequence[Pool],
+    links: Sequence[Link],
+) -> dict[str, tuple[str, ...]]:
+    """Firm orders whose window from submission reaches into ``[now - lookback, now]`` or
+    later, submitted by ``now``, and that are captive to a pool or two
+    (:func:`suangu.core.lifecycle.captive` against the offers listed over their windows):
+    order id -> those pools, in the order they were submitted (then by id)."""
+    rows = list(
+        s.scalars(
+            select(OrderRow)
+            .where(
+                OrderRow.firm.is_(True),
+                OrderRow.deadline_slot > now - lookback,
+                OrderRow.submitted_at < grid.slot_start(now + 1),
+            )
+            .order_by(OrderRow.submitted_at, OrderRow.id)
+        )
+    )
+    if not rows:
+        return {}
+    found = [
+        lifecycle.from_submission(order_record(r).order, max(0, grid.slot_at(r.submitted_at)))
+        for r in rows
+    ]
+    lo = min(o.release_slot for o in found)
+    hi = max(o.deadline_slot for o in found)
+    listed = _remaining_offers(s, lo, hi, less_sold=False)
+    bare = Market(grid, 0, 1, tuple(sites), tuple(pools), (), (), links=tuple(links))
+    out: dict[str, tuple[str, ...]] = {}
+    for order in found:
+        its = lifecycle.captive(order.firm, feasible_pools(bare, order, listed))
+        if its:
+            out[order.id] = its
+    return out
+
+
+def _firm_demand(
+    s: Session,
+    grid: TimeGrid,
+    now: int,
+    end: int,
+    lookback: int,
+    captive: Mapping[str, tuple[str, ...]],
+) -> tuple[dict[str, npt.NDArray[np.float64]], dict[tuple[str, int], int]]:
+    """What captive firm orders asked for over ``[now - lookback, now]`` (pool id -> GPUs per
+    slot, :func:`suangu.core.lifecycle.add_firm_demand`) and what their leases hold in
+    ``(now, end)`` ((pool, slot) -> GPUs; failed leases hold nothing)."""
+    demand: dict[str, npt.NDArray[np.float64]] = {}
+    rows = s.scalars(
+        select(OrderRow).where(OrderRow.id.in_(sorted(captive))).order_by(OrderRow.id)
+    ).all()
+    submitted = sorted(
+        ((max(0, grid.slot_at(r.submitted_at)), r.id, order_record(r).order) for r in rows),
+        key=lambda x: (x[0], x[1]),
+    )
+    for submit, order_id, order in submitted:
+        lifecycle.add_firm_demand(
+            demand, order, captive[order_id], submit, size=lookback + 1, offset=now - lookback
+        )
+    sold: dict[tuple[str, int], int] = defaultdict(int)
+    for pool_id, slot, gpus in s.execute(
+        select(LeaseRow.pool_id, LeaseRow.slot, func.sum(LeaseRow.gpus))
+        .where(
+            LeaseRow.order_id.in_(sorted(captive)),
+            LeaseRow.slot > now,
+            LeaseRow.slot < end,
+            LeaseRow.failed.is_(False),
+        )
+        .group_by(LeaseRow.pool_id, LeaseRow.slot)
+    ):
+        sold[(pool_id, int(slot))] = int(gpus)
+    return demand, sold
 
 
 def new_clearing_id(now: int) -> str:
@@ -638,7 +774,9 @@ def new_clearing_id(now: int) -> str:
 def save_clearing(
     s: Session, ledger: SqlLedger, prepared: PreparedClearing, now: int
 ) -> list[Lease]:
-    """Hold the buyers' money and store the clearing, in the caller's transaction."""
+    """Hold the buyers' money and store the clearing (its firm step first, when it has one),
+    in the caller's transaction."""
+    first = [] if prepared.firm_step is None else save_clearing(s, ledger, prepared.firm_step, now)
     _check_capacity(s, prepared.result)
     results = ledger.create_transfers_in(s, prepared.holds, now)
     for h, r in zip(prepared.holds, results, strict=True):
@@ -649,7 +787,7 @@ def save_clearing(
                 fix="run the clearing again",
             )
     hold_ids = {h.user_data: h.id for h in prepared.holds}
-    return Clearings(s).save(
+    return first + Clearings(s).save(
         prepared.id,
         now,
         prepared.first_slot,
@@ -710,6 +848,7 @@ def clearing_round(
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
                 exclude_providers=silent,
+                protect_slots=settings.protect_slots,
             )
         try:
             return save(prepared)

@@ -272,6 +272,10 @@ class Order:
     data_gb: int = 0
     reference_class: str | None = None
     speed: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: The deadline is firm: the buyer needs the work done by then (firm-order protection
+    #: holds capacity back for firm orders that only a pool or two can serve,
+    #: :func:`suangu.core.lifecycle.protection_levels`); the clearing itself ignores it.
+    firm: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -286,6 +290,7 @@ class Order:
                 fix="use batch, gang or service",
             ) from None
         object.__setattr__(self, "kind", kind)
+        _require(isinstance(self.firm, bool), "firm", "must be true or false", "true or false")
         _check_int(self.gpus, "gpus", 1, MAX_GPUS, "GPUs per slot, at least 1")
         _check_int(self.release_slot, "release_slot", 0, 2**31, "slots count from the grid epoch")
         _check_int(self.deadline_slot, "deadline_slot", 0, 2**31, "slots count from the epoch")
