@@ -461,6 +461,22 @@ class FeesOut(Response):
     fee_bp: int
 
 
+class CarbonPriceIn(Request):
+    """The operator's carbon price, yuan per tonne of CO2 (whole fen per tonne)."""
+
+    yuan_per_t: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+
+
+class CarbonPriceOut(Response):
+    """The carbon price every clearing adds to the reserves of modelled sites' pool-slots
+    (location-based gCO2 per GPU-hour x the price; docs/market.md)."""
+
+    yuan_per_t: float
+    fen_per_t: int
+    #: When the operator set it (unix seconds); null: never set (the served default).
+    updated_at: int | None = None
+
+
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 

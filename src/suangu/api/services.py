@@ -21,7 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from suangu.api import schemas, yamlin
+from suangu.api import carbon_price, schemas, yamlin
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
 from suangu.core import billing, lifecycle
@@ -831,6 +831,8 @@ def clearing_round(
         orders = clearable_orders(s, settings.grid, first, first + n_slots)
         buyers = sorted({o.buyer_id for o in orders})
         silent = Heartbeats(s).silent(now, settings.agent_grace_s)
+        if adjust is not None:  # the operator's carbon price, as stored now
+            adjust = cast(MarketHook, carbon_price.priced(s, adjust))
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
     ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
     for attempt in range(CLEARING_ATTEMPTS):
