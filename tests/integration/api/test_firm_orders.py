@@ -135,3 +135,24 @@ def test_without_protection_the_captive_firm_order_loses(backend: tuple[str, Any
     assert status["firm-2"] == "open"  # site-a's slots were sold to the flexible order
     assert status["flex-1"] == "cleared"
     assert api.call("GET", "/clearings/c1-firm", "op").status_code == 404
+
+
+def test_a_yaml_job_spec_says_firm(backend: tuple[str, Any]) -> None:
+    api = app_api(backend, protect_firm_hours=0)
+    exchange(api)
+    spec = (
+        "orders:\n"
+        "  - {id: y1, buyer: team, kind: batch, gpus: 2, gpu_hours: 4, deadline: 110,"
+        " limit: 20, firm: true}\n"
+        "  - {id: y2, buyer: team, kind: batch, gpus: 2, gpu_hours: 4, deadline: 110,"
+        " limit: 20}\n"
+    )
+    r = api.call(
+        "POST", "/orders/yaml", "team", content=spec, headers={"Content-Type": "application/yaml"}
+    )
+    assert r.status_code == 201, r.text
+    assert [o["firm"] for o in r.json()["items"]] == [True, False]
+    assert api.call("GET", "/orders/y1", "team").json()["firm"] is True
+    # The same id again with another firmness is a different order: refused.
+    again = firm_order("y2", NOW_SLOT, NOW_SLOT + 10, 4)
+    assert api.call("POST", "/orders", "team", json=again).status_code == 409
