@@ -15,13 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from suangu.api import carbon_price, schemas, yamlin
+from suangu.api import carbon_price, protection, schemas, yamlin
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
 from suangu.core import billing, lifecycle
@@ -29,7 +27,6 @@ from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
 from suangu.core.metering import check_reading
-from suangu.core.network import feasible_pools
 from suangu.core.types import (
     Allocation,
     ClearingResult,
@@ -38,8 +35,6 @@ from suangu.core.types import (
     Offer,
     Order,
     OrderKind,
-    Pool,
-    Site,
     TimeGrid,
 )
 from suangu.sim.scenario import OrderSpec, OrderStreamSpec
@@ -651,7 +646,14 @@ def prepare_clearing(
             orders = [o for o in orders if o.id not in drop]
 
     captive = (
-        captive_firm_orders(db_read, grid, first, protect_slots, sites, pools, links)
+        protection.captive_firm_orders(
+            db_read,
+            grid,
+            first,
+            protect_slots,
+            Market(grid, 0, 1, sites, pools, (), (), links=links),
+            lambda lo, hi: _remaining_offers(db_read, lo, hi, less_sold=False),
+        )
         if protect_slots > 0
         else {}
     )
@@ -674,7 +676,7 @@ def prepare_clearing(
         buyer_of = {o.id: o.buyer_id for o in firm}
         for h in step.holds:
             used[buyer_of[h.user_data]] += h.amount or 0
-    demand, captive_sold = _firm_demand(db_read, grid, first, end, protect_slots, captive)
+    demand, captive_sold = protection.firm_demand(db_read, grid, first, end, protect_slots, captive)
     if step is not None:
         for a in step.result.allocations:
             captive_sold[(a.pool_id, a.slot)] += a.gpus
@@ -685,86 +687,6 @@ def prepare_clearing(
     main = solve(clearing_id, flexible, lifecycle.hold_back(offers, held), used)
     dropped = excluded + main.excluded + (step.excluded if step is not None else [])
     return replace(main, excluded=sorted(dropped), firm_step=step)
-
-
-def captive_firm_orders(
-    s: Session,
-    grid: TimeGrid,
-    now: int,
-    lookback: int,
-    sites: Sequence[Site],
-    pools: Sequence[Pool],
-    links: Sequence[Link],
-) -> dict[str, tuple[str, ...]]:
-    """Firm orders whose window from submission reaches into ``[now - lookback, now]`` or
-    later, submitted by ``now``, and that are captive to a pool or two
-    (:func:`suangu.core.lifecycle.captive` against the offers listed over their windows):
-    order id -> those pools, in the order they were submitted (then by id)."""
-    rows = list(
-        s.scalars(
-            select(OrderRow)
-            .where(
-                OrderRow.firm.is_(True),
-                OrderRow.deadline_slot > now - lookback,
-                OrderRow.submitted_at < grid.slot_start(now + 1),
-            )
-            .order_by(OrderRow.submitted_at, OrderRow.id)
-        )
-    )
-    if not rows:
-        return {}
-    found = [
-        lifecycle.from_submission(order_record(r).order, max(0, grid.slot_at(r.submitted_at)))
-        for r in rows
-    ]
-    lo = min(o.release_slot for o in found)
-    hi = max(o.deadline_slot for o in found)
-    listed = _remaining_offers(s, lo, hi, less_sold=False)
-    bare = Market(grid, 0, 1, tuple(sites), tuple(pools), (), (), links=tuple(links))
-    out: dict[str, tuple[str, ...]] = {}
-    for order in found:
-        its = lifecycle.captive(order.firm, feasible_pools(bare, order, listed))
-        if its:
-            out[order.id] = its
-    return out
-
-
-def _firm_demand(
-    s: Session,
-    grid: TimeGrid,
-    now: int,
-    end: int,
-    lookback: int,
-    captive: Mapping[str, tuple[str, ...]],
-) -> tuple[dict[str, npt.NDArray[np.float64]], dict[tuple[str, int], int]]:
-    """What captive firm orders asked for over ``[now - lookback, now]`` (pool id -> GPUs per
-    slot, :func:`suangu.core.lifecycle.add_firm_demand`) and what their leases hold in
-    ``(now, end)`` ((pool, slot) -> GPUs; failed leases hold nothing)."""
-    demand: dict[str, npt.NDArray[np.float64]] = {}
-    rows = s.scalars(
-        select(OrderRow).where(OrderRow.id.in_(sorted(captive))).order_by(OrderRow.id)
-    ).all()
-    submitted = sorted(
-        ((max(0, grid.slot_at(r.submitted_at)), r.id, order_record(r).order) for r in rows),
-        key=lambda x: (x[0], x[1]),
-    )
-    for submit, order_id, order in submitted:
-        lifecycle.add_firm_demand(
-            demand, order, captive[order_id], submit, size=lookback + 1, offset=now - lookback
-        )
-    sold: dict[tuple[str, int], int] = defaultdict(int)
-    for pool_id, slot, gpus in s.execute(
-        select(LeaseRow.pool_id, LeaseRow.slot, func.sum(LeaseRow.gpus))
-        .where(
-            LeaseRow.order_id.in_(sorted(captive)),
-            LeaseRow.slot > now,
-            LeaseRow.slot < end,
-            LeaseRow.failed.is_(False),
-        )
-        .group_by(LeaseRow.pool_id, LeaseRow.slot)
-    ):
-        sold[(pool_id, int(slot))] = int(gpus)
-    return demand, sold
 
 
 def new_clearing_id(now: int) -> str:
