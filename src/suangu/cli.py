@@ -311,9 +311,32 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    carbon_price: Annotated[
+        float | None,
+        typer.Option(
+            "--carbon-price",
+            min=0,
+            max=100_000,
+            help="Set the carbon price, yuan per tonne of CO2, added to the reserves of "
+            "modelled sites (stored: it stays after a restart; PUT /market/carbon-price "
+            "changes it). Default: the stored one.",
+            show_default=False,
+        ),
+    ] = None,
+    protect_firm_hours: Annotated[
+        int,
+        typer.Option(
+            "--protect-firm-hours",
+            min=0,
+            max=24 * 366,
+            help="Firm-order protection: hold GPUs back for firm orders that only one or two "
+            "pools can serve, from the captive firm demand of this many past hours (0: off).",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the exchange's HTTP API (OpenAPI at /docs) on the given database."""
     import os
+    import time
 
     from suangu.api.serving import serve
     from suangu.store.db import DEFAULT_URL, open_database
@@ -328,7 +351,12 @@ def serve_command(
         )
     url = database_url or DEFAULT_URL
     try:
-        open_database(url).dispose()  # migrate once, before the workers start
+        db = open_database(url)  # migrate once, before the workers start
+        if carbon_price is not None:
+            from suangu.api.carbon_price import set_at_start
+
+            set_at_start(db, carbon_price, int(time.time()))
+        db.dispose()
     except SuanguError as err:
         fail(err)
     except Exception as err:  # a bad URL or a database that is down: one line, no trace
@@ -341,6 +369,7 @@ def serve_command(
         )
     os.environ["SUANGU_DATABASE_URL"] = url
     os.environ["SUANGU_CLEARING_LOOP"] = "1" if clearing_loop else "0"
+    os.environ["SUANGU_PROTECT_FIRM_HOURS"] = str(protect_firm_hours)
     scheme = "https" if ssl_certfile else "http"
     shown = f"[{host}]" if ":" in host else host
     where = f"{scheme}://{shown}:{port}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from suangu.core import lifecycle
@@ -117,3 +119,44 @@ def test_failed_leases_count_what_they_delivered_and_requeue_the_order() -> None
     assert lifecycle.requeued_status(gang, OrderStatus.CLEARED, 12) is OrderStatus.OPEN
     assert lifecycle.requeued_status(gang, OrderStatus.CLEARED, 13) is None  # run won't fit
     assert lifecycle.requeued_status(gang, OrderStatus.EXPIRED, 11) is None
+
+
+def test_firm_order_protection_levels() -> None:
+    assert lifecycle.captive(True, ("a",)) == ("a",)
+    assert lifecycle.captive(True, ("a", "b")) == ("a", "b")
+    assert lifecycle.captive(True, ("a", "b", "c")) == ()  # three pools: not captive
+    assert lifecycle.captive(False, ("a",)) == ()  # flexible
+    assert lifecycle.captive(True, ()) == ()  # no pool at all: nothing to protect
+    firm = Order("f", "b", OrderKind.BATCH, 4, 2, 8, 100, gpu_hours=8, firm=True)
+    assert lifecycle.from_submission(firm, 5).release_slot == 5
+    assert lifecycle.from_submission(firm, 1) is firm
+    demand: dict[str, Any] = {}
+    lifecycle.add_firm_demand(demand, firm, ("a",), 3, size=10)  # asks 4 GPUs in [3, 8)
+    two = Order("t", "b", OrderKind.BATCH, 2, 0, 6, 100, gpu_hours=2, firm=True)
+    lifecycle.add_firm_demand(demand, two, ("a", "b"), 0, size=10)  # 1 GPU at a and b, [0, 6)
+    assert list(demand["a"]) == [1, 1, 1, 5, 5, 5, 4, 4, 0, 0]
+    # At slot 2, looking back 2 slots: peak 1 at a and b; at slot 4: 5 at a.
+    assert lifecycle.protection_levels(demand, {}, 2, 4, 2) == {("a", 3): 1, ("b", 3): 1}
+    held = lifecycle.protection_levels(demand, {("a", 5): 2, ("a", 6): 9}, 4, 7, 2)
+    assert held == {("a", 5): 3, ("b", 5): 1, ("b", 6): 1}  # what captive orders hold counts
+    # An offset array (the service keeps only the look-back): the same levels.
+    window: dict[str, Any] = {}
+    lifecycle.add_firm_demand(window, firm, ("a",), 3, size=3, offset=2)
+    lifecycle.add_firm_demand(window, two, ("a", "b"), 0, size=3, offset=2)
+    assert (
+        lifecycle.protection_levels(window, {("a", 5): 2, ("a", 6): 9}, 4, 7, 2, offset=2) == held
+    )
+
+
+def test_hold_back_takes_the_cheapest_offers_first() -> None:
+    cheap = Offer.over("c", "p", "a", 0, 4, 3, [900, 900, 950, 900])
+    dear = Offer.over("d", "p", "a", 1, 4, 2, 920)
+    other = Offer.over("o", "p", "b", 0, 4, 1, 100)
+    out = lifecycle.hold_back([cheap, dear, other], {("a", 1): 4, ("a", 2): 1, ("b", 0): 1})
+    by_id = {o.id: o for o in out}
+    assert by_id["c"].gpus == (3, 0, 3, 3)  # slot 1: all 3 of the cheapest, then 1 of d
+    assert by_id["d"].gpus == (1, 1, 2)  # slot 2: d (920) is cheaper than c (950) there
+    assert by_id["o"].gpus == (0, 1, 1, 1)
+    assert [o.id for o in out] == ["c", "d", "o"]
+    gone = lifecycle.hold_back([other], {("b", k): 1 for k in range(4)})
+    assert gone == []

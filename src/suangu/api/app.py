@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from suangu.api import docs, errors, observe
+from suangu.api import carbon_price, docs, errors, observe
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
 from suangu.api.limits import BodyLimit, RateLimit
@@ -30,6 +30,9 @@ from suangu.store.objects import ObjectStore
 PREFIX = "/api/v1"
 #: ``0`` turns the clearing loop of :func:`app_from_env` off (``suangu serve --no-clearing-loop``).
 CLEARING_LOOP_ENV = "SUANGU_CLEARING_LOOP"
+#: Firm-order protection's look-back in hours for :func:`app_from_env`
+#: (``suangu serve --protect-firm-hours``; unset or 0: off).
+PROTECT_FIRM_ENV = "SUANGU_PROTECT_FIRM_HOURS"
 
 
 def create_app(
@@ -58,6 +61,8 @@ def create_app(
     settings = settings or ApiSettings()
     ledger = SqlLedger(db, clamp_clock=True)
     ledger.create_accounts(billing.new_exchange_accounts(), clock.now())
+    if settings.carbon_price_yuan_per_t is not None:
+        carbon_price.set_at_start(db, settings.carbon_price_yuan_per_t, clock.now())
     adjust: MarketHook | None
     if energy is True:
         adjust = MarketEnergy()
@@ -120,4 +125,6 @@ def app_from_env() -> FastAPI:  # pragma: no cover - for uvicorn --factory
     """The served app: ``SUANGU_DATABASE_URL``, the wall clock, the clearing loop on unless
     ``SUANGU_CLEARING_LOOP=0``."""
     loop_on = os.environ.get(CLEARING_LOOP_ENV, "1").strip().lower() not in ("0", "false", "no")
-    return create_app(open_database(), WallClock(), ApiSettings(clearing_loop=loop_on))
+    protect = int(os.environ.get(PROTECT_FIRM_ENV, "0") or 0)
+    settings = ApiSettings(clearing_loop=loop_on, protect_firm_hours=protect)
+    return create_app(open_database(), WallClock(), settings)

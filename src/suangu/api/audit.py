@@ -99,6 +99,7 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
     ),
     ("POST", "/deposits"): Spec("deposit", "deposit:{id}", ("member_id", "amount_fen")),
     ("PUT", "/fees"): Spec("fees.set", "fees", ("fee_bp",)),
+    ("PUT", "/market/carbon-price"): Spec("carbon_price.set", "carbon_price", ("yuan_per_t",)),
     ("PUT", "/links"): Spec("links.set", "links", count_items=True),
     ("POST", "/data"): Spec("data.put", "data:{id}", (), ("name", "sha256", "size")),
     ("POST", "/leases/{lease_id}/grants"): Spec(

@@ -18,6 +18,7 @@ site-year).
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -60,6 +61,21 @@ class MarketEnergy:
         #: (kind, site, GPU class, energy site, seed, epoch, slot seconds, slot) -> value
         self._slots: dict[tuple[str, str, str, str, int, int, int, int], float] = {}
         self._lock = threading.Lock()
+
+    def at_price(self, carbon_price_yuan_per_t: float) -> MarketEnergy:
+        """This energy model at another carbon price (sharing its site-years and cache):
+        each clearing takes the operator's stored price (:mod:`suangu.api.carbon_price`)."""
+        if carbon_price_yuan_per_t == self.carbon_price_yuan_per_t:
+            return self
+        if not 0 <= carbon_price_yuan_per_t <= 100_000:
+            raise ValidationError(
+                f"must be between 0 and 100,000 yuan/t, got {carbon_price_yuan_per_t}",
+                field="carbon_price_yuan_per_t",
+                fix="e.g. 100",
+            )
+        other = copy.copy(self)
+        other.carbon_price_yuan_per_t = carbon_price_yuan_per_t
+        return other
 
     def energy_sites(self, site_ids: Iterable[str]) -> dict[str, str]:
         """Market site id -> energy-data site id, for the modelled ones of ``site_ids``."""

@@ -265,6 +265,17 @@ class ClearingLoop:
 
     def _save(self, s: Session, *, prepared: PreparedClearing, now: int) -> list[Lease]:
         leases = save_clearing(s, self.ledger, prepared, now)
+        if prepared.firm_step is not None:  # firm-order protection's first step
+            step = prepared.firm_step
+            record_system(
+                s,
+                now,
+                "clearing.run",
+                f"clearing:{step.id}",
+                status=str(step.result.status),
+                welfare_fen=step.result.welfare_fen,
+                n_allocations=len(step.result.allocations),
+            )
         result = prepared.result
         record_system(
             s,

@@ -207,6 +207,9 @@ class OrderIn(Request):
     ] = Field(default_factory=dict, max_length=64)
     #: What the provider's agent runs (:mod:`suangu.workload`); its inputs set ``data_gb``.
     workload: WorkloadSpec | None = None
+    #: The deadline is firm: with firm-order protection on, capacity is held back for a firm
+    #: order that only one or two pools can serve (docs/market.md).
+    firm: bool = False
 
 
 class OrderOut(Response):
@@ -228,6 +231,7 @@ class OrderOut(Response):
     data_gb: int = 0
     reference_class: str | None = None
     speed: dict[str, float] = Field(default_factory=dict)
+    firm: bool = False
     status: OrderStatus
     submitted_at: int
     #: The order's workload, secret values shown as ``***`` (``null``: none).
@@ -455,6 +459,22 @@ class FeesIn(Request):
 
 class FeesOut(Response):
     fee_bp: int
+
+
+class CarbonPriceIn(Request):
+    """The operator's carbon price, yuan per tonne of CO2 (whole fen per tonne)."""
+
+    yuan_per_t: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+
+
+class CarbonPriceOut(Response):
+    """The carbon price every clearing adds to the reserves of modelled sites' pool-slots
+    (location-based gCO2 per GPU-hour x the price; docs/market.md)."""
+
+    yuan_per_t: float
+    fen_per_t: int
+    #: When the operator set it (unix seconds); null: never set (the served default).
+    updated_at: int | None = None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

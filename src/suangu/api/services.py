@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -19,7 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from suangu.api import schemas, yamlin
+from suangu.api import carbon_price, protection, schemas, yamlin
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
 from suangu.core import billing, lifecycle
@@ -163,6 +163,7 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "data_gb": o.data_gb,
         "reference_class": o.reference_class,
         "speed": dict(sorted(o.speed.items())),
+        "firm": o.firm,
         "status": str(r.status),
         "submitted_at": r.submitted_at,
         # Filled by the orders routes for an order that has one (suangu.api.workloads).
@@ -265,6 +266,7 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             data_gb=body.data_gb,
             reference_class=body.reference_class,
             speed=body.speed,
+            firm=body.firm,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None
@@ -446,16 +448,23 @@ class PreparedClearing:
     excluded: list[str]
     #: Allocations beyond the firmness horizon: the buyers' planned schedule.
     planned: tuple[Allocation, ...] = ()
+    #: With firm-order protection: the first step, the captive firm orders cleared against
+    #: all the open capacity, stored before this one as ``<id>-firm``.
+    firm_step: PreparedClearing | None = None
 
 
-def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
+def _remaining_offers(s: Session, first: int, end: int, *, less_sold: bool = True) -> list[Offer]:
     """Open offers over the horizon, less what earlier clearings sold of them (only the
-    horizon's slots are read)."""
+    horizon's slots are read); ``less_sold=False``: as listed."""
     sold: dict[str, dict[int, int]] = defaultdict(dict)
-    for o, t, g in s.execute(
-        select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
-        .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
-        .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+    for o, t, g in (
+        s.execute(
+            select(OfferFillRow.offer_id, OfferFillRow.slot, func.sum(OfferFillRow.gpus))
+            .where(OfferFillRow.slot >= first, OfferFillRow.slot < end)
+            .group_by(OfferFillRow.offer_id, OfferFillRow.slot)
+        )
+        if less_sold
+        else ()
     ):
         sold[o][t] = int(g)
     slots: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
@@ -555,6 +564,7 @@ def prepare_clearing(
     firm_slots: int | None = None,
     options: ClearingOptions | None = None,
     exclude_providers: Iterable[str] = (),
+    protect_slots: int = 0,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -568,15 +578,20 @@ def prepare_clearing(
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
     as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
     agent fell silent) sit the clearing out.
+
+    Firm-order protection (``protect_slots`` > 0, the look-back in slots; the rule is the
+    simulator's, :func:`suangu.core.lifecycle.protection_levels`): the open captive firm
+    orders clear first against all the open capacity (``firm_step``, stored as
+    ``<clearing_id>-firm``), then everyone else against what is left, less the GPUs held
+    back for captive firm orders in every slot after the first.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
     silent = set(exclude_providers)
-    offers = tuple(
-        o for o in _remaining_offers(db_read, first, first + n_slots) if o.provider_id not in silent
-    )
-    candidates = clearable_orders(db_read, grid, first, first + n_slots)
+    end = first + n_slots
+    offers = [o for o in _remaining_offers(db_read, first, end) if o.provider_id not in silent]
+    candidates = clearable_orders(db_read, grid, first, end)
     classes = sorted({p.gpu_class for p in pools})
     hours = grid.slot_hours
 
@@ -585,50 +600,93 @@ def prepare_clearing(
 
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
-    while True:
-        market = Market(
-            grid,
-            first,
-            n_slots,
-            sites,
-            pools,
-            offers,
-            tuple(orders),
-            links=links,
-            delay_fen=delay_fen,
-        )
-        if adjust is not None:
-            market = adjust(market)
-        commitment = lifecycle.commit(clear(market, options), market, firm_slots)
-        result = commitment.firm
-        holds = billing.holds_for_clearing(result, clearing_id, timeout_s, with_transfers=True)
-        need: dict[str, list[Transfer]] = defaultdict(list)
-        buyer_of = {o.id: o.buyer_id for o in orders}
-        for h in holds:
-            need[buyer_of[h.user_data]].append(h)
-        left = _available(db_read, need)
-        unfunded = []
-        for buyer, hs in sorted(need.items()):
-            for h in hs:
-                amount = h.amount or 0
-                if amount <= left[buyer]:
-                    left[buyer] -= amount
-                else:
-                    unfunded.append(h.user_data)
-        if not unfunded:
-            return PreparedClearing(
-                clearing_id,
+
+    def solve(
+        step_id: str, orders: list[Order], offers: list[Offer], used: Mapping[str, int]
+    ) -> PreparedClearing:
+        dropped: list[str] = []
+        while True:
+            market = Market(
+                grid,
                 first,
                 n_slots,
-                result,
-                holds,
-                sorted(excluded),
-                commitment.planned,
+                sites,
+                pools,
+                tuple(offers),
+                tuple(orders),
+                links=links,
+                delay_fen=delay_fen,
             )
-        log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
-        excluded += unfunded
-        drop = set(unfunded)
-        orders = [o for o in orders if o.id not in drop]
+            if adjust is not None:
+                market = adjust(market)
+            commitment = lifecycle.commit(clear(market, options), market, firm_slots)
+            result = commitment.firm
+            holds = billing.holds_for_clearing(result, step_id, timeout_s, with_transfers=True)
+            need: dict[str, list[Transfer]] = defaultdict(list)
+            buyer_of = {o.id: o.buyer_id for o in orders}
+            for h in holds:
+                need[buyer_of[h.user_data]].append(h)
+            left = _available(db_read, need)
+            unfunded = []
+            for buyer, hs in sorted(need.items()):
+                left[buyer] -= used.get(buyer, 0)
+                for h in hs:
+                    amount = h.amount or 0
+                    if amount <= left[buyer]:
+                        left[buyer] -= amount
+                    else:
+                        unfunded.append(h.user_data)
+            if not unfunded:
+                return PreparedClearing(
+                    step_id, first, n_slots, result, holds, sorted(dropped), commitment.planned
+                )
+            log.warning("clearing %s: holds beyond the funding bound for %s", step_id, unfunded)
+            dropped += unfunded
+            drop = set(unfunded)
+            orders = [o for o in orders if o.id not in drop]
+
+    captive = (
+        protection.captive_firm_orders(
+            db_read,
+            grid,
+            first,
+            protect_slots,
+            Market(grid, 0, 1, sites, pools, (), (), links=links),
+            lambda lo, hi: _remaining_offers(db_read, lo, hi, less_sold=False),
+        )
+        if protect_slots > 0
+        else {}
+    )
+    if not captive:
+        main = solve(clearing_id, orders, offers, {})
+        return replace(main, excluded=sorted(excluded + main.excluded))
+    step: PreparedClearing | None = None
+    firm = [o for o in orders if o.id in captive]
+    used: dict[str, int] = defaultdict(int)
+    if firm:
+        step = solve(f"{clearing_id}-firm", firm, offers, {})
+        sold: dict[str, dict[int, int]] = defaultdict(dict)
+        for f in step.result.fills:
+            sold[f.offer_id][f.slot] = sold[f.offer_id].get(f.slot, 0) + f.gpus
+        offers = [
+            rest
+            for o in offers
+            if (rest := lifecycle.remaining(o, sold.get(o.id, {}), first, end)) is not None
+        ]
+        buyer_of = {o.id: o.buyer_id for o in firm}
+        for h in step.holds:
+            used[buyer_of[h.user_data]] += h.amount or 0
+    demand, captive_sold = protection.firm_demand(db_read, grid, first, end, protect_slots, captive)
+    if step is not None:
+        for a in step.result.allocations:
+            captive_sold[(a.pool_id, a.slot)] += a.gpus
+    held = lifecycle.protection_levels(
+        demand, captive_sold, first, end, protect_slots, offset=first - protect_slots
+    )
+    flexible = [o for o in orders if o.id not in captive]
+    main = solve(clearing_id, flexible, lifecycle.hold_back(offers, held), used)
+    dropped = excluded + main.excluded + (step.excluded if step is not None else [])
+    return replace(main, excluded=sorted(dropped), firm_step=step)
 
 
 def new_clearing_id(now: int) -> str:
@@ -638,7 +696,9 @@ def new_clearing_id(now: int) -> str:
 def save_clearing(
     s: Session, ledger: SqlLedger, prepared: PreparedClearing, now: int
 ) -> list[Lease]:
-    """Hold the buyers' money and store the clearing, in the caller's transaction."""
+    """Hold the buyers' money and store the clearing (its firm step first, when it has one),
+    in the caller's transaction."""
+    first = [] if prepared.firm_step is None else save_clearing(s, ledger, prepared.firm_step, now)
     _check_capacity(s, prepared.result)
     results = ledger.create_transfers_in(s, prepared.holds, now)
     for h, r in zip(prepared.holds, results, strict=True):
@@ -649,7 +709,7 @@ def save_clearing(
                 fix="run the clearing again",
             )
     hold_ids = {h.user_data: h.id for h in prepared.holds}
-    return Clearings(s).save(
+    return first + Clearings(s).save(
         prepared.id,
         now,
         prepared.first_slot,
@@ -693,6 +753,8 @@ def clearing_round(
         orders = clearable_orders(s, settings.grid, first, first + n_slots)
         buyers = sorted({o.buyer_id for o in orders})
         silent = Heartbeats(s).silent(now, settings.agent_grace_s)
+        if adjust is not None:  # the operator's carbon price, as stored now
+            adjust = cast(MarketHook, carbon_price.priced(s, adjust))
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
     ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
     for attempt in range(CLEARING_ATTEMPTS):
@@ -710,6 +772,7 @@ def clearing_round(
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
                 exclude_providers=silent,
+                protect_slots=settings.protect_slots,
             )
         try:
             return save(prepared)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from suangu.core.lifecycle import DEFAULT_FIRM_SLOTS
@@ -44,6 +46,16 @@ class ApiSettings(BaseModel):
     #: leases; later slots are the buyers' planned schedule, which the next clearing plans
     #: again (:func:`suangu.core.lifecycle.commit`). None: every allocation at once.
     firm_slots: int | None = Field(default=DEFAULT_FIRM_SLOTS, ge=1, le=24 * 14)
+    #: Firm-order protection's look-back, hours (0: off): each clearing first clears the
+    #: captive firm orders (firm orders only one or two pools can serve) against all the open
+    #: capacity, then everyone else with GPUs held back for them
+    #: (:func:`suangu.core.lifecycle.protection_levels`; the simulator's
+    #: ``protect_firm_hours``).
+    protect_firm_hours: int = Field(default=0, ge=0, le=24 * 366)
+    #: The operator's carbon price at start, yuan per tonne of CO2, stored as the exchange's
+    #: setting when the app starts (``suangu serve --carbon-price``); None: the stored one
+    #: (``PUT /market/carbon-price``) stays.
+    carbon_price_yuan_per_t: float | None = Field(default=None, ge=0, le=100_000)
     #: Wall-clock limit of one clearing's solve, seconds: the best clearing found by then is
     #: stored, with a status that says whether it is proven optimal (``time_limit``,
     #: ``heuristic`` otherwise; :class:`suangu.core.clearing.ClearingOptions`).
@@ -81,6 +93,11 @@ class ApiSettings(BaseModel):
     @property
     def grid(self) -> TimeGrid:
         return TimeGrid(self.grid_epoch, self.slot_seconds)
+
+    @property
+    def protect_slots(self) -> int:
+        """Firm-order protection's look-back in slots (0: off)."""
+        return math.ceil(self.protect_firm_hours * 3600 / self.slot_seconds)
 
     @property
     def interval_s(self) -> int:

@@ -47,9 +47,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
 
 from suangu.core.types import (
     Allocation,
@@ -383,3 +386,106 @@ def commit(result: ClearingResult, market: Market, firm_slots: int | None) -> Co
         ),
         planned,
     )
+
+
+# -- firm-order protection --------------------------------------------------------------------
+
+#: A firm order is captive when at most this many pools can serve it.
+CAPTIVE_POOLS = 2
+
+
+def captive(firm: bool, feasible: Sequence[str]) -> tuple[str, ...]:
+    """The pools an order is captive to: ``feasible`` (the pools that could serve it alone,
+    :func:`suangu.core.network.feasible_pools` from its submission on,
+    :func:`from_submission`) when the order is ``firm`` and at most :data:`CAPTIVE_POOLS` of
+    them; otherwise none."""
+    if not firm or not 0 < len(feasible) <= CAPTIVE_POOLS:
+        return ()
+    return tuple(feasible)
+
+
+def from_submission(order: Order, submit_slot: int) -> Order:
+    """``order`` as it stands when it is submitted at ``submit_slot``: its window starts no
+    earlier (what :func:`captive` and the demand count from)."""
+    if submit_slot <= order.release_slot:
+        return order
+    return replace(order, release_slot=min(submit_slot, order.deadline_slot))
+
+
+def add_firm_demand(
+    demand: dict[str, npt.NDArray[np.float64]],
+    order: Order,
+    pools: Sequence[str],
+    submit_slot: int,
+    *,
+    size: int,
+    offset: int = 0,
+) -> None:
+    """Count a captive firm order in ``demand`` (in place): pool id -> GPUs that captive firm
+    orders ask for in each slot ``offset + k`` (arrays of ``size``), its GPUs shared evenly
+    among its ``pools``, over its window from its submission on. Count orders in the order
+    they were submitted (then by id), so that the sums are the same wherever they are made."""
+    for pool_id in pools:
+        row = demand.get(pool_id)
+        if row is None:
+            row = np.zeros(size, np.float64)
+            demand[pool_id] = row
+        lo = min(max(max(order.release_slot, submit_slot) - offset, 0), size)
+        hi = min(max(order.deadline_slot - offset, 0), size)
+        row[lo:hi] += order.gpus / len(pools)
+
+
+def protection_levels(
+    demand: Mapping[str, npt.NDArray[np.float64]],
+    sold: Mapping[tuple[str, int], int],
+    now: int,
+    end: int,
+    lookback: int,
+    *,
+    offset: int = 0,
+) -> dict[tuple[str, int], int]:
+    """GPUs held back for captive firm orders per (pool, slot) in ``(now, end)``.
+
+    At each pool: the peak GPUs that captive firm orders asked for at once over the last
+    ``lookback`` slots up to ``now`` (``demand`` from :func:`add_firm_demand`, its slot
+    ``offset + k`` at index ``k``), rounded up, less what captive firm orders already hold in
+    the slot (``sold``: (pool, slot) -> GPUs). The slot about to start (``now``) holds nothing
+    back: what is left of it goes to whatever work can use it."""
+    held: dict[tuple[str, int], int] = {}
+    for pool_id, row in demand.items():
+        lo, hi = max(0, now - lookback - offset), now + 1 - offset
+        window = row[lo:hi]
+        if window.size == 0:
+            continue
+        peak = math.ceil(float(window.max()) - 1e-9)
+        for s in range(now + 1, end):
+            gpus = peak - sold.get((pool_id, s), 0)
+            if gpus > 0:
+                held[(pool_id, s)] = gpus
+    return held
+
+
+def hold_back(offers: Sequence[Offer], held: Mapping[tuple[str, int], int]) -> list[Offer]:
+    """``offers`` (what is left of them for a clearing) less ``held`` GPUs per (pool, slot),
+    taken from the pool's cheapest offers in that slot first (by reserve, then offer id);
+    offers with nothing left are dropped, the rest keep their order."""
+    left = {o.id: list(o.gpus) for o in offers}
+    of_pool: dict[str, list[Offer]] = defaultdict(list)
+    for o in offers:
+        of_pool[o.pool_id].append(o)
+    for (pool_id, s), gpus in sorted(held.items()):
+        cheapest = sorted(
+            (o for o in of_pool.get(pool_id, ()) if o.start_slot <= s < o.end_slot),
+            key=lambda o: (o.reserve_fen[s - o.start_slot], o.id),
+        )
+        for o in cheapest:
+            row = left[o.id]
+            k = s - o.start_slot
+            take = min(gpus, row[k])
+            row[k] -= take
+            gpus -= take
+    return [
+        replace(o, gpus=tuple(left[o.id])) if tuple(left[o.id]) != o.gpus else o
+        for o in offers
+        if any(left[o.id])
+    ]

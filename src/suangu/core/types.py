@@ -20,6 +20,9 @@ from suangu.core.gpus import CATALOGUE, GpuClass, gpu_class
 SECONDS_PER_HOUR = 3600
 #: Upper bound on any price, fen per GPU-hour (100,000 yuan): catches unit mistakes.
 MAX_PRICE_FEN = 10_000_000
+#: Milli-fen per fen: the unit of reserves finer than a fen inside a clearing
+#: (:attr:`Market.reserve_mfen`).
+MILLI = 1000
 #: Upper bound on GPUs in one order or offer slot.
 MAX_GPUS = 1_000_000
 #: Upper bound on an order's input data, GB (100 PB): catches unit mistakes.
@@ -272,6 +275,10 @@ class Order:
     data_gb: int = 0
     reference_class: str | None = None
     speed: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: The deadline is firm: the buyer needs the work done by then (firm-order protection
+    #: holds capacity back for firm orders that only a pool or two can serve,
+    #: :func:`suangu.core.lifecycle.protection_levels`); the clearing itself ignores it.
+    firm: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -286,6 +293,7 @@ class Order:
                 fix="use batch, gang or service",
             ) from None
         object.__setattr__(self, "kind", kind)
+        _require(isinstance(self.firm, bool), "firm", "must be true or false", "true or false")
         _check_int(self.gpus, "gpus", 1, MAX_GPUS, "GPUs per slot, at least 1")
         _check_int(self.release_slot, "release_slot", 0, 2**31, "slots count from the grid epoch")
         _check_int(self.deadline_slot, "deadline_slot", 0, 2**31, "slots count from the epoch")
@@ -514,8 +522,17 @@ class Market:
     #: less for each slot after the order could first start there, so that among equally
     #: good slots the earliest wins (work done now leaves later capacity to orders not yet
     #: submitted). It shapes the optimisation only: reported welfare leaves it out, and as a
-    #: lower value it never makes a buyer pay above its limit. 0: none.
+    #: lower value it never makes a buyer pay above its limit. 0: none. In a market with
+    #: reserves finer than a fen (``reserve_mfen``) it is a tie-break only: the whole time
+    #: preference over the horizon stays below one milli-fen, so any difference in reserves
+    #: (a carbon price's) outweighs it (docs/market.md).
     delay_fen: int = 0
+    #: Reserves finer than a fen, milli-fen per GPU-hour, by offer id, one per slot of the
+    #: offer (as ``Offer.reserve_fen``), e.g. an exact carbon adder
+    #: (:func:`suangu.core.energy.hooks.apply_carbon_price`): the clearing prices these
+    #: offers' GPU-slots at them, and each ``reserve_fen`` is its milli-fen rounded down
+    #: (what fills record and settlement uses). Empty: whole-fen reserves.
+    reserve_mfen: Mapping[str, tuple[int, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check_int(self.first_slot, "first_slot", 0, 2**31, "slots count from the grid epoch")
@@ -577,6 +594,28 @@ class Market:
                 _check_share(v, f"green_share.{pool_id}[{k}]")
             green[pool_id] = values
         object.__setattr__(self, "green_share", MappingProxyType(green))
+        by_id = {o.id: o for o in self.offers}
+        fine = {}
+        for offer_id, values in self.reserve_mfen.items():
+            found = by_id.get(offer_id)
+            if found is None:
+                raise UnknownReferenceError(
+                    f"unknown offer {offer_id!r}", field="reserve_mfen", fix="key it by offer id"
+                )
+            mfen = tuple(values)
+            _require(
+                len(mfen) == len(found.reserve_fen)
+                and all(
+                    isinstance(v, int) and v >= 0 and v // MILLI == r
+                    for v, r in zip(mfen, found.reserve_fen, strict=True)
+                ),
+                f"reserve_mfen.{offer_id}",
+                "must give one whole milli-fen value per slot of the offer, each rounding "
+                "down to its reserve_fen",
+                "build it with apply_carbon_price",
+            )
+            fine[offer_id] = mfen
+        object.__setattr__(self, "reserve_mfen", MappingProxyType(fine))
 
     @property
     def end_slot(self) -> int:

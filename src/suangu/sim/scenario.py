@@ -426,6 +426,8 @@ class OrderSpec(_Spec):
     speed: SpeedField = Field(default_factory=dict)
     #: What runs (the API stores it with the order; simulations ignore it).
     workload: WorkloadSpec | None = None
+    #: ``true``: the deadline is firm (firm-order protection; a miss counts in reports).
+    firm: bool = False
 
     def to_order(self, buyer_id: str, release_slot: int, deadline_slot: int) -> Order:
         """The core order of this spec once its times are slots (core rules validate it)."""
@@ -448,13 +450,12 @@ class OrderSpec(_Spec):
             data_gb=self.data_gb,
             reference_class=self.reference_class,
             speed=dict(self.speed),
+            firm=self.firm,
         )
 
 
 class StreamOrderSpec(OrderSpec):
     """An order of a stream file: an order spec and whether its deadline is firm."""
-
-    firm: bool = False
 
 
 class OrderStreamSpec(_Spec):

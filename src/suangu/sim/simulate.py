@@ -83,6 +83,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from suangu.core import billing, lifecycle
 from suangu.core.clearing import clear
@@ -417,10 +418,6 @@ class _Hold:
     congestion_fen: int = 0
 
 
-#: Firm-order protection: a firm order is captive when at most this many pools can serve it.
-CAPTIVE_POOLS = 2
-
-
 def _p95(values: Sequence[float]) -> float:
     return float(np.percentile(np.array(values), 95)) if values else 0.0
 
@@ -468,9 +465,6 @@ class _Simulation:
         self.site_by_id = {s.id: s for s in scenario.sites}
         self.links = {link.key: link for link in scenario.links}
         self.listed = {o.id: o for o in scenario.offers}
-        self.offers_of: dict[str, list[Offer]] = defaultdict(list)  # pool id -> its offers
-        for o in scenario.offers:
-            self.offers_of[o.pool_id].append(o)
         self.value = 0.0  # buyers' value of the allocations: limit x speed x GPU-hours
         self.reserve_cost = 0  # listed reserves of the GPU-slots sold
         self.transfer = 0.0  # fen of data moved away from home
@@ -496,7 +490,7 @@ class _Simulation:
         self.captive_sold: dict[tuple[str, int], int] = defaultdict(int)
         #: pool id -> GPUs captive firm orders submitted so far ask for in each slot (an
         #: order with several pools counts its GPUs shared evenly among them)
-        self.captive_demand: dict[str, np.ndarray] = {}
+        self.captive_demand: dict[str, npt.NDArray[np.float64]] = {}
         self._captive_next = 0  # index into self.states of the next order to count
         self.energy: EnergyConfig | None = scenario.energy
         self.site_years: dict[str, SiteYear] = {}
@@ -648,46 +642,27 @@ class _Simulation:
         self, h: int, end: int, held: dict[tuple[str, int], int] | None = None
     ) -> list[Offer]:
         """Offers with the capacity not sold yet in ``[h, end)``, less ``held`` GPUs per
-        (pool, slot) (taken from the pool's cheapest offers first)."""
-        left: dict[str, list[int]] = {}
+        (pool, slot) (:func:`suangu.core.lifecycle.hold_back`: from the pool's cheapest
+        offers first)."""
+        out: list[Offer] = []
         for offer in self.sc.offers:
             lo, hi = max(offer.start_slot, h), min(offer.end_slot, end)
             sold = {s: self.sold[(offer.id, s)] for s in range(lo, hi)}
             rest = lifecycle.remaining(offer, sold, h, end)
             if rest is not None:
-                left[offer.id] = list(rest.gpus)
-        for (pool_id, s), gpus in sorted((held or {}).items()):
-            cheapest = sorted(
-                (o.reserve_fen[s - o.start_slot], o.id, o.start_slot)
-                for o in self.offers_of[pool_id]
-                if o.id in left and o.start_slot <= s < o.end_slot
-            )
-            for _, offer_id, start in cheapest:
-                row = left[offer_id]
-                k = s - max(start, h)
-                take = min(gpus, row[k])
-                row[k] -= take
-                gpus -= take
-        out = []
-        for offer in self.sc.offers:
-            if offer.id not in left or not any(left[offer.id]):
-                continue
-            lo = max(offer.start_slot, h)
-            hi = lo + len(left[offer.id])
-            reserve = offer.reserve_fen[lo - offer.start_slot : hi - offer.start_slot]
-            free = tuple(left[offer.id])
-            out.append(Offer(offer.id, offer.provider_id, offer.pool_id, lo, free, reserve))
-        return out
+                out.append(rest)
+        return lifecycle.hold_back(out, held) if held else out
 
     # --- firm-order protection -------------------------------------------------------------
 
     def _captive_orders(self) -> dict[str, tuple[str, ...]]:
-        """Firm orders that can run in at most :data:`CAPTIVE_POOLS` pools, and those."""
+        """Firm orders captive to a pool or two (:func:`suangu.core.lifecycle.captive`),
+        and those pools."""
         out = {}
         for st in self.states:
             if st.order.id in self.firm:
-                pools = self._feasible_pools(st)
-                if 0 < len(pools) <= CAPTIVE_POOLS:
+                pools = lifecycle.captive(True, self._feasible_pools(st))
+                if pools:
                     out[st.order.id] = pools
         return out
 
@@ -697,36 +672,31 @@ class _Simulation:
         order = st.order
         cached = self.feasible.get(order.id)
         if cached is None:
-            if st.stream.submit_slot > order.release_slot:
-                order = replace(order, release_slot=min(st.stream.submit_slot, order.deadline_slot))
+            order = lifecycle.from_submission(order, st.stream.submit_slot)
             cached = feasible_pools(self.bare, order, self.sc.offers)
             self.feasible[order.id] = cached
         return cached
 
     def _held_back(self, h: int, end: int) -> dict[tuple[str, int], int]:
-        """GPUs held back for captive firm orders per (pool, slot) in ``(h, end)``."""
+        """GPUs held back for captive firm orders per (pool, slot) in ``(h, end)``
+        (:func:`suangu.core.lifecycle.protection_levels`)."""
         while self._captive_next < len(self.states):
             st = self.states[self._captive_next]
             if st.stream.submit_slot > h:
                 break
             self._captive_next += 1
             pools = self.captive.get(st.order.id, ())
-            for pool_id in pools:
-                demand = self.captive_demand.get(pool_id)
-                if demand is None:
-                    demand = np.zeros(self.sc.hours + self.sc.lookahead + 1, np.float64)
-                    self.captive_demand[pool_id] = demand
-                lo = min(max(st.order.release_slot, st.stream.submit_slot), demand.size)
-                hi = min(st.order.deadline_slot, demand.size)
-                demand[lo:hi] += st.order.gpus / len(pools)
-        held = {}
-        for pool_id, demand in self.captive_demand.items():
-            peak = math.ceil(float(demand[max(0, h - self.protect_h) : h + 1].max()) - 1e-9)
-            for s in range(h + 1, end):
-                gpus = peak - self.captive_sold[(pool_id, s)]
-                if gpus > 0:
-                    held[(pool_id, s)] = gpus
-        return held
+            if pools:
+                lifecycle.add_firm_demand(
+                    self.captive_demand,
+                    st.order,
+                    pools,
+                    st.stream.submit_slot,
+                    size=self.sc.hours + self.sc.lookahead + 1,
+                )
+        return lifecycle.protection_levels(
+            self.captive_demand, self.captive_sold, h, end, self.protect_h
+        )
 
     def _clear_at(self, h: int) -> None:
         """The hour's clearing (with protection: its two steps); one entry in the timings."""

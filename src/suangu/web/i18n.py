@@ -61,6 +61,8 @@ LABELS: dict[str, dict[str, str]] = {
         "back": "Market overview",
         "api": "API documentation (OpenAPI)",
         "public_only": "This server shows public market data only.",
+        "carbon_price": "Carbon price: {price} yuan per tonne of CO2, added by every clearing "
+        "to the reserves of sites with an energy model (location-based grid carbon).",
         "ledger_ok": "Ledger balanced",
         "leases": "Leases by state",
         "yes": "yes",
@@ -128,6 +130,8 @@ LABELS: dict[str, dict[str, str]] = {
         "back": "市场总览",
         "api": "API 文档（OpenAPI）",
         "public_only": "本服务器仅展示公开市场数据。",
+        "carbon_price": "碳价：每吨二氧化碳 {price} 元，每次出清计入有能源模型站点的保留价"
+        "（基于所在地电网排放因子）。",
         "ledger_ok": "账本平衡",
         "leases": "各状态租约数",
         "yes": "是",

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from suangu.api import carbon_price
 from suangu.api.context import ApiContext
 from suangu.core.ledger import AccountKind, Asset
 from suangu.store.errors import NotFound
@@ -322,8 +323,11 @@ def _account_link(request: Request, lang: str) -> str:
 def _sections(st: MarketStats, request: Request, lang: str, *, private: bool) -> str:
     ctx = _ctx(request)
     grid = ctx.settings.grid
+    with ctx.db.session_scope(write=False) as s:
+        price = carbon_price.effective(s, request.app.state.market_hook)
     parts = [
         _cards(st, lang, public=not private),
+        f'<p class="note">{escape(t(lang, "carbon_price", price=f"{price:,g}"))}</p>',
         f"<section><h2>{escape(t(lang, 'heat_title'))}</h2>"
         f'<p class="note">{escape(t(lang, "heat_note"))}</p>'
         f"{_heat(st, lang, grid.epoch, grid.slot_seconds)}</section>",

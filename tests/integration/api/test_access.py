@@ -397,6 +397,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/fees"): Rule(200, SIGNED_IN),
     ("PUT", "/fees"): Rule(200, {OP: ALL}, body=lambda t: {"json": {"fee_bp": 300}}),
+    ("GET", "/market/carbon-price"): Rule(200, PUBLIC),
+    ("PUT", "/market/carbon-price"): Rule(
+        200, {OP: ALL}, body=lambda t: {"json": {"yuan_per_t": 0}}
+    ),
     ("GET", "/audit"): Rule(200, {OP: ALL, AUD: ALL}),
     ("GET", "/audit/head"): Rule(200, {OP: ALL, AUD: ALL}),
     ("GET", "/audit/verify"): Rule(200, {OP: ALL, AUD: ALL}),

@@ -1,7 +1,9 @@
-"""Public market data: the time grid, and cleared prices and volumes per pool and slot.
+"""Public market data: the time grid, the carbon price, and cleared prices and volumes per
+pool and slot.
 
-No key needed. Only what a clearing published: the price and the GPUs cleared in each
-pool-slot; never an order, a limit price or an offer's reserve.
+No key needed to read. Only what a clearing published: the price and the GPUs cleared in
+each pool-slot; never an order, a limit price or an offer's reserve. The operator sets the
+carbon price (``PUT /market/carbon-price``, audited).
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from suangu.api import pagination, schemas
-from suangu.api.routes._common import Ctx, Cursor, Limit
+from suangu.api import carbon_price, pagination, schemas
+from suangu.api.auth import Operator
+from suangu.api.idempotency import fingerprint, run_write
+from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.core.errors import ValidationError
 from suangu.store.models import PoolRow
 from suangu.store.repositories import Clearings
@@ -31,6 +37,35 @@ def grid(ctx: Ctx) -> dict[str, Any]:
         "current_slot": ctx.current_slot(),
         "now": ctx.now(),
     }
+
+
+@router.get("/carbon-price", response_model=schemas.CarbonPriceOut)
+def get_carbon_price(request: Request, ctx: Ctx) -> dict[str, Any]:
+    """The operator's carbon price, yuan per tonne of CO2, that every clearing adds to the
+    reserves of the modelled sites' pool-slots."""
+    with ctx.db.session_scope(write=False) as s:
+        found = carbon_price.stored(s)
+        yuan = carbon_price.effective(s, request.app.state.market_hook)
+    return {
+        "yuan_per_t": yuan,
+        "fen_per_t": round(yuan * 100),
+        "updated_at": None if found is None else found[1],
+    }
+
+
+@router.put("/carbon-price", response_model=schemas.CarbonPriceOut)
+def put_carbon_price(
+    body: schemas.CarbonPriceIn, request: Request, who: Operator, ctx: Ctx, key: IdemKey = None
+) -> JSONResponse:
+    """Set the carbon price; clearings from now on apply it (it survives restarts)."""
+    fen = carbon_price.fen_per_t(body.yuan_per_t)
+    now = ctx.now()
+
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        carbon_price.store(s, fen, now)
+        return 200, {"yuan_per_t": fen / 100, "fen_per_t": fen, "updated_at": now}
+
+    return run_write(ctx, who, key, fingerprint("PUT", request.url.path, body), work)
 
 
 @router.get("/prices", response_model=schemas.PageOut[schemas.PriceOut])

@@ -147,7 +147,7 @@ def _write_one(
             "required": True,
             "content": {"application/yaml": {"schema": {"type": "string"}}},
             "description": "A job spec as the CLI reads it: one order mapping (id, buyer, "
-            "kind, gpus, gpu_hours, duration, release, deadline, limit in yuan, ...), or "
+            "kind, gpus, gpu_hours, duration, release, deadline, limit in yuan, firm, ...), or "
             "`orders:` with a list. Times are hours from the grid epoch or ISO date-times; "
             "release defaults to now and submit is ignored (the order is submitted now).",
         }

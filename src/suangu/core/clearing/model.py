@@ -20,7 +20,11 @@ Networks and speeds (see :mod:`suangu.core.network`): an arc's value per GPU-hou
 ``limit * speed(class) - transfer cost per GPU-hour`` away from home, and the order-slot ->
 pool-slot arcs of a pool start only after the order's data transfer delay. Values that are not
 whole fen are scaled by :data:`FINE_SCALE` (costs in 1/100 fen, rounded down so that no buyer
-is ever priced above its value); ``ClearingModel.scale`` says which.
+is ever priced above its value); ``ClearingModel.scale`` says which. A market with reserves
+finer than a fen (``Market.reserve_mfen``, a carbon price's) is costed in milli-fen divided by
+the horizon's slots (:func:`cost_scale`): its supply arcs cost their exact milli-fen, and its
+time preference is one such unit per slot of delay (per placement for a gang), so that the
+whole preference over the horizon stays below one milli-fen, under any difference in reserves.
 
 Side rows (``coef @ x <= rhs`` over BID arcs and gang placements), each checked against the
 network optimum first and only solved as rows when it breaks one:
@@ -42,7 +46,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from suangu.core.network import PoolTerms, latency_ms, links_by_key, pool_terms, work_hours
-from suangu.core.types import Link, Market, Order, OrderKind, Pool, Site
+from suangu.core.types import MILLI, Link, Market, Order, OrderKind, Pool, Site
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -216,6 +220,15 @@ def _filter_key(order: Order) -> tuple[object, ...]:
     return (*key, order.data_gb, order.reference_class, speeds, shape)
 
 
+def cost_scale(market: Market) -> int:
+    """Cost units per fen of ``market``'s model: 1 (whole fen), :data:`FINE_SCALE` (speeds
+    or transfer costs), or with milli-fen reserves ``MILLI * n_slots`` (a time preference of
+    one unit per slot stays below a milli-fen over the whole horizon)."""
+    if market.reserve_mfen:
+        return MILLI * market.n_slots
+    return 1 if all(_plain(o) for o in market.orders) else FINE_SCALE
+
+
 def build_model(market: Market) -> ClearingModel:
     """Build the network and gang placements of ``market``; pure and deterministic."""
     pools = market.pools
@@ -224,12 +237,16 @@ def build_model(market: Market) -> ClearingModel:
     sites = {s.id: s for s in market.sites}
     pool_index = {p.id: i for i, p in enumerate(pools)}
     n_ps = len(pools) * n_slots
-    scale = 1 if all(_plain(o) for o in market.orders) else FINE_SCALE
+    scale = cost_scale(market)
+    fine = bool(market.reserve_mfen)
+    #: the time preference per slot of delay, in cost units
+    tie = (1 if market.delay_fen else 0) if fine else market.delay_fen * scale
     link_index = {link.key: k for k, link in enumerate(market.links)}
     links = links_by_key(market)
 
     # --- supply: one arc per offer and horizon slot with GPUs offered -------------------------
     sup_node, sup_cap, sup_cost, sup_offer, sup_slot = [], [], [], [], []
+    sup_fine = []  # supply arc costs in cost units (exact milli-fen where given)
     for o, offer in enumerate(market.offers):
         lo = max(offer.start_slot, first)
         hi = min(offer.end_slot, first + n_slots)
@@ -244,6 +261,12 @@ def build_model(market: Market) -> ClearingModel:
         sup_node.append(pool_index[offer.pool_id] * n_slots + ks[keep])
         sup_cap.append(gpus[keep])
         sup_cost.append(reserve[keep])
+        mfen = market.reserve_mfen.get(offer.id)
+        if mfen is None:
+            sup_fine.append(reserve[keep] * scale)
+        else:
+            exact = np.asarray(mfen[lo - offer.start_slot : hi - offer.start_slot], np.int64)
+            sup_fine.append(exact[keep] * (scale // MILLI))
         sup_offer.append(np.full(int(keep.sum()), o, np.int64))
         sup_slot.append(ks[keep])
     s_node = _cat(sup_node)
@@ -355,7 +378,7 @@ def build_model(market: Market) -> ClearingModel:
     b_os = os_node[os_of_arc]
     # Time preference: each slot after the order's first possible one costs delay_fen per
     # GPU-hour, so equally good slots go to the earliest (work-conserving over the horizon).
-    b_delay = market.delay_fen * scale * (b_slot - w_lo[b_order])
+    b_delay = tie * (b_slot - w_lo[b_order])
     b_value = value[b_order, arc_pool] - b_delay
     arc_link = link_m[b_order, arc_pool]
     arc_gb = gb_m[b_order, arc_pool]
@@ -378,7 +401,8 @@ def build_model(market: Market) -> ClearingModel:
     cap = np.concatenate(
         [gpus[b_order], gpus[sl_order], work[active], np.asarray([total_supply]), s_cap]
     )
-    cost = np.concatenate([-b_value, np.zeros(n_slot_arcs + n_work + 1, np.int64), s_cost * scale])
+    s_fine = _cat(sup_fine)
+    cost = np.concatenate([-b_value, np.zeros(n_slot_arcs + n_work + 1, np.int64), s_fine])
     kind = np.concatenate(
         [
             np.full(n_bid, ARC_BID),
@@ -579,7 +603,10 @@ def _gang_placements(
         reserve[sel] = csum[pk, kk + dur] - csum[pk, kk]
         share[sel] = (gsum[pk, kk + dur] - gsum[pk, kk]) / dur
     value = value_[row_pair]
-    late = market.delay_fen * scale * gpus * d * (k - k0_[row_pair])
+    if market.reserve_mfen:  # a tie-break: one cost unit per slot of delay, per placement
+        late = (k - k0_[row_pair]) * (1 if market.delay_fen else 0)
+    else:
+        late = market.delay_fen * scale * gpus * d * (k - k0_[row_pair])
     keep = (
         fits
         # cannot beat the cheapest reserves: never profitable

@@ -9,9 +9,12 @@ the site-year's local-midnight start); a slot of several hours uses the mean ove
   ``reserve_fen = ceil(energy_cost_fen * (1 + markup)) + margin_fen`` per slot (rounded up:
   never below cost).
 * :func:`apply_carbon_price`: the operator's carbon price (yuan per tCO2) added to every
-  offer's reserve in the horizon: ``+ carbon_cost_fen(g per GPU-hour, price)`` exactly. The
+  offer's reserve in the horizon, in milli-fen: ``+ carbon_cost_mfen(g per GPU-hour,
+  price)`` (``Market.reserve_mfen``), whole fen rounded down in ``reserve_fen``. The
   clearing then treats carbon as a cost like energy (a reserve adder; the money is the
-  provider's, collecting it as a levy is a settlement rule not modelled here).
+  provider's, collecting it as a levy is a settlement rule not modelled here), priced to the
+  milli-fen: at 100 yuan/t a GPU-hour's carbon differs between hours of one region by 1-3
+  fen, which whole fen would round to a few levels.
 * :func:`green_share_for_market`: ``Market.green_share`` from the modelled hourly green share
   of each pool's site, so that orders' minimum green shares use the model.
 """
@@ -27,7 +30,7 @@ import numpy as np
 from suangu.core.energy._common import FloatArray, require
 from suangu.core.energy.model import SiteYear
 from suangu.core.errors import UnknownReferenceError
-from suangu.core.types import MAX_PRICE_FEN, Market, Offer, Pool, TimeGrid
+from suangu.core.types import MAX_PRICE_FEN, MILLI, Market, Offer, Pool, TimeGrid
 
 #: fen per yuan
 FEN = 100
@@ -58,8 +61,9 @@ def energy_cost_fen(
     return FEN * slot_mean(site_year.energy_cost_per_gpu_hour(gpu_class), site_year, grid, slots)
 
 
-def carbon_cost_fen(g_per_gpu_hour: float, yuan_per_t: float) -> int:
-    """Carbon cost of one GPU-hour, whole fen (half up): ``g * yuan_per_t * 100 / 1e6``."""
+def carbon_cost_mfen(g_per_gpu_hour: float, yuan_per_t: float) -> int:
+    """Carbon cost of one GPU-hour, whole milli-fen (half up):
+    ``g * yuan_per_t * 100 * 1000 / 1e6``."""
     require(g_per_gpu_hour >= 0, "carbon_g", "must be >= 0", "grams per GPU-hour")
     require(
         math.isfinite(yuan_per_t) and 0 <= yuan_per_t <= 100_000,
@@ -67,7 +71,13 @@ def carbon_cost_fen(g_per_gpu_hour: float, yuan_per_t: float) -> int:
         f"must be a carbon price between 0 and 100,000 yuan/t, got {yuan_per_t!r}",
         "e.g. 100 for 100 yuan per tonne",
     )
-    return math.floor(g_per_gpu_hour * yuan_per_t * FEN / G_PER_T + 0.5)
+    return math.floor(g_per_gpu_hour * yuan_per_t * FEN * MILLI / G_PER_T + 0.5)
+
+
+def carbon_cost_fen(g_per_gpu_hour: float, yuan_per_t: float) -> int:
+    """Carbon cost of one GPU-hour in whole fen: :func:`carbon_cost_mfen` rounded down (what
+    a whole-fen reserve carries of it; the clearing uses the milli-fen)."""
+    return carbon_cost_mfen(g_per_gpu_hour, yuan_per_t) // MILLI
 
 
 def _site_year(site_years: Mapping[str, SiteYear], pool: Pool) -> SiteYear:
@@ -158,10 +168,16 @@ def apply_carbon_price(
 
     ``carbon_g_per_gpu_hour[pool_id][k]`` is the carbon of one GPU-hour in slot
     ``first_slot + k`` (see :func:`carbon_for_market`). Only slots inside the horizon change
-    (the clearing uses no others); pools missing from the mapping are refused.
+    (the clearing uses no others); pools missing from the mapping are refused. The reserves
+    rise in milli-fen (``Market.reserve_mfen``: :func:`carbon_cost_mfen` on top of the
+    reserve, in fen or milli-fen, it had), and each ``reserve_fen`` becomes that rounded down
+    to whole fen. A price of 0 leaves the market as it is.
     """
     first, end = market.first_slot, market.end_slot
+    if yuan_per_t == 0:
+        return market
     offers = []
+    fine: dict[str, tuple[int, ...]] = {}
     for i, offer in enumerate(market.offers):
         carbon = carbon_g_per_gpu_hour.get(offer.pool_id)
         if carbon is None:
@@ -176,14 +192,17 @@ def apply_carbon_price(
             f"has {len(carbon)} values for {market.n_slots} slots",
             "one value per slot of the horizon",
         )
-        reserve = list(offer.reserve_fen)
-        for k in range(len(reserve)):
+        had = market.reserve_mfen.get(offer.id)
+        mfen = list(had) if had is not None else [r * MILLI for r in offer.reserve_fen]
+        for k in range(len(mfen)):
             slot = offer.start_slot + k
             if first <= slot < end:
-                add = carbon_cost_fen(float(carbon[slot - first]), yuan_per_t)
-                reserve[k] = _checked_reserve(reserve[k] + add, f"offers[{i}].reserve_fen[{k}]")
-        offers.append(dataclasses.replace(offer, reserve_fen=tuple(reserve)))
-    return dataclasses.replace(market, offers=tuple(offers))
+                mfen[k] += carbon_cost_mfen(float(carbon[slot - first]), yuan_per_t)
+                _checked_reserve(mfen[k] // MILLI, f"offers[{i}].reserve_fen[{k}]")
+        fine[offer.id] = tuple(mfen)
+        reserve = tuple(v // MILLI for v in mfen)
+        offers.append(dataclasses.replace(offer, reserve_fen=reserve))
+    return dataclasses.replace(market, offers=tuple(offers), reserve_mfen=fine)
 
 
 def green_share_for_market(market: Market, site_years: Mapping[str, SiteYear]) -> Market:
