@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from suangu.api import docs, errors, observe
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
+from suangu.api.green import DeclaredEnergy, SiteEnergyModel
 from suangu.api.limits import BodyLimit, RateLimit
 from suangu.api.market_energy import MarketEnergy
 from suangu.api.routes import ROUTERS
@@ -58,14 +59,17 @@ def create_app(
     settings = settings or ApiSettings()
     ledger = SqlLedger(db, clamp_clock=True)
     ledger.create_accounts(billing.new_exchange_accounts(), clock.now())
-    adjust: MarketHook | None
+    base: MarketHook | None
     if energy is True:
-        adjust = MarketEnergy()
+        base = MarketEnergy()
     elif energy is False:
-        adjust = None
+        base = None
     else:
-        adjust = energy
-    loop = ClearingLoop(db, ledger, clock, settings, adjust=adjust)
+        base = energy
+    # Providers' energy declarations on top of the packaged model (suangu.api.green).
+    model = SiteEnergyModel(base if isinstance(base, MarketEnergy) else None)
+    adjust: MarketHook = DeclaredEnergy(db, model, base)
+    loop = ClearingLoop(db, ledger, clock, settings, adjust=adjust, energy_model=model)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,7 @@ def create_app(
     app.state.ctx = ApiContext(db, ledger, clock, settings)
     app.state.clearing_loop = loop
     app.state.market_hook = adjust
+    app.state.energy_model = model
     if objects is not None:
         app.state.objects = objects
     errors.install(app)
