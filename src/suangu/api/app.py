@@ -50,8 +50,10 @@ def create_app(
 
     ``energy``: the hook applied to every market before clearing it (``POST /clearings`` and
     the loop); ``True``: :class:`~suangu.api.market_energy.MarketEnergy` with its defaults
-    (modelled green shares for the sites with packaged energy data, no carbon price);
-    ``False``: none. ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
+    (modelled green shares for the sites with packaged energy data, no carbon price), and
+    the providers' energy declarations on top (:class:`~suangu.api.green.DeclaredEnergy`);
+    ``False``: none (certificates are then booked for declared sites only).
+    ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
     ``private_dashboard`` adds the members' balances and per-member pages to it (the demo
     on loopback; a served exchange shows public market data only). ``objects``: the data
     objects' store (default: :func:`suangu.store.objects.store_from_env`, on first use).
@@ -68,7 +70,7 @@ def create_app(
         base = energy
     # Providers' energy declarations on top of the packaged model (suangu.api.green).
     model = SiteEnergyModel(base if isinstance(base, MarketEnergy) else None)
-    adjust: MarketHook = DeclaredEnergy(db, model, base)
+    adjust: MarketHook | None = None if energy is False else DeclaredEnergy(db, model, base)
     loop = ClearingLoop(db, ledger, clock, settings, adjust=adjust, energy_model=model)
 
     @asynccontextmanager
