@@ -217,7 +217,8 @@ def series_from_csv(text: str, pue: float | None = None) -> EnergyIn:
         return EnergyIn.model_validate({"series": points, "pue": pue}, strict=False)
     except PydanticValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
+        where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in first["loc"])
+        where = where.lstrip(".")
         raise GreenError(first["msg"], field=f"body.{where}", fix="check that value") from None
 
 
