@@ -11,7 +11,7 @@ from typing import Any
 
 from suangu.api.green import NATIONAL_FACTOR, declared_params, province_factor
 from suangu.core.energy import hooks
-from suangu.core.energy.accounting import certificate_account, carbon_account
+from suangu.core.energy.accounting import carbon_account, certificate_account
 from suangu.core.ledger import AccountKind, Asset
 from suangu.core.types import Offer, Pool
 from suangu.sim.energy import EnergyData, load_energy_data, site_years_for_span
@@ -210,7 +210,7 @@ def test_bad_uploads_name_the_field_and_store_nothing(api: Api) -> None:
     cases = [
         (b"hour,share\n1767585600,0.5\n", "body.header"),
         (f"hour,green_share\n{EPOCH + NOW_SLOT * HOUR},0.5\n{EPOCH},75\n".encode(), "line[3]"),
-        (f"hour,green_share\nyesterday,0.5\n".encode(), "body.line[2].hour"),
+        (b"hour,green_share\nyesterday,0.5\n", "body.line[2].hour"),
         (f"hour,green_share\n{EPOCH + 60},0.5\n".encode(), "body.series[0].hour"),
         (
             f"hour,green_share\n{EPOCH + 2 * HOUR},0.5\n{EPOCH + HOUR},0.5\n".encode(),
