@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suangu import __version__, ops_cli
+from suangu.commands import carbon as carbon_commands
 from suangu.commands import data as data_commands
 from suangu.commands import job as job_commands
 from suangu.core.errors import SuanguError, ValidationError
@@ -1293,6 +1294,7 @@ lease_app = typer.Typer(
 app.add_typer(lease_app, name="lease")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(job_commands.app, name="job")
+app.add_typer(carbon_commands.app, name="carbon")
 
 
 def _leases_table(items: list[dict[str, Any]], title: str) -> Table:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.console import Console
+
 from suangu.api.green import NATIONAL_FACTOR, declared_params, province_factor
+from suangu.commands.carbon import statement_tables
 from suangu.core.energy import hooks
 from suangu.core.energy.accounting import carbon_account, certificate_account
 from suangu.core.ledger import AccountKind, Asset
@@ -154,6 +157,12 @@ def test_certificates_and_statements_balance_with_metering_and_ledger(api: Api) 
     ledger = api.client.app.state.ctx.ledger
     ledger.check_invariants()
     assert sum(ledger.balances(Asset.KWH_GREEN).values()) == 0
+    # The CLI's tables show the same figures, per site.
+    console = Console(record=True, width=200)
+    for table in statement_tables(st):
+        console.print(table)
+    text = console.export_text()
+    assert "site-a" in text and f"{st['certificates_wh'] / 1000:,.3f}" in text
     # A period without leases is empty; the buyer's statement is sealed from others.
     empty = api.call(
         "GET", "/buyers/buy-a/carbon-statement?from=2020-01-01&to=2020-02-01", "aud"
