@@ -301,3 +301,61 @@ def test_reserve_auto_is_priced_from_energy_cost(api: Api) -> None:
 def test_unknown_province_uses_the_national_factor() -> None:
     assert province_factor("Atlantis") == NATIONAL_FACTOR
     assert province_factor("Gansu").region == "Gansu"
+
+
+def _cleared_leases(api: Api, order_id: str) -> list[dict[str, Any]]:
+    now = (api.clock.now() - EPOCH) // HOUR
+    _order(api, order_id, "buy-a", release_slot=now, deadline_slot=now + 4)
+    r = api.call("POST", "/clearings", "op", json={"id": f"clr-{order_id}"})
+    assert r.status_code == 201, r.text
+    items = api.call("GET", f"/leases?order_id={order_id}", "prov-a").json()["items"]
+    assert len(items) >= 2, items
+    return sorted(items, key=lambda x: x["slot"])
+
+
+def _reading(api: Api, lease: dict[str, Any], **extra: Any) -> Any:
+    start = EPOCH + lease["slot"] * HOUR
+    body = {
+        "id": f"r-{lease['slot']}",
+        "interval_start": start,
+        "interval_end": start + HOUR,
+        "gpu_seconds": lease["gpus"] * HOUR,
+        **extra,
+    }
+    r = api.call("POST", f"/leases/{lease['id']}/readings", "prov-a", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_failed_and_loop_completed_leases_are_booked(api: Api) -> None:
+    """Every path that settles a lease books it: a failure (the route) and the clearing
+    loop's completion of a lease whose agent sent no final reading (its sweep)."""
+    _setup(api)
+    assert _upload(api, "site-a", _series_csv({NOW_SLOT + k: 0.5 for k in range(8)})).status_code
+    failed = _cleared_leases(api, "ord-fail")
+    api.clock.set(EPOCH + (failed[-1]["slot"] + 1) * HOUR + 30)
+    _reading(api, failed[0], source="slurm", energy_wh=1000)  # not final: then it fails
+    for lease in failed[1:]:
+        _reading(api, lease, final=True, source="nvml", energy_wh=900)
+    r = api.call("POST", f"/leases/{failed[0]['id']}/fail", "prov-a")
+    assert r.status_code == 200 and r.json()["state"] == "settled", r.text
+    st = api.call("GET", "/buyers/buy-a/carbon-statement", "buy-a").json()
+    assert {x["lease_id"] for x in st["lease_records"]} == {x["id"] for x in failed}
+    assert st["energy_wh"] == st["measured_wh"] == 1000 + 900 * (len(failed) - 1)
+    assert st["certificates_wh"] == sum(
+        math.floor(x["energy_wh"] * 0.5 + 0.5) for x in st["lease_records"]
+    )
+    # Readings that never say final: the loop completes the leases after the grace period,
+    # settles the order and books it in the same tick.
+    silent = _cleared_leases(api, "ord-silent")
+    api.clock.set(EPOCH + (silent[-1]["slot"] + 1) * HOUR + 30)
+    for lease in silent:
+        _reading(api, lease, energy_wh=800)
+    api.clock.set(api.clock.now() + 2 * HOUR)
+    api.client.app.state.clearing_loop.tick()
+    st = api.call("GET", "/buyers/buy-a/carbon-statement", "buy-a").json()
+    booked = {x["lease_id"]: x for x in st["lease_records"]}
+    assert {x["id"] for x in silent} <= set(booked)
+    assert all(booked[x["id"]]["nominal_wh"] == 800 for x in silent)
+    assert st["certificates_wh"] == _balance(api, certificate_account(AccountKind.BUYER, "buy-a"))
+    assert st["co2_market_g"] == _balance(api, carbon_account("buy-a"))
