@@ -79,6 +79,8 @@ NATIONAL_FACTOR = EmissionFactor(
 )
 #: Most hours an uploaded green-share series may hold (three years).
 MAX_SERIES_HOURS = 3 * 8784
+#: The last instant a site's energy is modelled for (2100-01-01 UTC).
+MAX_UNIX = 4_102_444_800
 #: Most capacity-declared site-years kept in this process.
 _MAX_YEARS = 32
 _YEARS: dict[tuple[str, str, int], SiteYear] = {}
@@ -181,8 +183,13 @@ def _hour_of(text: str, line: int) -> int:
 def series_from_csv(text: str, pue: float | None = None) -> EnergyIn:
     """An uploaded CSV (columns ``hour`` and ``green_share``; ``hour`` in Unix seconds or ISO
     8601, UTC when no offset is given) as a declaration; :class:`GreenError` naming the line."""
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip() for f in reader.fieldnames or []]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = [f.strip() for f in reader.fieldnames or []]
+    except csv.Error as err:
+        raise GreenError(
+            f"is not CSV: {err}", field="body", fix="plain text lines: hour,green_share"
+        ) from None
     missing = [c for c in ("hour", "green_share") if c not in fields]
     if missing:
         raise GreenError(
@@ -191,7 +198,13 @@ def series_from_csv(text: str, pue: float | None = None) -> EnergyIn:
             fix="start the file with the line: hour,green_share",
         )
     points: list[dict[str, Any]] = []
-    for line, row in enumerate(reader, start=2):
+    try:
+        rows = list(reader)
+    except csv.Error as err:
+        raise GreenError(
+            f"is not CSV: {err}", field="body", fix="plain text lines: hour,green_share"
+        ) from None
+    for line, row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "") for k, v in row.items()}
         if len(points) >= MAX_SERIES_HOURS:
             raise GreenError(
@@ -744,6 +757,8 @@ def parse_when(value: str | None, field: str, default: int) -> int:
         return default
     text = value.strip()
     if text.lstrip("-").isdigit():
+        if not -(2**40) <= int(text) <= 2**40:
+            raise GreenError(f"{value!r} is out of range", field=field, fix="a date or time")
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -32,10 +32,11 @@ With the scenario's energy model on (``energy: {model: true}``, see
   hooks run once over the whole span and each clearing takes its horizon's slice (a slot's
   value does not depend on the horizon);
 * when the leases of a slot are metered (step 1), each gets its energy record
-  (:func:`~suangu.core.energy.accounting.lease_energy`). Certificates are issued per provider
-  and slot for the green Wh its leases used, never more than the site's modelled green energy
-  used in those hours (one cap per energy site, shared by the providers there; a lease that
-  would exceed it is recorded with ``certify=False``), and each lease's linked chain
+  (:func:`~suangu.core.energy.accounting.lease_record`, the rule the service books by).
+  Certificates are issued per provider and slot for the green Wh its leases used, never more
+  than the site's modelled green energy used in those hours (one cap per energy site, shared
+  by the providers there; a lease that would exceed it is recorded uncertified:
+  :func:`~suangu.core.energy.accounting.certify_within`), and each lease's linked chain
   (:func:`~suangu.core.energy.accounting.lease_transfers`) retires them to the buyer and records
   its market-based grams, on the same ledger as the money (``kWh-green`` and ``gCO2``).
 

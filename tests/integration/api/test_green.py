@@ -226,6 +226,7 @@ def test_bad_uploads_name_the_field_and_store_nothing(api: Api) -> None:
             "body.series[1].hour",
         ),
         (b"hour,green_share\n", "body"),
+        (b'hour,green_share\n"1,0.5\n', "body.line[2].green_share"),
         (b"\xff\xfe", "body"),
     ]
     for content, field in cases:
@@ -244,6 +245,15 @@ def test_bad_uploads_name_the_field_and_store_nothing(api: Api) -> None:
         assert r.json()["field"] == field, (body, r.json())
     got = api.call("GET", "/sites/site-a/energy", "op").json()
     assert got["declaration"] is None and got["basis"] == "none"
+    # Statement periods and slot ranges out of range are 422s naming the parameter.
+    for path, field in (
+        ("/buyers/buy-a/carbon-statement?from=soon", "query.from"),
+        ("/buyers/buy-a/carbon-statement?to=" + "9" * 30, "query.to"),
+        ("/buyers/buy-a/carbon-statement?from=2026-02-01&to=2026-01-01", "query.to"),
+        ("/sites/site-a/energy?first_slot=2000000000", "query.first_slot"),
+    ):
+        r = api.call("GET", path, "op")
+        assert r.status_code == 422 and r.json()["field"] == field, (path, r.text)
 
 
 def test_reserve_auto_is_priced_from_energy_cost(api: Api) -> None:

@@ -119,6 +119,10 @@ def get_energy(
     model = green.energy_model(request)
     grid = ctx.settings.grid
     first = ctx.current_slot() if first_slot is None else first_slot
+    if grid.slot_start(first + n_slots) > green.MAX_UNIX:
+        raise green.GreenError(
+            f"slot {first + n_slots} is after 2100", field="query.first_slot", fix="an earlier slot"
+        )
     with ctx.db.session_scope(write=False) as s:
         if s.get(SiteRow, site_id) is None:
             raise NotFound(f"no site {site_id!r}", field="path.site_id", fix="list the sites")
