@@ -24,6 +24,7 @@ from rich.table import Table
 
 from suangu import __version__, ops_cli
 from suangu.commands import agent as agent_commands
+from suangu.commands import carbon as carbon_commands
 from suangu.commands import data as data_commands
 from suangu.commands import job as job_commands
 from suangu.commands import leases as leases_commands
@@ -565,6 +566,7 @@ app.command("agent")(agent_commands.agent_command)
 app.add_typer(leases_commands.app, name="lease")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(job_commands.app, name="job")
+app.add_typer(carbon_commands.app, name="carbon")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

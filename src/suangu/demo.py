@@ -25,8 +25,9 @@ in-process transport (:class:`fastapi.testclient.TestClient`, no network):
    (:func:`~suangu.core.energy.accounting.lease_energy`), posts each slot's final readings as
    one batch per provider (:func:`~suangu.api.services.meter_final`: the orders
    whose leases are all done settle on the ledger: metered use posted, the rest of the hold
-   released, the fee to the exchange), and books green certificates and CO2 on the
-   ``kWh-green`` and ``gCO2`` ledgers as the simulation does.
+   released, the fee to the exchange); the service then books the settled leases' green
+   certificates and CO2 on the ``kWh-green`` and ``gCO2`` ledgers
+   (:func:`suangu.api.green.book_energy`, the readings route's path).
 4. **The summary** comes from the store (:func:`suangu.web.stats.market_stats`, what the
    dashboard draws) and the ledger's invariants are checked
    (:meth:`~suangu.store.ledger.SqlLedger.check_invariants`).
@@ -49,11 +50,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from suangu.api.app import PREFIX, create_app
 from suangu.api.clock import ManualClock
+from suangu.api.green import SiteEnergyModel, book_energy
 from suangu.api.market_energy import MarketEnergy
 from suangu.api.schemas import ReadingIn
 from suangu.api.services import FinalReading, fee_bp, meter_final, settle_done_orders
@@ -62,7 +64,7 @@ from suangu.core import billing
 from suangu.core.energy import accounting
 from suangu.core.energy.model import SiteYear
 from suangu.core.errors import SuanguError, ValidationError
-from suangu.core.ledger import CreateResult, PendingStatus, Transfer, TransferCode
+from suangu.core.ledger import PendingStatus, TransferCode
 from suangu.core.types import Allocation, Order, OrderKind
 from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
 from suangu.store.db import Database
@@ -70,6 +72,7 @@ from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
     DataTransferRow,
     ExchangeSettingRow,
+    LeaseEnergyRow,
     LeaseRow,
     LeaseState,
     LedgerTransferRow,
@@ -286,7 +289,7 @@ class _Run:
         self.site_years: dict[str, SiteYear] = {}
         self.pools = {p.id: p for p in scenario.pools}
         self.timings: dict[str, float] = defaultdict(float)
-        self.energy_totals: dict[str, int] = defaultdict(int)
+        self.energy_model: SiteEnergyModel = self.app.state.energy_model
         self.readings = 0
         self.settled = 0
 
@@ -345,7 +348,6 @@ class _Run:
         self.call("PUT", "/fees", OPERATOR, {"fee_bp": self.sc.fee_bp}, ok=200)
         self._capacity()
         self._links()
-        self.ledger.create_accounts(accounting.energy_accounts(providers, buyers), now)
         self._deposits(buyers)
         self.timings["setup_s"] += time.perf_counter() - t
 
@@ -510,7 +512,7 @@ class _Run:
         # CPU seconds of the whole process (the API's threads included): on a shared machine
         # a steadier measure than the wall clock.
         self.timings["cpu_s"] = time.process_time() - cpu0
-        e = self.energy_totals
+        e = self._energy_totals()
         return DemoReport(
             scenario=self.sc.name,
             source=self.stream.source,
@@ -539,6 +541,25 @@ class _Run:
             transfer_charged_fen=int(charged or 0),
             transfer_gb=float(moved or 0.0),
         )
+
+    def _energy_totals(self) -> dict[str, int]:
+        """What the service booked for the metered leases (``lease_energy`` records)."""
+        with self.db.session_scope(write=False) as s:
+            row = s.execute(
+                select(
+                    func.count(),
+                    func.sum(LeaseEnergyRow.energy_wh),
+                    func.sum(LeaseEnergyRow.green_wh),
+                    func.sum(LeaseEnergyRow.certificates_wh),
+                    func.sum(LeaseEnergyRow.location_g),
+                    func.sum(LeaseEnergyRow.market_g),
+                    func.sum(case((LeaseEnergyRow.certificates_wh < LeaseEnergyRow.green_wh, 1))),
+                ).where(LeaseEnergyRow.energy_wh > 0)
+            ).one()
+        keys = ("leases", "energy_wh", "green_wh", "certificates_wh", "location_g", "market_g")
+        out = {k: int(v or 0) for k, v in zip(keys, row[:6], strict=True)}
+        out["uncertified"] = int(row[6] or 0)
+        return out
 
     def _submit(self, order: Order, h: int) -> bool:
         release = max(order.release_slot, h)
@@ -603,7 +624,7 @@ class _Run:
                 row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen
             )
             leases.append((row.id, a, used, row.provider_id or ""))
-        energy_wh, energy = self._energy(slot, leases)
+        energy_wh = self._energy(leases)
         by_provider: dict[str, list[FinalReading]] = defaultdict(list)
         for lease_id, _a, used, provider in leases:
             by_provider[provider].append(
@@ -630,16 +651,9 @@ class _Run:
                 groups |= touched
             fee = fee_bp(s, self.settings.default_fee_bp)
             settled = settle_done_orders(s, self.ledger, groups, fee, now)
-            results = self.ledger.create_transfers_in(s, energy, now)
-            bad = [
-                (x.id, r) for x, r in zip(energy, results, strict=True) if r is not CreateResult.OK
-            ]
-            if bad:
-                raise DemoError(
-                    f"the ledger refused {len(bad)} energy transfer(s) of slot {slot}, e.g. "
-                    f"{bad[0][0]}: {bad[0][1]}",
-                    fix="this is a bug in the demo or the ledger; please report it",
-                )
+            # The service books the settled leases' certificates and carbon (as the
+            # readings route does): suangu.api.green.book_energy.
+            book_energy(s, self.ledger, self.energy_model, self.grid, now, limit=1_000_000)
             return recorded, settled
 
         recorded, settled = self.db.transaction(work)
@@ -647,49 +661,19 @@ class _Run:
         self.settled += settled
         self.timings["metering_s"] += time.perf_counter() - t
 
-    def _energy(
-        self, slot: int, leases: list[tuple[str, Allocation, int, str]]
-    ) -> tuple[dict[str, int], list[Transfer]]:
-        """Energy (Wh by lease id) of the slot's leases, and their certificate and CO2 transfers
-        on the kWh-green and gCO2 ledgers, as in
-        :meth:`suangu.sim.simulate._Simulation._energy_of_slot`: certificates are issued to a
-        provider for the green Wh of its leases, within the green energy its site used in the
-        slot's hours; a lease beyond that is recorded with ``certify=False``."""
+    def _energy(self, leases: list[tuple[str, Allocation, int, str]]) -> dict[str, int]:
+        """The simulated meter: facility Wh by lease id, board power x utilisation x the
+        energy model's PUE (:func:`~suangu.core.energy.accounting.lease_energy`); leases of
+        sites without an energy model send none (the service then estimates it)."""
         wh: dict[str, int] = {}
-        room: dict[str, int] = {}
-        issued: dict[str, int] = defaultdict(int)
-        chains: list[Transfer] = []
-        totals = self.energy_totals
-        for lease_id, a, used, provider in sorted(leases, key=lambda x: accounting.lease_id(x[1])):
+        for lease_id, a, used, provider in leases:
             sy = self.site_years.get(self.pools[a.pool_id].site_id)
-            if sy is None:
-                continue
-            gpu = self.pools[a.pool_id].gpu_class
-            rec = accounting.lease_energy(a, used, provider, sy, self.grid, gpu)
-            site = sy.params.site_id
-            if site not in room:
-                first = sy.hour_index(self.grid.slot_start(slot))
-                green_mwh = float(sy.green_used[first : first + self.grid.slot_hours].sum())
-                room[site] = int(green_mwh * 1_000_000)
-            if rec.certificates_wh > room[site]:
-                rec = accounting.lease_energy(a, used, provider, sy, self.grid, gpu, certify=False)
-                totals["uncertified"] += 1
-            room[site] -= rec.certificates_wh
-            issued[provider] += rec.certificates_wh
-            chains += accounting.lease_transfers(rec)
-            wh[lease_id] = rec.energy_wh
-            totals["leases"] += 1
-            totals["energy_wh"] += rec.energy_wh
-            totals["green_wh"] += rec.green_wh
-            totals["certificates_wh"] += rec.certificates_wh
-            totals["location_g"] += rec.location_g
-            totals["market_g"] += rec.market_g
-        issues = [
-            accounting.issue_certificates(f"issue:{p}:{slot}", p, n, user_data=f"slot {slot}")
-            for p, n in sorted(issued.items())
-            if n > 0
-        ]
-        return wh, issues + chains
+            if sy is not None:
+                gpu = self.pools[a.pool_id].gpu_class
+                wh[lease_id] = accounting.lease_energy(
+                    a, used, provider, sy, self.grid, gpu
+                ).energy_wh
+        return wh
 
     # -- checks ------------------------------------------------------------------------------------
 

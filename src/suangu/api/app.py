@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from suangu.api import carbon_price, docs, errors, observe
 from suangu.api.clock import Clock, WallClock
 from suangu.api.context import ApiContext
+from suangu.api.green import DeclaredEnergy, SiteEnergyModel
 from suangu.api.limits import BodyLimit, RateLimit
 from suangu.api.market_energy import MarketEnergy
 from suangu.api.routes import ROUTERS
@@ -52,8 +53,10 @@ def create_app(
 
     ``energy``: the hook applied to every market before clearing it (``POST /clearings`` and
     the loop); ``True``: :class:`~suangu.api.market_energy.MarketEnergy` with its defaults
-    (modelled green shares for the sites with packaged energy data, no carbon price);
-    ``False``: none. ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
+    (modelled green shares for the sites with packaged energy data, no carbon price), and
+    the providers' energy declarations on top (:class:`~suangu.api.green.DeclaredEnergy`);
+    ``False``: none (certificates are then booked for declared sites only).
+    ``dashboard`` serves the dashboard (:mod:`suangu.web`) at ``/``;
     ``private_dashboard`` adds the members' balances and per-member pages to it (the demo
     on loopback; a served exchange shows public market data only). ``objects``: the data
     objects' store (default: :func:`suangu.store.objects.store_from_env`, on first use).
@@ -63,14 +66,17 @@ def create_app(
     ledger.create_accounts(billing.new_exchange_accounts(), clock.now())
     if settings.carbon_price_yuan_per_t is not None:
         carbon_price.set_at_start(db, settings.carbon_price_yuan_per_t, clock.now())
-    adjust: MarketHook | None
+    base: MarketHook | None
     if energy is True:
-        adjust = MarketEnergy()
+        base = MarketEnergy()
     elif energy is False:
-        adjust = None
+        base = None
     else:
-        adjust = energy
-    loop = ClearingLoop(db, ledger, clock, settings, adjust=adjust)
+        base = energy
+    # Providers' energy declarations on top of the packaged model (suangu.api.green).
+    model = SiteEnergyModel(base if isinstance(base, MarketEnergy) else None)
+    adjust: MarketHook | None = None if energy is False else DeclaredEnergy(db, model, base)
+    loop = ClearingLoop(db, ledger, clock, settings, adjust=adjust, energy_model=model)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +100,7 @@ def create_app(
     app.state.ctx = ApiContext(db, ledger, clock, settings)
     app.state.clearing_loop = loop
     app.state.market_hook = adjust
+    app.state.energy_model = model
     if objects is not None:
         app.state.objects = objects
     errors.install(app)

@@ -112,6 +112,10 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
         "checkpoint.put", "lease:{lease_id}", (), ("id", "sha256", "size")
     ),
     ("POST", "/leases/{lease_id}/logs"): Spec("logs.append", "lease:{lease_id}"),
+    ("PUT", "/sites/{site_id}/energy"): Spec("site.energy", "site:{site_id}", (), ("kind",)),
+    ("PUT", "/sites/{site_id}/energy/series"): Spec(
+        "site.energy", "site:{site_id}", (), ("kind", "series_hours")
+    ),
     ("POST", "/leases/{lease_id}/report"): Spec(
         "lease.report", "lease:{lease_id}", ("exit_code", "reason"), ()
     ),

@@ -61,13 +61,28 @@ def effective(s: Session, hook: object) -> float:
     found = stored(s)
     if found is not None:
         return found[0] / 100
+    hook = _energy_of(hook)
     return hook.carbon_price_yuan_per_t if isinstance(hook, MarketEnergy) else 0.0
+
+
+def _energy_of(hook: object) -> object:
+    """The packaged energy model under ``hook``: the hook itself, or the base of the
+    providers' declarations (:class:`~suangu.api.green.DeclaredEnergy`)."""
+    from suangu.api.green import DeclaredEnergy
+
+    return hook.base if isinstance(hook, DeclaredEnergy) else hook
 
 
 def priced(s: Session, hook: object) -> object:
     """``hook`` at the stored carbon price (an energy model; other hooks as they are)."""
+    from suangu.api.green import DeclaredEnergy
+
     found = stored(s)
-    if found is None or not isinstance(hook, MarketEnergy):
+    if found is None:
+        return hook
+    if isinstance(hook, DeclaredEnergy):
+        return hook.on(priced(s, hook.base))
+    if not isinstance(hook, MarketEnergy):
         return hook
     return hook.at_price(found[0] / 100)
 

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from suangu.api.audit import record_system
 from suangu.api.clock import Clock
+from suangu.api.green import SiteEnergyModel, book_all
 from suangu.api.services import (
     MarketHook,
     PreparedClearing,
@@ -153,8 +154,11 @@ class ClearingLoop:
         *,
         max_sleep_s: float = 60.0,
         adjust: MarketHook | None = None,
+        energy_model: SiteEnergyModel | None = None,
     ) -> None:
         self.db = db
+        #: Books the certificates and carbon of settled leases (:func:`suangu.api.green.book_all`).
+        self.energy_model = energy_model
         #: Applied to every market before clearing it (the energy model).
         self.adjust = adjust
         self.ledger = ledger
@@ -198,6 +202,8 @@ class ClearingLoop:
                 self._next_due = boundary + self.settings.interval_s
                 clearing_id, skipped = self._clear(f"clr-auto-{boundary}", now)
             started, completed, settled = self._advance_leases(now)
+            if self.energy_model is not None:
+                book_all(self.db, self.ledger, self.energy_model, self.settings.grid, now)
             return TickReport(now, True, clearing_id, skipped, started, completed, settled, lost)
 
     def _fail_silent_agents(self, now: int) -> int:

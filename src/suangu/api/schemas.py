@@ -7,7 +7,7 @@ and market times slots of the exchange's grid (slot ``k`` starts at
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -158,9 +158,15 @@ class OfferIn(Request):
     #: GPUs offered in slots ``start_slot``, ``start_slot + 1``, ...
     gpus: list[Annotated[int, Field(ge=0, le=MAX_GPUS)]] = Field(min_length=1, max_length=MAX_SLOTS)
     #: Reserve price per slot, fen per GPU-hour (one value per slot of ``gpus``).
-    reserve_fen: list[Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)]] = Field(
-        min_length=1, max_length=MAX_SLOTS
+    reserve_fen: list[Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_SLOTS
     )
+    #: ``auto``: the exchange sets each slot's reserve from the site's energy cost
+    #: (:func:`suangu.core.energy.hooks.reserve_from_energy`) x (1 + ``markup``) +
+    #: ``margin_fen`` (instead of ``reserve_fen``).
+    reserve: Literal["auto"] | None = None
+    margin_fen: int = Field(default=0, ge=0, le=MAX_PRICE_FEN)
+    markup: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
 
 
 class OfferOut(Response):

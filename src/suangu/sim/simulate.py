@@ -32,10 +32,11 @@ With the scenario's energy model on (``energy: {model: true}``, see
   hooks run once over the whole span and each clearing takes its horizon's slice (a slot's
   value does not depend on the horizon);
 * when the leases of a slot are metered (step 1), each gets its energy record
-  (:func:`~suangu.core.energy.accounting.lease_energy`). Certificates are issued per provider
-  and slot for the green Wh its leases used, never more than the site's modelled green energy
-  used in those hours (one cap per energy site, shared by the providers there; a lease that
-  would exceed it is recorded with ``certify=False``), and each lease's linked chain
+  (:func:`~suangu.core.energy.accounting.lease_record`, the rule the service books by).
+  Certificates are issued per provider and slot for the green Wh its leases used, never more
+  than the site's modelled green energy used in those hours (one cap per energy site, shared
+  by the providers there; a lease that would exceed it is recorded uncertified:
+  :func:`~suangu.core.energy.accounting.certify_within`), and each lease's linked chain
   (:func:`~suangu.core.energy.accounting.lease_transfers`) retires them to the buyer and records
   its market-based grams, on the same ledger as the money (``kWh-green`` and ``gCO2``).
 
@@ -858,9 +859,6 @@ class _Simulation:
         a lease that would go over that is recorded with ``certify=False``.
         """
         grid = self.grid
-        room: dict[str, int] = {}  # energy site -> green Wh not yet certified in this slot
-        issued: dict[str, int] = defaultdict(int)  # provider -> Wh to issue
-        chains: list[Transfer] = []
         # One energy record per (order, pool, slot): an order that two clearings served in
         # the same pool-slot (protection gives back GPUs it holds in part) is metered once.
         merged: dict[str, tuple[Allocation, int]] = {}
@@ -870,21 +868,23 @@ class _Simulation:
                 b, before = merged[key]
                 a, used = replace(b, gpus=b.gpus + a.gpus), before + used
             merged[key] = (a, used)
+        energy: dict[str, accounting.SlotEnergy] = {}  # energy site -> its slot
+        records = []
         for _, (a, used) in sorted(merged.items()):
             sy = self.site_years[self.site_of[a.pool_id]]
+            site = sy.params.site_id
+            if site not in energy:
+                energy[site] = accounting.slot_energy(sy, grid, slot)
             provider = self.sc.providers[a.pool_id]
             gpu = self.pools[a.pool_id].gpu_class
-            rec = accounting.lease_energy(a, used, provider, sy, grid, gpu)
-            site = sy.params.site_id
-            if site not in room:
-                start = sy.hour_index(grid.slot_start(slot))
-                green_mwh = float(sy.green_used[start : start + grid.slot_hours].sum())
-                room[site] = int(green_mwh * 1_000_000)  # Wh, rounded down
-            if rec.certificates_wh > room[site]:
-                rec = accounting.lease_energy(a, used, provider, sy, grid, gpu, certify=False)
-                self.uncertified += 1
-            room[site] -= rec.certificates_wh
-            issued[provider] += rec.certificates_wh
+            records.append(accounting.lease_record(a, used, provider, energy[site], grid, gpu))
+        room = {site: e.green_room_wh for site, e in energy.items()}
+        records, left = accounting.certify_within(records, room)
+        self.uncertified += left
+        issued: dict[str, int] = defaultdict(int)  # provider -> Wh to issue
+        chains: list[Transfer] = []
+        for rec in records:
+            issued[rec.provider_id] += rec.certificates_wh
             self.records.append(rec)
             chains += accounting.lease_transfers(rec)
         issues = [

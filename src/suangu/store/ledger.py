@@ -165,22 +165,32 @@ class SqlLedger:
             _check_length(a.id, f"accounts[{k}].id", LEDGER_ID)
             _check_length(a.owner, f"accounts[{k}].owner", ID)
 
-        def work(s: Session) -> list[CreateResult]:
-            ids = {a.id for a in batch if a.id}
-            rows = s.scalars(
-                select(LedgerAccountRow)
-                .where(LedgerAccountRow.id.in_(ids))
-                .execution_options(populate_existing=True)
-            ).all()
-            known = {r.id for r in rows}
-            led = scratch_ledger([account_from_row(r) for r in rows], [])
-            results = led.create_accounts(batch, now)
-            new = [account_values(a) for a in led._accounts.values() if a.id not in known]
-            if new:
-                s.execute(insert(LedgerAccountRow), new)
-            return results
+        return self.db.transaction(
+            lambda s: self.create_accounts_in(s, batch, now), retry_integrity=True
+        )
 
-        return self.db.transaction(work, retry_integrity=True)
+    def create_accounts_in(
+        self, s: Session, accounts: Sequence[Account], now: int = 0
+    ) -> list[CreateResult]:
+        """:meth:`create_accounts` inside the caller's transaction (run it with
+        ``retry_integrity=True``: two transactions creating one account race on its key)."""
+        batch = list(accounts)
+        for k, a in enumerate(batch):
+            _check_length(a.id, f"accounts[{k}].id", LEDGER_ID)
+            _check_length(a.owner, f"accounts[{k}].owner", ID)
+        ids = {a.id for a in batch if a.id}
+        rows = s.scalars(
+            select(LedgerAccountRow)
+            .where(LedgerAccountRow.id.in_(ids))
+            .execution_options(populate_existing=True)
+        ).all()
+        known = {r.id for r in rows}
+        led = scratch_ledger([account_from_row(r) for r in rows], [])
+        results = led.create_accounts(batch, now)
+        new = [account_values(a) for a in led._accounts.values() if a.id not in known]
+        if new:
+            s.execute(insert(LedgerAccountRow), new)
+        return results
 
     def create_transfers(self, transfers: Sequence[Transfer], now: int) -> list[CreateResult]:
         """Record transfers at ``now`` in one transaction; one result per transfer, in order.

@@ -750,3 +750,68 @@ class LeaseLogRow(Base):
     size: Mapped[int]
     text: Mapped[str] = mapped_column(Text)
     at: Mapped[int]
+
+
+# -- green certificates, carbon and energy declarations ---------------------------------------
+
+
+class LeaseEnergyRow(Base):
+    """The energy and carbon record of a settled lease (:class:`~suangu.core.energy.
+    accounting.LeaseEnergy`): what its certificate and carbon transfers on the ``kWh-green``
+    and ``gCO2`` ledgers booked, and what carbon statements add up. Integers in Wh and g."""
+
+    __tablename__ = "lease_energy"
+    __table_args__ = (
+        CheckConstraint("energy_wh = green_wh + grid_wh", name="energy"),
+        CheckConstraint("measured_wh >= 0 AND measured_wh <= energy_wh", name="measured"),
+        CheckConstraint(
+            "certificates_wh >= 0 AND certificates_wh <= green_wh", name="certificates"
+        ),
+        Index("ix_lease_energy_buyer", "buyer_id", "start_unix"),
+        Index("ix_lease_energy_provider", "provider_id", "start_unix"),
+        Index("ix_lease_energy_site", "site_id", "slot"),
+    )
+
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"), primary_key=True)
+    order_id: Mapped[str]
+    buyer_id: Mapped[str]
+    provider_id: Mapped[str]
+    pool_id: Mapped[str]
+    site_id: Mapped[str]
+    gpu_class: Mapped[str] = mapped_column(String(32))
+    slot: Mapped[int]
+    start_unix: Mapped[int]
+    gpu_seconds: Mapped[int]
+    energy_wh: Mapped[int]
+    measured_wh: Mapped[int]
+    green_wh: Mapped[int]
+    grid_wh: Mapped[int]
+    certificates_wh: Mapped[int]
+    location_g: Mapped[int]
+    market_g: Mapped[int]
+    #: The grid-average factor used (location-based) and the residual (market-based).
+    factor_region: Mapped[str] = mapped_column(String(200))
+    factor_level: Mapped[str] = mapped_column(String(32))
+    factor_year: Mapped[int]
+    factor_t_per_mwh: Mapped[float] = mapped_column(Float)
+    factor_source: Mapped[str] = mapped_column(Text)
+    residual_t_per_mwh: Mapped[float] = mapped_column(Float)
+    #: Where the green share came from: ``packaged``, ``capacities``, ``series`` or ``none``.
+    green_basis: Mapped[str] = mapped_column(String(16))
+    recorded_at: Mapped[int]
+
+
+class SiteEnergyRow(Base):
+    """A provider's declaration of a site's energy (``PUT /sites/{site_id}/energy``): its
+    wind, solar and storage capacities and PUE (modelled like a packaged site), or an hourly
+    green-share series (``series``: ``[[hour start, share], ...]``)."""
+
+    __tablename__ = "site_energy"
+    __table_args__ = (one_of("kind", ["capacities", "series"]),)
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The declaration as validated (:mod:`suangu.api.green`), canonical JSON.
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    declared_by: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    declared_at: Mapped[int]

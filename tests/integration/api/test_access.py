@@ -22,7 +22,7 @@ from suangu.store.db import Database
 from suangu.store.models import Role
 from suangu.store.repositories import Capacity, Clearings, Members, Orders
 
-from .conftest import API, NOW_SLOT, Api, order
+from .conftest import API, EPOCH, NOW_SLOT, Api, order
 
 OP, AUD, PROV, BUY = Role.OPERATOR, Role.AUDITOR, Role.PROVIDER, Role.BUYER
 ROLES = (OP, AUD, PROV, BUY, None)  # None: no key
@@ -239,6 +239,28 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/sites"): Rule(201, {OP: ALL, PROV: ALL}, body=site_body),
     ("GET", "/sites"): Rule(200, SIGNED_IN),
     ("GET", "/sites/{site_id}"): Rule(200, SIGNED_IN, lambda t: {"site_id": t.site}),
+    ("PUT", "/sites/{site_id}/energy"): Rule(
+        200,
+        {OP: ALL, PROV: OWN},
+        lambda t: {"site_id": t.site},
+        lambda t: {"json": {"series": [{"hour": EPOCH + 3600 * NOW_SLOT, "green_share": 0.0}]}},
+    ),
+    ("PUT", "/sites/{site_id}/energy/series"): Rule(
+        200,
+        {OP: ALL, PROV: OWN},
+        lambda t: {"site_id": t.site},
+        lambda t: {
+            "content": f"hour,green_share\n{EPOCH + 3600 * NOW_SLOT},0\n".encode(),
+            "headers": {"Content-Type": "text/csv"},
+        },
+    ),
+    ("GET", "/sites/{site_id}/energy"): Rule(200, SIGNED_IN, lambda t: {"site_id": t.site}),
+    ("GET", "/buyers/{buyer_id}/carbon-statement"): Rule(
+        200, {OP: ALL, AUD: ALL, BUY: OWN}, lambda t: {"buyer_id": t.buyer}
+    ),
+    ("GET", "/providers/{provider_id}/certificates"): Rule(
+        200, {OP: ALL, AUD: ALL, PROV: OWN}, lambda t: {"provider_id": t.provider}
+    ),
     ("POST", "/pools"): Rule(
         201,
         {OP: ALL, PROV: OWN},

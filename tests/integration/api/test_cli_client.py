@@ -218,3 +218,21 @@ def test_problem_lines() -> None:
     assert problem_line({"title": "Conflict"}, 409) == "Conflict"
     with SuanguClient("http://x", None) as c, pytest.raises(ClientError, match="no API key"):
         c.get("/orders")
+
+
+def test_carbon_statement_and_certificates(served: Served) -> None:
+    r = served.run("buy-a", "carbon", "statement", "buy-a", "--from", "2026-01-01", "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    api = served.api.call("GET", "/buyers/buy-a/carbon-statement?from=2026-01-01", "buy-a").json()
+    assert got == api and got["buyer_id"] == "buy-a"
+    r = served.run("aud", "carbon", "statement", "buy-a", "--to", "2027-01-01")
+    assert r.exit_code == 0, r.output
+    assert "Carbon statement of buy-a" in r.stdout and "measured (NVML, Slurm)" in r.stdout
+    assert "market-based" in r.stdout
+    one_line_error(served.run("buy-a", "carbon", "statement", "buy-b"), "no buyer")
+    one_line_error(
+        served.run("buy-a", "carbon", "statement", "buy-a", "--from", "soon"), "query.from"
+    )
+    r = served.run("prov-a", "carbon", "certificates", "prov-a")
+    assert r.exit_code == 0 and "Green certificates of prov-a" in r.stdout, r.output

@@ -141,3 +141,42 @@ def test_carbon_statement(horinger: SiteYear) -> None:
     assert "CO2, market-based" in labels and "CO2 avoided vs home grid" in labels
     empty = carbon_statement(records, "nobody", start, end)
     assert empty.leases == 0 and empty.avoided is None and empty.green_share == 0
+
+
+def test_metered_energy_uses_the_same_rule(horinger: SiteYear) -> None:
+    """One rule: the simulator's nominal record is the record of its own energy metered."""
+    from suangu.core.energy.accounting import lease_record, slot_energy
+
+    a = alloc(4800)
+    nominal = lease_energy(a, 8 * 3600, "p", horinger, GRID, "H100")
+    e = slot_energy(horinger, GRID, 4800)
+    metered = lease_record(
+        a, 8 * 3600, "p", e, GRID, "H100", energy_wh=nominal.energy_wh, measured_wh=100
+    )
+    assert metered.green_wh == nominal.green_wh and metered.market_g == nominal.market_g
+    assert (metered.measured_wh, metered.nominal_wh) == (100, nominal.energy_wh - 100)
+    # A measured energy of its own: green = energy x the slot's PUE-weighted share, half up.
+    other = lease_record(a, 8 * 3600, "p", e, GRID, "H100", energy_wh=5000, measured_wh=5000)
+    assert other.green_wh == round(5000 * float(horinger.green_share[4800]))
+    assert other.nominal_wh == 0 and other.energy_wh == other.green_wh + other.grid_wh
+    with pytest.raises(ValueError, match="measured_wh"):
+        lease_record(a, 8 * 3600, "p", e, GRID, "H100", energy_wh=10, measured_wh=11)
+
+
+def test_certificates_stay_within_the_sites_green_room(horinger: SiteYear) -> None:
+    from suangu.core.energy.accounting import certify_within
+
+    records = [
+        lease_energy(alloc(4800, 8, order=f"o{k}"), 8 * 3600, "p", horinger, GRID, "H100")
+        for k in range(3)
+    ]
+    site = records[0].site_id
+    each = records[0].certificates_wh
+    assert each > 0
+    room: dict[str, int | None] = {site: 2 * each}
+    out, left = certify_within(records, room)
+    assert [r.certificates_wh for r in out] == [each, each, 0] and left == 1
+    assert room[site] == 0
+    assert out[2].market_g == grams(out[2].energy_wh, out[2].residual_t_per_mwh)
+    uncapped, none_left = certify_within(records, {})
+    assert uncapped == records and none_left == 0

@@ -11,6 +11,7 @@ from suangu.api.routes import (
     clearings,
     data,
     grants,
+    green,
     leases,
     ledger,
     logs,
@@ -36,4 +37,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     logs.router,
     agents.router,
     providers.router,
+    green.router,
 )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from suangu.api import pagination, schemas
 from suangu.api.auth import Anyone, Principal, Provider, ProviderOrOperator, ProviderOrReader
+from suangu.api.green import auto_reserve, energy_model
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.services import offer_out, pool_out, pool_provider, site_out, site_provider
@@ -165,9 +166,18 @@ def create_offer(
     body: schemas.OfferIn, request: Request, who: Provider, ctx: Ctx, key: IdemKey = None
 ) -> JSONResponse:
     """Capacity of one of the provider's pools over consecutive slots, with reserves."""
-    if len(body.reserve_fen) not in (1, len(body.gpus)):
+    auto = body.reserve == "auto"
+    if auto == (body.reserve_fen is not None):
         raise ValidationError(
-            f"has {len(body.reserve_fen)} values for {len(body.gpus)} slots",
+            "give either reserve_fen or reserve: auto",
+            field="body.reserve_fen",
+            fix="reserve_fen: one reserve per slot (or one for all), or reserve: auto to price "
+            "from the site's energy cost + margin_fen",
+        )
+    given = body.reserve_fen or [0]
+    if len(given) not in (1, len(body.gpus)):
+        raise ValidationError(
+            f"has {len(given)} values for {len(body.gpus)} slots",
             field="body.reserve_fen",
             fix="give one reserve per slot, or a single one for all",
         )
@@ -178,7 +188,7 @@ def create_offer(
             field="body.start_slot",
             fix=f"offer slots from {current} on",
         )
-    reserve = body.reserve_fen * len(body.gpus) if len(body.reserve_fen) == 1 else body.reserve_fen
+    reserve = given * len(body.gpus) if len(given) == 1 else given
     offer = _core(
         Offer,
         body.id,
@@ -189,6 +199,7 @@ def create_offer(
         tuple(reserve),
     )
     now = ctx.now()
+    model = energy_model(request)
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         exists, owner = pool_provider(s, body.pool_id)
@@ -196,7 +207,12 @@ def create_offer(
             raise NotFound(
                 f"no pool {body.pool_id!r} of yours", field="body.pool_id", fix="list your pools"
             )
-        return 201, offer_out(Capacity(s).add_offer(offer, now))
+        priced = offer
+        if auto:
+            priced = auto_reserve(
+                s, model, offer, ctx.settings.grid, margin_fen=body.margin_fen, markup=body.markup
+            )
+        return 201, offer_out(Capacity(s).add_offer(priced, now))
 
     return run_write(
         ctx, who, key, fingerprint("POST", request.url.path, body), work, rename=BODY_ID

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from suangu.api import pagination, schemas
 from suangu.api.auth import Anyone, Principal, Provider
+from suangu.api.green import book_energy, energy_model
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.services import (
@@ -140,11 +141,14 @@ def post_reading(
     ensure_accounts(
         ctx.ledger, [billing.new_provider_account(p) for p in provider_ids(siblings)], now
     )
+    model = energy_model(request)
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         current = _lease(s, who, lease_id)
         fee = fee_bp(s, ctx.settings.default_fee_bp)
         out = record_reading(s, ctx.ledger, current, body, who.member_id, fee, now, ctx.settings)
+        if out["settled"]:
+            book_energy(s, ctx.ledger, model, ctx.settings.grid, now, [x.id for x in siblings])
         return (201 if out["new"] else 200), out
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
@@ -170,11 +174,14 @@ def fail(
     ensure_accounts(
         ctx.ledger, [billing.new_provider_account(p) for p in provider_ids(siblings)], now
     )
+    model = energy_model(request)
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         current = _lease(s, who, lease_id)
         fee = fee_bp(s, ctx.settings.default_fee_bp)
         slot = max(0, ctx.settings.grid.slot_at(now))
-        return 200, lease_out(fail_lease(s, ctx.ledger, current, fee, now, slot))
+        out = lease_out(fail_lease(s, ctx.ledger, current, fee, now, slot))
+        book_energy(s, ctx.ledger, model, ctx.settings.grid, now, [x.id for x in siblings])
+        return 200, out
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)

@@ -29,8 +29,8 @@ then counts the green Wh at the residual factor).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 
 from suangu.core.energy._common import require
 from suangu.core.energy.carbon import (
@@ -42,7 +42,7 @@ from suangu.core.energy.carbon import (
     location_based_g,
     market_based_g,
 )
-from suangu.core.energy.model import SiteYear, gpu_it_kw
+from suangu.core.energy.model import DEFAULT_GPU_UTILISATION, SiteYear, gpu_it_kw
 from suangu.core.ledger import (
     Account,
     AccountFlags,
@@ -120,6 +120,12 @@ class LeaseEnergy:
     market_g: int
     grid_factor: EmissionFactor
     residual_t_per_mwh: float
+    #: Wh of ``energy_wh`` from measured readings (NVML, Slurm); the rest is nominal.
+    measured_wh: int = 0
+
+    @property
+    def nominal_wh(self) -> int:
+        return self.energy_wh - self.measured_wh
 
     def __post_init__(self) -> None:
         require(
@@ -151,51 +157,118 @@ def lease_id(allocation: Allocation) -> str:
     return f"{allocation.order_id}:{allocation.pool_id}:{allocation.slot}"
 
 
-def lease_energy(
+@dataclass(frozen=True, slots=True)
+class SlotEnergy:
+    """A site's energy in the hours of one market slot: what a lease's record needs.
+
+    ``pue`` and ``green_share`` have one value per hour of the slot; ``green_room_wh`` is the
+    green energy the site used in those hours (the most certificates the slot's leases may
+    retire; ``None``: not capped, e.g. a provider's declared green-share series).
+    """
+
+    site_id: str
+    pue: tuple[float, ...]
+    green_share: tuple[float, ...]
+    grid_factor: EmissionFactor
+    gpu_utilisation: float = DEFAULT_GPU_UTILISATION
+    green_room_wh: int | None = None
+
+    def __post_init__(self) -> None:
+        require(bool(self.pue), "pue", "needs one value per hour of the slot", "give the PUE")
+        require(
+            len(self.pue) == len(self.green_share),
+            "green_share",
+            f"has {len(self.green_share)} values for {len(self.pue)} hours",
+            "one value per hour of the slot",
+        )
+        require(
+            all(1.0 <= p <= 3.0 for p in self.pue), "pue", "must be between 1 and 3", "e.g. 1.2"
+        )
+        require(
+            all(0.0 <= g <= 1.0 for g in self.green_share),
+            "green_share",
+            "must be between 0 and 1",
+            "a share of the facility energy",
+        )
+
+    @property
+    def weighted_share(self) -> float:
+        """The green share of energy spread evenly over the slot's GPU-hours (PUE-weighted)."""
+        return sum(p * g for p, g in zip(self.pue, self.green_share, strict=True)) / sum(self.pue)
+
+
+def slot_energy(site_year: SiteYear, grid: TimeGrid, slot: int) -> SlotEnergy:
+    """The modelled :class:`SlotEnergy` of ``site_year``'s site in market slot ``slot``."""
+    hours = grid.slot_hours
+    start = site_year.hour_index(grid.slot_start(slot))
+    require(start + hours <= site_year.hours, "slot", "runs past the year", "next year")
+    green_mwh = float(site_year.green_used[start : start + hours].sum())
+    return SlotEnergy(
+        site_id=site_year.params.site_id,
+        pue=tuple(float(x) for x in site_year.pue[start : start + hours]),
+        green_share=tuple(float(x) for x in site_year.green_share[start : start + hours]),
+        grid_factor=site_year.params.grid_factor,
+        gpu_utilisation=site_year.params.gpu_utilisation,
+        green_room_wh=int(green_mwh * 1_000_000),  # Wh, rounded down
+    )
+
+
+def nominal_energy_wh(gpu_seconds: int, gpu_class: str, energy: SlotEnergy) -> int:
+    """Facility Wh of ``gpu_seconds`` spread evenly over the slot's hours, from board power x
+    utilisation x each hour's PUE (an estimate: what a lease without a metered energy gets)."""
+    hours = len(energy.pue)
+    wh_per_hour = (
+        gpu_seconds / hours / SECONDS_PER_HOUR * gpu_it_kw(gpu_class, energy.gpu_utilisation) * 1e3
+    )
+    return math.floor(wh_per_hour * sum(energy.pue) + 0.5)
+
+
+def lease_record(
     allocation: Allocation,
     gpu_seconds: int,
     provider_id: str,
-    site_year: SiteYear,
+    energy: SlotEnergy,
     grid: TimeGrid,
     gpu_class: str,
     *,
+    energy_wh: int | None = None,
+    measured_wh: int = 0,
+    lease: str | None = None,
     certify: bool = True,
     residual_t_per_mwh: float | None = None,
 ) -> LeaseEnergy:
-    """The record of ``allocation`` with ``gpu_seconds`` metered (capped at its size).
+    """The energy and carbon record of a lease: the one rule (simulation and service alike).
 
-    Metered seconds are spread evenly over the hours of the slot. ``certify``: retire
-    certificates for all green Wh; ``residual_t_per_mwh`` defaults to the grid factor.
+    ``energy_wh``: the facility Wh metered (``None``: :func:`nominal_energy_wh` of the
+    GPU-seconds); ``measured_wh`` of it came from meters (NVML, Slurm), the rest is nominal.
+    ``green_wh`` = energy x the slot's PUE-weighted green share, rounded half up; the rest is
+    grid. ``certify``: retire certificates for all green Wh; ``residual_t_per_mwh`` defaults
+    to the grid factor. ``lease``: the record's id (default :func:`lease_id`).
     """
     require(gpu_seconds >= 0, "gpu_seconds", "must be >= 0", "metered GPU-seconds")
-    hours = grid.slot_hours
-    used = min(gpu_seconds, allocation.gpus * hours * SECONDS_PER_HOUR)
-    start = site_year.hour_index(grid.slot_start(allocation.slot))
-    require(start + hours <= site_year.hours, "slot", "runs past the year", "next year")
-    pue = site_year.pue[start : start + hours]
-    share = site_year.green_share[start : start + hours]
-    wh_per_hour = (
-        used
-        / hours
-        / SECONDS_PER_HOUR
-        * gpu_it_kw(gpu_class, site_year.params.gpu_utilisation)
-        * 1000.0
+    require(len(energy.pue) == grid.slot_hours, "pue", "one value per hour", "of the slot")
+    used = min(gpu_seconds, allocation.gpus * grid.slot_hours * SECONDS_PER_HOUR)
+    if energy_wh is None:
+        energy_wh = nominal_energy_wh(used, gpu_class, energy)
+    require(energy_wh >= 0, "energy_wh", "must be >= 0", "metered facility Wh")
+    require(
+        0 <= measured_wh <= energy_wh,
+        "measured_wh",
+        "must be between 0 and energy_wh",
+        "the metered part of the energy",
     )
-    energy_f = float((wh_per_hour * pue).sum())
-    green_f = float((wh_per_hour * pue * share).sum())
-    energy_wh = math.floor(energy_f + 0.5)
-    green_wh = min(energy_wh, math.floor(green_f + 0.5))
+    green_wh = min(energy_wh, math.floor(energy_wh * energy.weighted_share + 0.5))
     grid_wh = energy_wh - green_wh
     certs = green_wh if certify else 0
-    factor = site_year.params.grid_factor
+    factor = energy.grid_factor
     residual = factor.t_per_mwh if residual_t_per_mwh is None else residual_t_per_mwh
     return LeaseEnergy(
-        lease_id=lease_id(allocation),
+        lease_id=lease_id(allocation) if lease is None else lease,
         order_id=allocation.order_id,
         buyer_id=allocation.buyer_id,
         provider_id=provider_id,
         pool_id=allocation.pool_id,
-        site_id=site_year.params.site_id,
+        site_id=energy.site_id,
         gpu_class=gpu_class,
         slot=allocation.slot,
         start_unix=grid.slot_start(allocation.slot),
@@ -208,7 +281,62 @@ def lease_energy(
         market_g=market_based_g(energy_wh, certs, residual),
         grid_factor=factor,
         residual_t_per_mwh=residual,
+        measured_wh=measured_wh,
     )
+
+
+def lease_energy(
+    allocation: Allocation,
+    gpu_seconds: int,
+    provider_id: str,
+    site_year: SiteYear,
+    grid: TimeGrid,
+    gpu_class: str,
+    *,
+    certify: bool = True,
+    residual_t_per_mwh: float | None = None,
+) -> LeaseEnergy:
+    """The record of ``allocation`` with ``gpu_seconds`` metered (capped at its size) and its
+    nominal energy (:func:`lease_record` on the site-year's :func:`slot_energy`)."""
+    return lease_record(
+        allocation,
+        gpu_seconds,
+        provider_id,
+        slot_energy(site_year, grid, allocation.slot),
+        grid,
+        gpu_class,
+        certify=certify,
+        residual_t_per_mwh=residual_t_per_mwh,
+    )
+
+
+def uncertified(record: LeaseEnergy) -> LeaseEnergy:
+    """``record`` without certificates: its green Wh count at the residual factor."""
+    return replace(
+        record,
+        certificates_wh=0,
+        market_g=market_based_g(record.energy_wh, 0, record.residual_t_per_mwh),
+    )
+
+
+def certify_within(
+    records: Iterable[LeaseEnergy], room_wh: MutableMapping[str, int | None]
+) -> tuple[list[LeaseEnergy], int]:
+    """Certify records, in the order given, within each site's green room (site id -> Wh
+    still certifiable, reduced here; ``None`` or missing: not capped). A record whose
+    certificates would exceed its site's room is recorded :func:`uncertified`. Returns the
+    records and how many were left uncertified."""
+    out: list[LeaseEnergy] = []
+    left = 0
+    for rec in records:
+        room = room_wh.get(rec.site_id)
+        if room is not None:
+            if rec.certificates_wh > room:
+                rec = uncertified(rec)
+                left += 1
+            room_wh[rec.site_id] = room - rec.certificates_wh
+        out.append(rec)
+    return out, left
 
 
 def issue_certificates(
@@ -277,6 +405,9 @@ class CarbonStatement:
     market_g: int
     avoided: AvoidedCO2 | None
     methods: tuple[str, ...]
+    #: Wh of ``energy_wh`` from measured readings (NVML, Slurm) and from nominal estimates.
+    measured_wh: int = 0
+    nominal_wh: int = 0
 
     @property
     def green_share(self) -> float:
@@ -288,6 +419,8 @@ class CarbonStatement:
             ("leases", f"{self.leases}"),
             ("GPU-hours", f"{self.gpu_hours:,.2f}"),
             ("energy (facility)", f"{self.energy_wh / 1000:,.3f} kWh"),
+            ("  measured (NVML, Slurm)", f"{self.measured_wh / 1000:,.3f} kWh"),
+            ("  nominal (board power x time)", f"{self.nominal_wh / 1000:,.3f} kWh"),
             ("green (site's own wind and solar)", f"{self.green_wh / 1000:,.3f} kWh"),
             ("grid import", f"{self.grid_wh / 1000:,.3f} kWh"),
             ("green certificates retired to buyer", f"{self.certificates_wh / 1000:,.3f} kWh"),
@@ -346,4 +479,6 @@ def carbon_statement(
         market_g=market,
         avoided=avoided,
         methods=tuple(methods),
+        measured_wh=sum(r.measured_wh for r in mine),
+        nominal_wh=sum(r.nominal_wh for r in mine),
     )
