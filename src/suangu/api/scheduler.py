@@ -264,7 +264,7 @@ class ClearingLoop:
         return clearing_id, None
 
     def _save(self, s: Session, *, prepared: PreparedClearing, now: int) -> list[Lease]:
-        leases = save_clearing(s, self.ledger, prepared, now)
+        leases = save_clearing(s, self.ledger, prepared, now, self.settings.default_fee_bp)
         result = prepared.result
         record_system(
             s,

@@ -207,6 +207,9 @@ class OrderIn(Request):
     ] = Field(default_factory=dict, max_length=64)
     #: What the provider's agent runs (:mod:`suangu.workload`); its inputs set ``data_gb``.
     workload: WorkloadSpec | None = None
+    #: The interruptible tier: cleared after firm demand, preemptible by it with notice
+    #: (batch and service orders; see docs/market.md).
+    interruptible: bool = False
 
 
 class OrderOut(Response):
@@ -228,6 +231,7 @@ class OrderOut(Response):
     data_gb: int = 0
     reference_class: str | None = None
     speed: dict[str, float] = Field(default_factory=dict)
+    interruptible: bool = False
     status: OrderStatus
     submitted_at: int
     #: The order's workload, secret values shown as ``***`` (``null``: none).
@@ -383,6 +387,8 @@ class LeaseOut(Response):
     provider_id: str | None
     state: LeaseState
     hold_transfer_id: str | None
+    #: GPUs that firm demand preempted from this lease (an interruptible order's).
+    preempted_gpus: int = 0
 
 
 class ReadingIn(Request):

@@ -19,10 +19,11 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from suangu.api import products as product_service
 from suangu.api import schemas, yamlin
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
-from suangu.core import billing, lifecycle
+from suangu.core import billing, lifecycle, products
 from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
@@ -163,6 +164,7 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "data_gb": o.data_gb,
         "reference_class": o.reference_class,
         "speed": dict(sorted(o.speed.items())),
+        "interruptible": o.interruptible,
         "status": str(r.status),
         "submitted_at": r.submitted_at,
         # Filled by the orders routes for an order that has one (suangu.api.workloads).
@@ -194,6 +196,7 @@ def lease_out(x: Lease) -> dict[str, Any]:
         "provider_id": x.provider_id,
         "state": str(x.state),
         "hold_transfer_id": x.hold_transfer_id,
+        "preempted_gpus": x.preempted_gpus,
     }
 
 
@@ -265,6 +268,7 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             data_gb=body.data_gb,
             reference_class=body.reference_class,
             speed=body.speed,
+            interruptible=body.interruptible,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None
@@ -446,6 +450,8 @@ class PreparedClearing:
     excluded: list[str]
     #: Allocations beyond the firmness horizon: the buyers' planned schedule.
     planned: tuple[Allocation, ...] = ()
+    #: Interruptible GPUs that firm demand takes (:mod:`suangu.core.products`).
+    preemptions: tuple[products.Preemption, ...] = ()
 
 
 def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
@@ -555,6 +561,7 @@ def prepare_clearing(
     firm_slots: int | None = None,
     options: ClearingOptions | None = None,
     exclude_providers: Iterable[str] = (),
+    notice_slots: int = products.DEFAULT_NOTICE_SLOTS,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -567,7 +574,9 @@ def prepare_clearing(
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
     as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
-    agent fell silent) sit the clearing out.
+    agent fell silent) sit the clearing out. Interruptible orders clear after firm demand,
+    which may preempt interruptible leases that start ``notice_slots`` or more after
+    ``first`` (:func:`suangu.core.products.clear_tiers`).
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
@@ -585,6 +594,8 @@ def prepare_clearing(
 
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
+    held = product_service.held_interruptible(db_read, first, first + n_slots)
+    providers = product_service.pool_providers(db_read) if held else {}
     while True:
         market = Market(
             grid,
@@ -599,7 +610,10 @@ def prepare_clearing(
         )
         if adjust is not None:
             market = adjust(market)
-        commitment = lifecycle.commit(clear(market, options), market, firm_slots)
+        tiers = products.clear_tiers(
+            market, lambda m: clear(m, options), held, providers, notice_slots
+        )
+        commitment = lifecycle.commit(tiers.result, market, firm_slots)
         result = commitment.firm
         holds = billing.holds_for_clearing(result, clearing_id, timeout_s, with_transfers=True)
         need: dict[str, list[Transfer]] = defaultdict(list)
@@ -624,6 +638,7 @@ def prepare_clearing(
                 holds,
                 sorted(excluded),
                 commitment.planned,
+                tiers.preemptions,
             )
         log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
         excluded += unfunded
@@ -636,9 +651,19 @@ def new_clearing_id(now: int) -> str:
 
 
 def save_clearing(
-    s: Session, ledger: SqlLedger, prepared: PreparedClearing, now: int
+    s: Session,
+    ledger: SqlLedger,
+    prepared: PreparedClearing,
+    now: int,
+    default_fee_bp: int = ApiSettings().default_fee_bp,
 ) -> list[Lease]:
-    """Hold the buyers' money and store the clearing, in the caller's transaction."""
+    """Hold the buyers' money, preempt the interruptible GPUs firm demand took, and store
+    the clearing, in the caller's transaction."""
+    if prepared.preemptions:
+        fee = fee_bp(s, default_fee_bp)
+        product_service.apply_preemptions(
+            s, ledger, prepared.preemptions, fee, now, prepared.first_slot
+        )
     _check_capacity(s, prepared.result)
     results = ledger.create_transfers_in(s, prepared.holds, now)
     for h, r in zip(prepared.holds, results, strict=True):
@@ -656,6 +681,8 @@ def save_clearing(
         prepared.n_slots,
         prepared.result,
         hold_ids=hold_ids,
+        # Capacity preempted from interruptible leases has no fill of this clearing.
+        providers=product_service.pool_providers(s) if prepared.preemptions else None,
         planned=prepared.planned,
     )
 
@@ -710,6 +737,7 @@ def clearing_round(
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
                 exclude_providers=silent,
+                notice_slots=settings.preempt_notice_slots,
             )
         try:
             return save(prepared)
@@ -847,7 +875,13 @@ class FinalReading:
 def _lease_of(row: LeaseRow) -> Lease:
     a = Allocation(row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen)
     return Lease(
-        row.id, row.clearing_id, a, row.provider_id, LeaseState(row.state), row.hold_transfer_id
+        row.id,
+        row.clearing_id,
+        a,
+        row.provider_id,
+        LeaseState(row.state),
+        row.hold_transfer_id,
+        row.preempted_gpus or 0,
     )
 
 

@@ -44,6 +44,10 @@ class ApiSettings(BaseModel):
     #: leases; later slots are the buyers' planned schedule, which the next clearing plans
     #: again (:func:`suangu.core.lifecycle.commit`). None: every allocation at once.
     firm_slots: int | None = Field(default=DEFAULT_FIRM_SLOTS, ge=1, le=24 * 14)
+    #: The interruptible tier's notice (:mod:`suangu.core.products`): firm demand preempts an
+    #: interruptible lease only when its slot starts this many slots or more after the
+    #: clearing's first slot.
+    preempt_notice_slots: int = Field(default=1, ge=0, le=24 * 14)
     #: Wall-clock limit of one clearing's solve, seconds: the best clearing found by then is
     #: stored, with a status that says whether it is proven optimal (``time_limit``,
     #: ``heuristic`` otherwise; :class:`suangu.core.clearing.ClearingOptions`).

@@ -272,6 +272,9 @@ class Order:
     data_gb: int = 0
     reference_class: str | None = None
     speed: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: The interruptible tier (:mod:`suangu.core.products`): cleared after firm demand, on
+    #: the capacity it left, and preemptible by it with notice. Batch and service only.
+    interruptible: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -365,6 +368,12 @@ class Order:
             )
             speeds[key] = float(value)
         object.__setattr__(self, "speed", MappingProxyType(speeds))
+        _require(
+            not (self.interruptible and kind is OrderKind.GANG),
+            "interruptible",
+            "a gang order cannot be interruptible (it runs all or nothing)",
+            "make it a batch order, or leave interruptible out",
+        )
 
     @property
     def window(self) -> int:

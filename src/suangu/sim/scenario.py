@@ -424,6 +424,8 @@ class OrderSpec(_Spec):
     data_gb: int = Field(default=0, ge=0, le=MAX_DATA_GB)
     reference_class: Annotated[str | None, BeforeValidator(_blank_none)] = None
     speed: SpeedField = Field(default_factory=dict)
+    #: The interruptible tier: cleared after firm demand, preemptible by it with notice.
+    interruptible: bool = False
     #: What runs (the API stores it with the order; simulations ignore it).
     workload: WorkloadSpec | None = None
 
@@ -448,6 +450,7 @@ class OrderSpec(_Spec):
             data_gb=self.data_gb,
             reference_class=self.reference_class,
             speed=dict(self.speed),
+            interruptible=self.interruptible,
         )
 
 

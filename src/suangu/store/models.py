@@ -207,6 +207,8 @@ class OrderRow(Base):
     reference_class: Mapped[str | None] = mapped_column(String(32))
     #: Per-class speed overrides relative to the reference class.
     speed: Mapped[dict[str, float]] = mapped_column(JSON, server_default=text("'{}'"))
+    #: The interruptible tier (:mod:`suangu.core.products`).
+    interruptible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 # -- network ------------------------------------------------------------------------------------
@@ -376,6 +378,9 @@ class LeaseRow(Base):
     #: The lease failed (its provider could not run it): true also once it is settled, so
     #: the work it did not deliver goes back into the next clearing.
     failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: GPUs of the lease that firm demand preempted (an interruptible order's lease): ``gpus``
+    #: is what is left of it; a lease preempted whole is also ``failed``.
+    preempted_gpus: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
 
 class PlannedAllocationRow(Base):

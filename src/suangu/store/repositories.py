@@ -175,6 +175,8 @@ class Lease:
     provider_id: str | None
     state: LeaseState
     hold_transfer_id: str | None
+    #: GPUs of the lease that firm demand preempted (:mod:`suangu.core.products`).
+    preempted_gpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -660,6 +662,7 @@ def _to_order(row: OrderRow) -> OrderRecord:
         data_gb=row.data_gb,
         reference_class=row.reference_class,
         speed=row.speed or {},
+        interruptible=bool(row.interruptible),
     )
     return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
 
@@ -687,6 +690,7 @@ def order_values(order: Order, now: int) -> dict[str, Any]:
         data_gb=order.data_gb,
         reference_class=order.reference_class,
         speed=dict(sorted(order.speed.items())),
+        interruptible=order.interruptible,
     )
 
 
@@ -824,6 +828,7 @@ def _to_lease(row: LeaseRow) -> Lease:
         row.provider_id,
         LeaseState(row.state),
         row.hold_transfer_id,
+        row.preempted_gpus or 0,
     )
 
 
