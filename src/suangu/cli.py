@@ -213,9 +213,32 @@ def bench_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for bench.csv and bench.png.")] = Path(
         "bench-results"
     ),
+    products: Annotated[
+        bool,
+        typer.Option(
+            "--products",
+            help="Compare the market products (the interruptible tier) with the hourly "
+            "market alone; saves products.json.",
+        ),
+    ] = False,
+    interruptible_share: Annotated[
+        float,
+        typer.Option(
+            "--interruptible-share",
+            min=0.0,
+            max=1.0,
+            help="With --products: share made interruptible.",
+        ),
+    ] = 0.3,
 ) -> None:
     """Run every scheduling policy on a scenario and trace; print one table, save CSV + PNG."""
     from suangu.sim.bench import bench_inputs, bench_table, run_bench, write_chart, write_csv
+
+    if products:
+        from suangu.commands.products import bench_products
+
+        bench_products(scenario, orders, trace, days, load, hours, seed, interruptible_share, out)
+        return
 
     try:
         sc, stream, chosen = bench_inputs(

@@ -50,7 +50,8 @@ def test_worked_example_firm_demand_first_then_interruptible() -> None:
     """docs/market.md's example: 4 GPUs in slot 0, two at 1 yuan and two at 3 yuan. A firm
     order for 2 GPUs at 5 yuan and an interruptible one for 2 GPUs at 4 yuan. Jointly both
     would pay 3 yuan; in tiers the firm order pays 1 yuan (the cheap GPUs, the dear ones
-    left unsold) and the interruptible one 3 yuan for what firm demand left."""
+    left unsold) and the interruptible one 2.10 yuan: what firm demand left, at its
+    interruptible reserve (3 yuan less 30%)."""
     market = _market([_batch("firm", 500), _batch("spot", 400, spot=True)])
     joint = clear(
         replace(market, orders=tuple(replace(o, interruptible=False) for o in market.orders))
@@ -58,7 +59,7 @@ def test_worked_example_firm_demand_first_then_interruptible() -> None:
     assert {a.order_id: a.price_fen for a in joint.allocations} == {"firm": 300, "spot": 300}
     tiers = clear_tiers(market, clear)
     got = {a.order_id: a.price_fen for a in tiers.result.allocations}
-    assert got == {"firm": 100, "spot": 300}
+    assert got == {"firm": 100, "spot": 210}
     assert check_tiers(tiers) == []
     assert settle(tiers.result).balanced
     assert tiers.result.welfare_fen == joint.welfare_fen  # the same GPU-slots trade
@@ -102,6 +103,9 @@ def test_preemptible_offers_respect_notice_and_price() -> None:
     assert preemptible_offers(held, {"p": "prov"}, 2, 6, notice_slots=2) == ()
     (offer,) = preemptible_offers(held, {"p": "prov"}, 2, 6, notice_slots=1)
     assert offer.gpus == (3,) and offer.reserve_fen == (251,) and offer.start_slot == 3
+    held.append(HeldSlot("c", "z", "p", 3, 1, 100, 0.0, 400))  # the provider's firm reserve
+    (offer,) = preemptible_offers(held, {"p": "prov"}, 2, 6)
+    assert offer.reserve_fen == (401,)
 
 
 @st.composite

@@ -24,14 +24,15 @@ from suangu.core.products import HeldSlot, Preemption
 from suangu.core.types import speed_of
 from suangu.store.errors import Conflict
 from suangu.store.ledger import SqlLedger
-from suangu.store.models import LeaseRow, OrderRow, PoolRow, SiteRow
+from suangu.store.models import LeaseRow, OfferRow, OfferSlotRow, OrderRow, PoolRow, SiteRow
 from suangu.store.repositories import Clearings, Orders, order_record, rowcount
 
 log = logging.getLogger(__name__)
 
 
 def held_interruptible(s: Session, first: int, end: int) -> list[HeldSlot]:
-    """The scheduled, unfailed leases of interruptible orders in ``[first, end)``."""
+    """The scheduled, unfailed leases of interruptible orders in ``[first, end)``, each with
+    the highest listed reserve of its pool-slot (the firm reserve preemption must beat)."""
     out = []
     q = (
         select(LeaseRow, OrderRow, PoolRow.gpu_class)
@@ -46,7 +47,21 @@ def held_interruptible(s: Session, first: int, end: int) -> list[HeldSlot]:
         )
         .order_by(LeaseRow.id)
     )
-    for lease, order, gpu_class in s.execute(q):
+    rows = list(s.execute(q))
+    reserves: dict[tuple[str, int], int] = {}
+    if rows:
+        for pool_id, slot, reserve in s.execute(
+            select(OfferRow.pool_id, OfferSlotRow.slot, func.max(OfferSlotRow.reserve_fen))
+            .join(OfferSlotRow, OfferSlotRow.offer_id == OfferRow.id)
+            .where(
+                OfferRow.pool_id.in_(sorted({lease.pool_id for lease, _, _ in rows})),
+                OfferSlotRow.slot >= first,
+                OfferSlotRow.slot < end,
+            )
+            .group_by(OfferRow.pool_id, OfferSlotRow.slot)
+        ):
+            reserves[(pool_id, slot)] = int(reserve)
+    for lease, order, gpu_class in rows:
         o = order_record(order).order
         value = o.limit_fen * speed_of(o, gpu_class)
         out.append(
@@ -58,6 +73,7 @@ def held_interruptible(s: Session, first: int, end: int) -> list[HeldSlot]:
                 lease.gpus,
                 lease.price_fen,
                 value,
+                reserves.get((lease.pool_id, lease.slot), 0),
             )
         )
     return out

@@ -562,6 +562,7 @@ def prepare_clearing(
     options: ClearingOptions | None = None,
     exclude_providers: Iterable[str] = (),
     notice_slots: int = products.DEFAULT_NOTICE_SLOTS,
+    discount_bp: int = products.DEFAULT_DISCOUNT_BP,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -576,7 +577,8 @@ def prepare_clearing(
     as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
     agent fell silent) sit the clearing out. Interruptible orders clear after firm demand,
     which may preempt interruptible leases that start ``notice_slots`` or more after
-    ``first`` (:func:`suangu.core.products.clear_tiers`).
+    ``first``, against offers at ``discount_bp`` off their reserves
+    (:func:`suangu.core.products.clear_tiers`).
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
@@ -611,7 +613,7 @@ def prepare_clearing(
         if adjust is not None:
             market = adjust(market)
         tiers = products.clear_tiers(
-            market, lambda m: clear(m, options), held, providers, notice_slots
+            market, lambda m: clear(m, options), held, providers, notice_slots, discount_bp
         )
         commitment = lifecycle.commit(tiers.result, market, firm_slots)
         result = commitment.firm
@@ -738,6 +740,7 @@ def clearing_round(
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
                 exclude_providers=silent,
                 notice_slots=settings.preempt_notice_slots,
+                discount_bp=settings.interruptible_discount_bp,
             )
         try:
             return save(prepared)

@@ -48,6 +48,9 @@ class ApiSettings(BaseModel):
     #: interruptible lease only when its slot starts this many slots or more after the
     #: clearing's first slot.
     preempt_notice_slots: int = Field(default=1, ge=0, le=24 * 14)
+    #: The interruptible discount, basis points: an interruptible GPU-hour's reserve is the
+    #: offer's reserve less this share (rounded up to whole fen).
+    interruptible_discount_bp: int = Field(default=3000, ge=0, le=9999)
     #: Wall-clock limit of one clearing's solve, seconds: the best clearing found by then is
     #: stored, with a status that says whether it is proven optimal (``time_limit``,
     #: ``heuristic`` otherwise; :class:`suangu.core.clearing.ClearingOptions`).

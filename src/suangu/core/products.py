@@ -6,14 +6,18 @@ gang runs all or nothing and cannot be). The rule, one clearing at a time:
 1. **Firm demand first.** The orders that are not interruptible clear alone, against every
    offer's remaining capacity *and* against the capacity that earlier clearings sold to
    interruptible orders in slots that start at least ``notice_slots`` after the clearing's
-   first slot (:func:`preemptible_offers`). That capacity is offered at one fen above the
-   highest price an interruptible order pays for it in that pool-slot, so firm demand takes
-   it only when it values it more than the interruptible buyers pay, and takes free capacity
-   at the same price first. The firm tier's prices are the market's published prices.
-2. **Interruptible demand after.** The interruptible orders clear against what firm demand
-   left (the offers less the firm tier's fills; each link's bandwidth less what the firm tier
-   moved over it), at that residual market's own prices (the *interruptible prices*). Firm
-   demand never competes with them, and they never raise the firm tier's price.
+   first slot (:func:`preemptible_offers`). That capacity is offered at one fen above both
+   the provider's firm reserve there and the highest price an interruptible order pays for
+   it, so firm demand takes it only when it values it more than both, and takes free
+   capacity at the same reserve first. The firm tier's prices are the market's published
+   prices; interruptible bids never raise them.
+2. **Interruptible demand after, at a discount.** The interruptible orders clear against
+   what firm demand left (the offers less the firm tier's fills; each link's bandwidth less
+   what the firm tier moved over it), where every offer's reserve is its *interruptible
+   reserve*: the listed reserve less the interruptible discount (``discount_bp``, default
+   30%, rounded up to whole fen; :func:`interruptible_reserve`). An interruptible GPU-hour is
+   a lesser product: the provider may take it back for firm demand, and is paid the firm
+   price when it does. The tier's own prices are the *interruptible prices*.
 3. **Preemption with notice.** The interruptible GPU-slots firm demand took are preempted
    (:func:`preempt`), the lowest-paying first (ties: the later lease first). A preempted
    lease gives up those GPUs before its slot starts; its order goes back into the market for
@@ -23,10 +27,11 @@ gang runs all or nothing and cannot be). The rule, one clearing at a time:
    interruptible buyer would have paid.
 
 Each tier is a clearing of its own, so each keeps the clearing's guarantees: no buyer pays
-above its limit, no provider receives below its reserve, and payments equal receipts to the
-fen (:func:`check_tiers` runs the clearing's checks on each). The two tiers together never
-sell a GPU-slot twice: the interruptible tier sees only what the firm tier left, and a
-preempted GPU-slot changes hands from the interruptible lease to the firm one.
+above its limit, no provider receives below its reserve (its interruptible reserve for an
+interruptible GPU-hour), and payments equal receipts to the fen (:func:`check_tiers` runs
+the clearing's checks on each). The two tiers together never sell a GPU-slot twice: the
+interruptible tier sees only what the firm tier left, and a preempted GPU-slot changes hands
+from the interruptible lease to the firm one.
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ PREEMPT_PREFIX = "preempt:"
 #: this many slots after the clearing's first slot (the slot about to start keeps its lease).
 DEFAULT_NOTICE_SLOTS = 1
 
+#: The default interruptible discount in basis points: an interruptible GPU-hour's reserve is
+#: the offer's reserve less 30% (rounded up to whole fen).
+DEFAULT_DISCOUNT_BP = 3000
+
 #: A clearing function: the market's own (:func:`suangu.core.clearing.engine.clear`) with its
 #: options bound.
 Clear = Callable[[Market], ClearingResult]
@@ -76,6 +85,8 @@ class HeldSlot:
     price_fen: int
     #: What the buyer's limit makes a GPU-hour there worth (``limit x speed``), for welfare.
     value_fen: float = 0.0
+    #: The provider's reserve for a firm GPU-hour there (the offer's listed reserve).
+    reserve_fen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,12 @@ class TieredClearing:
     interruptible_market: Market | None = None
 
 
+def interruptible_reserve(reserve_fen: int, discount_bp: int) -> int:
+    """The reserve of an interruptible GPU-hour: ``reserve x (1 - discount)``, rounded up
+    to whole fen (never below what the provider asked less the discount)."""
+    return -(-reserve_fen * (10_000 - discount_bp) // 10_000)
+
+
 def preemptible_offers(
     held: Iterable[HeldSlot],
     providers: Mapping[str, str],
@@ -118,8 +135,8 @@ def preemptible_offers(
 ) -> tuple[Offer, ...]:
     """The capacity that interruptible leases hold in ``[first + notice_slots, end)`` as
     offers to firm demand: one per pool-slot, id ``preempt:<pool>:<slot>``, its reserve one
-    fen above the highest price an interruptible lease pays there. ``providers`` maps pool id
-    to the pool's provider."""
+    fen above both the provider's firm reserve there and the highest price an interruptible
+    lease pays there. ``providers`` maps pool id to the pool's provider."""
     if notice_slots < 0:
         raise ValidationError(
             f"must be 0 or more, got {notice_slots}", field="notice_slots", fix="slots of notice"
@@ -131,7 +148,7 @@ def preemptible_offers(
             continue
         cell = (h.pool_id, h.slot)
         gpus[cell] += h.gpus
-        top[cell] = max(top[cell], h.price_fen)
+        top[cell] = max(top[cell], h.price_fen + 1, h.reserve_fen + 1)
     return tuple(
         Offer(
             f"{PREEMPT_PREFIX}{pool_id}:{slot}",
@@ -139,7 +156,7 @@ def preemptible_offers(
             pool_id,
             slot,
             (gpus[(pool_id, slot)],),
-            (min(MAX_PRICE_FEN, top[(pool_id, slot)] + 1),),
+            (min(MAX_PRICE_FEN, top[(pool_id, slot)]),),
         )
         for pool_id, slot in sorted(gpus)
         if pool_id in providers
@@ -184,9 +201,9 @@ def _empty(market: Market) -> ClearingResult:
     )
 
 
-def _residual(market: Market, firm: ClearingResult) -> Market:
-    """What the firm tier left: the real offers less its fills, the links less the GB it
-    moved."""
+def _residual(market: Market, firm: ClearingResult, discount_bp: int) -> Market:
+    """What the firm tier left: the real offers less its fills, at the interruptible
+    reserve (:func:`interruptible_reserve`); the links less the GB it moved."""
     sold: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for f in firm.fills:
         sold[f.offer_id][f.slot] += f.gpus
@@ -195,7 +212,8 @@ def _residual(market: Market, firm: ClearingResult) -> Market:
     for offer in market.offers:
         left = lifecycle.remaining(offer, sold.get(offer.id, {}), market.first_slot, end)
         if left is not None:
-            offers.append(left)
+            reserve = tuple(interruptible_reserve(r, discount_bp) for r in left.reserve_fen)
+            offers.append(replace(left, reserve_fen=reserve))
     used = {(lp.from_region, lp.to_region): lp for lp in firm.link_prices}
     links = []
     for link in market.links:
@@ -223,12 +241,20 @@ def clear_tiers(
     held: Sequence[HeldSlot] = (),
     providers: Mapping[str, str] | None = None,
     notice_slots: int = DEFAULT_NOTICE_SLOTS,
+    discount_bp: int = DEFAULT_DISCOUNT_BP,
 ) -> TieredClearing:
     """Clear ``market`` in two tiers (see the module docs): its firm orders against its
     offers and the preemptible capacity of ``held`` (interruptible leases of earlier
     clearings; ``providers`` maps pool id to provider), then its interruptible orders
-    against what is left. A market without interruptible orders or held capacity is cleared
-    once, exactly as ``clear(market)``."""
+    against what is left at the interruptible reserve (``discount_bp`` off). A market
+    without interruptible orders or held capacity is cleared once, exactly as
+    ``clear(market)``."""
+    if not 0 <= discount_bp < 10_000:
+        raise ValidationError(
+            f"must be 0 to 9999 basis points, got {discount_bp}",
+            field="discount_bp",
+            fix="e.g. 3000 for 30% off",
+        )
     for offer in market.offers:
         if is_preemptible_offer(offer.id):
             raise ValidationError(
@@ -266,8 +292,15 @@ def clear_tiers(
     spot_market: Market | None = None
     spot: ClearingResult | None = None
     if spot_orders:
-        spot_market = _residual(replace(market, orders=spot_orders), firm)
+        spot_market = _residual(replace(market, orders=spot_orders), firm, discount_bp)
         spot = clear(spot_market) if spot_market.offers else _empty(spot_market)
+        # Welfare counts the providers' listed reserves, not the discounted ones.
+        listed = {
+            (o.id, o.start_slot + k): r for o in market.offers for k, r in enumerate(o.reserve_fen)
+        }
+        lost += sum(
+            (listed[(f.offer_id, f.slot)] - f.reserve_fen) * f.gpus * hours for f in spot.fills
+        )
     parts = [firm] if spot is None else [firm, spot]
     status = min((r.status for r in parts), key=_WORST.index)
     timings: dict[str, float] = defaultdict(float)

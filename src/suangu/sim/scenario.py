@@ -610,6 +610,9 @@ class Scenario:
     protect_firm_hours: int = 0
     #: the firmness horizon in slots (None: every allocation is firm at once)
     firm_slots: int | None = DEFAULT_FIRM_SLOTS
+    #: the interruptible tier's notice: firm demand preempts interruptible GPU-slots that
+    #: start this many slots or more after a clearing's first slot (:mod:`suangu.core.products`)
+    notice_slots: int = 1
 
     @property
     def regions(self) -> tuple[str, ...]:

@@ -21,7 +21,8 @@ REGION = "gansu"
 
 
 def setup(api: Api) -> None:
-    """One provider with 2 H100s for 4 slots at 1 yuan; two buyers with money."""
+    """One provider with 2 H100s for 3 slots at 1 yuan and for a fourth at 2 yuan; two
+    buyers with money."""
     for m, role in (
         ("op", Role.OPERATOR),
         ("prov", Role.PROVIDER),
@@ -35,7 +36,10 @@ def setup(api: Api) -> None:
         site = Site("site-g", "Gansu", "Gansu", REGION)
         cap.add_site(site, "prov")
         cap.add_pool(Pool("pool-g", site.id, "H100"))
-        cap.add_offer(Offer.over("offer-g", "prov", "pool-g", NOW_SLOT, NOW_SLOT + 4, 2, 100), now)
+        cap.add_offer(Offer.over("offer-g", "prov", "pool-g", NOW_SLOT, NOW_SLOT + 3, 2, 100), now)
+        cap.add_offer(
+            Offer.over("late-g", "prov", "pool-g", NOW_SLOT + 3, NOW_SLOT + 4, 2, 200), now
+        )
     ensure_accounts(api.client.app.state.ctx.ledger, [billing.new_provider_account("prov")], now)
     for buyer in ("spot", "firm"):
         r = api.call(
@@ -97,13 +101,14 @@ def test_interruptible_order_is_preempted_with_notice_and_requeued(api: Api) -> 
     assert r.status_code == 201 and r.json()["interruptible"] is True, r.text
     clear(api, "clr-1")
     first = leases(api)
+    # Interruptible: at the reserve less 30%.
     assert [(x["slot"], x["gpus"], x["price_fen"]) for x in first] == [
-        (NOW_SLOT + k, 2, 100) for k in range(3)
+        (NOW_SLOT + k, 2, 70) for k in range(3)
     ]
 
     # A firm order for 2 GPU-hours in slots 101-102: no free capacity there, so it preempts
     # an interruptible lease (the notice protects slot 100, about to start) and pays one fen
-    # above the interruptible price.
+    # above the provider's firm reserve.
     firm = {
         "id": "firm~infer",
         "kind": "batch",
@@ -126,11 +131,11 @@ def test_interruptible_order_is_preempted_with_notice_and_requeued(api: Api) -> 
     r = api.call("GET", "/orders/spot~train", "spot")
     assert r.json()["status"] == "partially"  # back in the market for the lost work
 
-    # The next clearing gives the interruptible order the free slot 103.
+    # The next clearing gives the interruptible order the free slot 103 (at 2 yuan less 30%).
     clear(api, "clr-3")
     again = [x for x in leases(api) if x["clearing_id"] == "clr-3"]
-    assert [(x["order_id"], x["slot"], x["gpus"]) for x in again] == [
-        ("spot~train", NOW_SLOT + 3, 2)
+    assert [(x["order_id"], x["slot"], x["gpus"], x["price_fen"]) for x in again] == [
+        ("spot~train", NOW_SLOT + 3, 2, 140)
     ]
 
     # No GPU-slot is sold twice: live leases per slot never exceed the 2 GPUs.
@@ -141,7 +146,7 @@ def test_interruptible_order_is_preempted_with_notice_and_requeued(api: Api) -> 
     assert all(g <= 2 for g in live.values()), live
 
     # Everything that was not preempted runs in full; the interruptible buyer pays exactly
-    # its delivered GPU-hours (6 at 1 yuan), the firm buyer 2 at 1.01 yuan.
+    # its delivered GPU-hours (4 at 0.70 yuan, 2 at 1.40), the firm buyer 2 at 1.01 yuan.
     ledger = api.client.app.state.ctx.ledger
     for x in leases(api):
         if x["state"] == "scheduled":
@@ -149,7 +154,7 @@ def test_interruptible_order_is_preempted_with_notice_and_requeued(api: Api) -> 
     spot_acc = ledger.lookup_account(billing.buyer_account("spot"))
     firm_acc = ledger.lookup_account(billing.buyer_account("firm"))
     assert spot_acc.debits_pending == 0 and firm_acc.debits_pending == 0
-    assert spot_acc.debits_posted == 6 * 100
+    assert spot_acc.debits_posted == 4 * 70 + 2 * 140
     assert firm_acc.debits_posted == 2 * 101
     ledger.check_invariants()
 

@@ -26,7 +26,7 @@ def upgrade() -> None:
     )
     op.add_column(
         "leases",
-        sa.Column("preempted_gpus", sa.Integer(), nullable=False, server_default=sa.text("0")),
+        sa.Column("preempted_gpus", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     )
 
 
