@@ -13,6 +13,8 @@ from suangu.core.clearing import clear
 from suangu.core.errors import ValidationError
 from suangu.core.products import (
     HeldSlot,
+    Resale,
+    assign_resold,
     check_tiers,
     clear_tiers,
     is_preemptible_offer,
@@ -108,8 +110,29 @@ def test_preemptible_offers_respect_notice_and_price() -> None:
     assert offer.reserve_fen == (401,)
 
 
+def test_worked_example_resale() -> None:
+    """docs/market.md's example: the pool's 4 GPUs of slot 1 are sold (nothing is offered
+    there); a buyer who holds 2 of them offers them back at 2 yuan. A new firm order for 2
+    GPUs at up to 5 yuan buys them at the seller's reserve, the lowest supporting price."""
+    offers = [Offer.over("o", "prov", "p1", 0, 4, (2, 0, 0, 0), 100)]
+    new = Order("new", "b2", OrderKind.BATCH, 2, 1, 2, 500, gpu_hours=2)
+    market = _market([new], offers)
+    resale = Resale("r1", "b1", "lease-1", "p1", 1, 2, 200)
+    tiers = clear_tiers(market, clear, resales=[resale])
+    assert [(a.order_id, a.slot, a.gpus, a.price_fen) for a in tiers.result.allocations] == [
+        ("new", 1, 2, 200)
+    ]
+    assert [(r.resale_id, r.gpus, r.price_fen) for r in tiers.resold] == [("r1", 2, 200)]
+    assert tiers.result.fills == ()  # the seller's GPU-slot was sold once, to the seller
+    assert check_tiers(tiers) == []
+    assert assign_resold(tiers.resold, tiers.result.allocations) == {("new", "p1", 1): [("r1", 2)]}
+    # Within the notice, or beyond the horizon, it is not offered.
+    late = clear_tiers(market, clear, resales=[replace(resale, slot=0)])
+    assert late.resold == () and late.result.allocations == ()
+
+
 @st.composite
-def tiered(draw: st.DrawFn) -> tuple[Market, list[HeldSlot]]:
+def tiered(draw: st.DrawFn) -> tuple[Market, list[HeldSlot], list[Resale]]:
     market = draw(markets(max_orders=6, max_slots=4))
     flags = [draw(st.booleans()) for _ in market.orders]
     orders = tuple(replace(o, interruptible=f) for o, f in zip(market.orders, flags, strict=True))
@@ -128,19 +151,36 @@ def tiered(draw: st.DrawFn) -> tuple[Market, list[HeldSlot]]:
                 1000.0,
             )
         )
-    return replace(market, orders=orders), held
+    resales = []
+    for k in range(draw(st.integers(0, 3))):
+        pool = draw(st.sampled_from(market.pools))
+        slot = draw(st.integers(market.first_slot, market.first_slot + market.n_slots - 1))
+        resales.append(
+            Resale(
+                f"r{k}",
+                f"seller{k}",
+                f"x{k}",
+                pool.id,
+                slot,
+                draw(st.integers(1, 3)),
+                draw(st.integers(0, 900)),
+            )
+        )
+    return replace(market, orders=orders), held, resales
 
 
 @settings(max_examples=150, deadline=None)
 @given(tiered(), st.integers(0, 2))
-def test_tiers_obey_every_rule(case: tuple[Market, list[HeldSlot]], notice: int) -> None:
-    """With interruptible orders and preemptible leases: nobody pays above their limit or
-    receives below their reserve, money balances to the fen in each tier, no offer's GPU-slot
-    is sold twice, and firm demand never takes more of a pool-slot than interruptible leases
-    hold there, nor within the notice."""
-    market, held = case
+def test_tiers_obey_every_rule(
+    case: tuple[Market, list[HeldSlot], list[Resale]], notice: int
+) -> None:
+    """With interruptible orders, preemptible leases and resales: nobody pays above their
+    limit or receives below their reserve, money balances to the fen in each tier, no offer's
+    GPU-slot is sold twice, firm demand never takes more of a pool-slot than interruptible
+    leases hold there, nor within the notice, and never more of a resale than it offers."""
+    market, held, resales = case
     providers = {p.id: "prov0" for p in market.pools}
-    tiers = clear_tiers(market, clear, held, providers, notice_slots=notice)
+    tiers = clear_tiers(market, clear, held, providers, notice_slots=notice, resales=resales)
     assert check_tiers(tiers) == []
     assert settle(tiers.firm).balanced
     if tiers.interruptible is not None:
@@ -167,3 +207,16 @@ def test_tiers_obey_every_rule(case: tuple[Market, list[HeldSlot]], notice: int)
         if took.get((a.pool_id, a.slot)):
             top = max(h.price_fen for h in held if (h.pool_id, h.slot) == (a.pool_id, a.slot))
             assert a.price_fen > top
+    # Resales: sold at most what is offered, never below the seller's reserve, never within
+    # the notice, and every resold GPU-slot goes to one firm allocation of its pool-slot.
+    by_id = {r.id: r for r in resales}
+    for r in tiers.resold:
+        assert r.gpus <= by_id[r.resale_id].gpus
+        assert r.price_fen >= by_id[r.resale_id].reserve_fen
+        assert r.slot >= market.first_slot + notice
+    assigned = assign_resold(tiers.resold, tiers.firm.allocations)
+    assert sum(g for parts in assigned.values() for _, g in parts) == sum(
+        r.gpus for r in tiers.resold
+    )
+    firm_gpus = {(a.order_id, a.pool_id, a.slot): a.gpus for a in tiers.firm.allocations}
+    assert all(sum(g for _, g in parts) <= firm_gpus[k] for k, parts in assigned.items())

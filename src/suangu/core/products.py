@@ -1,4 +1,4 @@
-"""Market products beyond the hourly market: the interruptible tier.
+"""Market products beyond the hourly market: the interruptible tier and resale.
 
 **The interruptible tier.** An order may be ``interruptible`` (batch and service orders; a
 gang runs all or nothing and cannot be). The rule, one clearing at a time:
@@ -26,6 +26,16 @@ gang runs all or nothing and cannot be). The rule, one clearing at a time:
    GPU-hours delivered; the provider is paid by the firm buyer, at a price above what the
    interruptible buyer would have paid.
 
+**Resale.** A buyer may offer back a GPU-slot it holds (a lease not started) with its own
+reserve (:class:`Resale`). The next clearings offer it to firm demand as supply of the lease's
+pool and slot (:func:`resale_offers`, id ``resale:<id>``) while the lease's slot starts at
+least ``notice_slots`` after the clearing's first slot; the interruptible tier does not see
+it. What sells (:attr:`TieredClearing.resold`) is taken from the seller's lease, which still
+pays its provider for it in full; the new buyers' payments for those GPU-slots, less the
+exchange fee, go to the seller. The resold GPU-slots of one pool-slot go to that pool-slot's
+firm allocations in order id order (:func:`assign_resold`): everyone in a pool-slot pays its
+one price, so who gets which GPU does not change any amount.
+
 Each tier is a clearing of its own, so each keeps the clearing's guarantees: no buyer pays
 above its limit, no provider receives below its reserve (its interruptible reserve for an
 interruptible GPU-hour), and payments equal receipts to the fen (:func:`check_tiers` runs
@@ -40,6 +50,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from suangu.core import lifecycle
 from suangu.core.clearing.checks import check_clearing
@@ -47,6 +58,7 @@ from suangu.core.errors import ValidationError
 from suangu.core.settlement import check_settlement, settle
 from suangu.core.types import (
     MAX_PRICE_FEN,
+    Allocation,
     ClearingResult,
     ClearingStatus,
     Market,
@@ -65,6 +77,9 @@ DEFAULT_NOTICE_SLOTS = 1
 #: The default interruptible discount in basis points: an interruptible GPU-hour's reserve is
 #: the offer's reserve less 30% (rounded up to whole fen).
 DEFAULT_DISCOUNT_BP = 3000
+
+#: Offer ids of resold GPU-slots: ``resale:<resale id>``.
+RESALE_PREFIX = "resale:"
 
 #: A clearing function: the market's own (:func:`suangu.core.clearing.engine.clear`) with its
 #: options bound.
@@ -102,6 +117,31 @@ class Preemption:
 
 
 @dataclass(frozen=True, slots=True)
+class Resale:
+    """A buyer's offer to sell back the GPUs of one lease it holds (one pool-slot)."""
+
+    id: str
+    seller_id: str
+    lease_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    #: The least the seller takes per GPU-hour.
+    reserve_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resold:
+    """GPUs of a resale that a clearing sold, at the firm tier's price of its pool-slot."""
+
+    resale_id: str
+    pool_id: str
+    slot: int
+    gpus: int
+    price_fen: int
+
+
+@dataclass(frozen=True, slots=True)
 class TieredClearing:
     """A clearing of both tiers (:func:`clear_tiers`)."""
 
@@ -118,6 +158,8 @@ class TieredClearing:
     firm_market: Market
     interruptible: ClearingResult | None = None
     interruptible_market: Market | None = None
+    #: What was resold (:class:`Resale`), from the firm tier's fills.
+    resold: tuple[Resold, ...] = ()
 
 
 def interruptible_reserve(reserve_fen: int, discount_bp: int) -> int:
@@ -165,6 +207,49 @@ def preemptible_offers(
 
 def is_preemptible_offer(offer_id: str) -> bool:
     return offer_id.startswith(PREEMPT_PREFIX)
+
+
+def is_resale_offer(offer_id: str) -> bool:
+    return offer_id.startswith(RESALE_PREFIX)
+
+
+def _synthetic(offer_id: str) -> bool:
+    return is_preemptible_offer(offer_id) or is_resale_offer(offer_id)
+
+
+def resale_offers(
+    resales: Iterable[Resale], first: int, end: int, notice_slots: int = DEFAULT_NOTICE_SLOTS
+) -> tuple[Offer, ...]:
+    """The resales whose slot is in ``[first + notice_slots, end)`` as offers of the seller:
+    id ``resale:<id>``, the lease's pool, slot and GPUs, the seller's reserve."""
+    return tuple(
+        Offer(f"{RESALE_PREFIX}{r.id}", r.seller_id, r.pool_id, r.slot, (r.gpus,), (r.reserve_fen,))
+        for r in sorted(resales, key=lambda r: r.id)
+        if r.gpus > 0 and first + notice_slots <= r.slot < end
+    )
+
+
+def assign_resold(
+    resold: Iterable[Resold], allocations: Iterable[Allocation]
+) -> dict[tuple[str, str, int], list[tuple[str, int]]]:
+    """Which allocations got the resold GPU-slots: per pool-slot, the firm allocations there
+    in order id order take them first. ``(order id, pool id, slot) -> [(resale id, GPUs)]``."""
+    left: dict[tuple[str, int], list[list[Any]]] = defaultdict(list)
+    for r in sorted(resold, key=lambda r: r.resale_id):
+        if r.gpus > 0:
+            left[(r.pool_id, r.slot)].append([r.resale_id, r.gpus])
+    out: dict[tuple[str, str, int], list[tuple[str, int]]] = defaultdict(list)
+    for a in sorted(allocations, key=lambda a: (a.pool_id, a.slot, a.order_id)):
+        queue = left.get((a.pool_id, a.slot))
+        room = a.gpus
+        while queue and room > 0:
+            take = min(room, queue[0][1])
+            out[(a.order_id, a.pool_id, a.slot)].append((queue[0][0], take))
+            room -= take
+            queue[0][1] -= take
+            if queue[0][1] == 0:
+                queue.pop(0)
+    return dict(out)
 
 
 def preempt(held: Iterable[HeldSlot], taken: Mapping[tuple[str, int], int]) -> list[Preemption]:
@@ -242,13 +327,14 @@ def clear_tiers(
     providers: Mapping[str, str] | None = None,
     notice_slots: int = DEFAULT_NOTICE_SLOTS,
     discount_bp: int = DEFAULT_DISCOUNT_BP,
+    resales: Sequence[Resale] = (),
 ) -> TieredClearing:
     """Clear ``market`` in two tiers (see the module docs): its firm orders against its
     offers and the preemptible capacity of ``held`` (interruptible leases of earlier
     clearings; ``providers`` maps pool id to provider), then its interruptible orders
     against what is left at the interruptible reserve (``discount_bp`` off). A market
-    without interruptible orders or held capacity is cleared once, exactly as
-    ``clear(market)``."""
+    without interruptible orders, held capacity or resales is cleared once, exactly as
+    ``clear(market)``. ``resales`` are offered to firm demand (:func:`resale_offers`)."""
     if not 0 <= discount_bp < 10_000:
         raise ValidationError(
             f"must be 0 to 9999 basis points, got {discount_bp}",
@@ -256,17 +342,18 @@ def clear_tiers(
             fix="e.g. 3000 for 30% off",
         )
     for offer in market.offers:
-        if is_preemptible_offer(offer.id):
+        if _synthetic(offer.id):
             raise ValidationError(
-                f"offer id {offer.id!r} is reserved for preemptible capacity",
+                f"offer id {offer.id!r} is reserved for preemptible or resold capacity",
                 field="offers.id",
-                fix=f"offer ids may not start with {PREEMPT_PREFIX!r}",
+                fix=f"offer ids may not start with {PREEMPT_PREFIX!r} or {RESALE_PREFIX!r}",
             )
     firm_orders = tuple(o for o in market.orders if not o.interruptible)
     spot_orders = tuple(o for o in market.orders if o.interruptible)
     end = market.first_slot + market.n_slots
     extra = (
         preemptible_offers(held, providers or {}, market.first_slot, end, notice_slots)
+        + resale_offers(resales, market.first_slot, end, notice_slots)
         if firm_orders
         else ()
     )
@@ -279,8 +366,13 @@ def clear_tiers(
     taken: dict[tuple[str, int], int] = defaultdict(int)
     synthetic = 0
     real_fills: list[OfferFill] = []
+    resold: list[Resold] = []
     for f in firm.fills:
-        if is_preemptible_offer(f.offer_id):
+        if is_resale_offer(f.offer_id):
+            if f.gpus > 0:
+                rid = f.offer_id[len(RESALE_PREFIX) :]
+                resold.append(Resold(rid, f.pool_id, f.slot, f.gpus, f.price_fen))
+        elif is_preemptible_offer(f.offer_id):
             if f.gpus > 0:
                 taken[(f.pool_id, f.slot)] += f.gpus
                 synthetic += f.reserve_fen * f.gpus * hours
@@ -301,6 +393,10 @@ def clear_tiers(
         lost += sum(
             (listed[(f.offer_id, f.slot)] - f.reserve_fen) * f.gpus * hours for f in spot.fills
         )
+    # A resale's seller gave up the GPU-slot: its reserve is not a provider's cost.
+    synthetic += sum(
+        f.reserve_fen * f.gpus * hours for f in firm.fills if is_resale_offer(f.offer_id)
+    )
     parts = [firm] if spot is None else [firm, spot]
     status = min((r.status for r in parts), key=_WORST.index)
     timings: dict[str, float] = defaultdict(float)
@@ -330,6 +426,7 @@ def clear_tiers(
         firm_market,
         spot,
         spot_market,
+        tuple(resold),
     )
 
 
@@ -349,7 +446,7 @@ def check_tiers(tiers: TieredClearing) -> list[str]:
     cap = {
         (o.id, o.start_slot + k): g
         for o in tiers.firm_market.offers
-        if not is_preemptible_offer(o.id)
+        if not _synthetic(o.id)
         for k, g in enumerate(o.gpus)
     }
     for (offer_id, slot), gpus in sorted(sold.items()):
