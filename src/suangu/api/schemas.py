@@ -389,6 +389,37 @@ class LeaseOut(Response):
     hold_transfer_id: str | None
     #: GPUs that firm demand preempted from this lease (an interruptible order's).
     preempted_gpus: int = 0
+    #: GPUs of ``gpus`` its buyer resold: the provider runs ``gpus - resold_gpus`` for it.
+    resold_gpus: int = 0
+
+
+class ResaleIn(Request):
+    """Offer back a lease you hold, with the least you take per GPU-hour."""
+
+    id: Id
+    lease_id: Annotated[str, Field(min_length=1, max_length=400)]
+    reserve_fen: int = Field(ge=0, le=MAX_PRICE_FEN)
+
+
+class ResaleSaleOut(Response):
+    lease_id: str
+    gpus: int
+    price_fen: int
+
+
+class ResaleOut(Response):
+    id: str
+    seller_id: str
+    lease_id: str
+    reserve_fen: int
+    status: str
+    created_at: int
+    pool_id: str | None
+    slot: int | None
+    gpus: int | None
+    resold_gpus: int = 0
+    #: The new buyers' leases that got the GPUs, and the price of each GPU-hour.
+    sales: list[ResaleSaleOut] = Field(default_factory=list)
 
 
 class ReadingIn(Request):

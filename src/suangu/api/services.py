@@ -197,6 +197,7 @@ def lease_out(x: Lease) -> dict[str, Any]:
         "state": str(x.state),
         "hold_transfer_id": x.hold_transfer_id,
         "preempted_gpus": x.preempted_gpus,
+        "resold_gpus": x.resold_gpus,
     }
 
 
@@ -452,6 +453,8 @@ class PreparedClearing:
     planned: tuple[Allocation, ...] = ()
     #: Interruptible GPUs that firm demand takes (:mod:`suangu.core.products`).
     preemptions: tuple[products.Preemption, ...] = ()
+    #: Buyers' resold GPU-slots that sold (:mod:`suangu.core.products`).
+    resold: tuple[products.Resold, ...] = ()
 
 
 def _remaining_offers(s: Session, first: int, end: int) -> list[Offer]:
@@ -597,6 +600,7 @@ def prepare_clearing(
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
     held = product_service.held_interruptible(db_read, first, first + n_slots)
+    resales = product_service.open_resales(db_read, first, first + n_slots)
     providers = product_service.pool_providers(db_read) if held else {}
     while True:
         market = Market(
@@ -613,7 +617,13 @@ def prepare_clearing(
         if adjust is not None:
             market = adjust(market)
         tiers = products.clear_tiers(
-            market, lambda m: clear(m, options), held, providers, notice_slots, discount_bp
+            market,
+            lambda m: clear(m, options),
+            held,
+            providers,
+            notice_slots,
+            discount_bp,
+            resales,
         )
         commitment = lifecycle.commit(tiers.result, market, firm_slots)
         result = commitment.firm
@@ -641,6 +651,7 @@ def prepare_clearing(
                 sorted(excluded),
                 commitment.planned,
                 tiers.preemptions,
+                tiers.resold,
             )
         log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
         excluded += unfunded
@@ -676,17 +687,23 @@ def save_clearing(
                 fix="run the clearing again",
             )
     hold_ids = {h.user_data: h.id for h in prepared.holds}
-    return Clearings(s).save(
+    leases = Clearings(s).save(
         prepared.id,
         now,
         prepared.first_slot,
         prepared.n_slots,
         prepared.result,
         hold_ids=hold_ids,
-        # Capacity preempted from interruptible leases has no fill of this clearing.
-        providers=product_service.pool_providers(s) if prepared.preemptions else None,
+        # Capacity preempted or resold has no fill of this clearing.
+        providers=(
+            product_service.pool_providers(s) if prepared.preemptions or prepared.resold else None
+        ),
         planned=prepared.planned,
     )
+    if prepared.resold:
+        fee = fee_bp(s, default_fee_bp)
+        product_service.apply_resales(s, ledger, prepared.resold, leases, fee, now)
+    return leases
 
 
 #: Tries of a clearing that collides with a concurrent one before giving up (409).
@@ -885,6 +902,7 @@ def _lease_of(row: LeaseRow) -> Lease:
         LeaseState(row.state),
         row.hold_transfer_id,
         row.preempted_gpus or 0,
+        row.resold_gpus or 0,
     )
 
 
@@ -1039,21 +1057,27 @@ def settle_done_orders(
         )
     }
     charges = Clearings(s).transfer_charges(ready)
+    # Resale: a seller's resold GPUs count as delivered; a new buyer's pays the seller.
+    ids = [x.id for xs in ready.values() for x in xs]
+    resold = product_service.resold_gpus(s, ids)
+    parts = product_service.resale_parts(s, ids)
     transfers: list[Transfer] = []
     for (cid, order_id), xs in sorted(ready.items()):
         hold = xs[0].hold_transfer_id
         if hold is None:
             continue
         carrier, congestion = charges.get((cid, order_id), (0, 0))
+        slot_s = hours.get(cid, 1) * 3600
         transfers += billing.settle_lease(
             hold,
             [x.allocation for x in xs],
-            {x.allocation: totals.get(x.id, (0, 0))[0] for x in xs},
+            {x.allocation: totals.get(x.id, (0, 0))[0] + resold.get(x.id, 0) * slot_s for x in xs},
             {x.allocation.pool_id: x.provider_id for x in xs if x.provider_id},
             fee,
             slot_hours=hours.get(cid, 1),
             carrier_fen=carrier,
             congestion_fen=congestion,
+            resold={x.allocation: parts[x.id] for x in xs if x.id in parts},
         )
     results = ledger.create_transfers_in(s, transfers, now)
     bad = [

@@ -177,6 +177,8 @@ class Lease:
     hold_transfer_id: str | None
     #: GPUs of the lease that firm demand preempted (:mod:`suangu.core.products`).
     preempted_gpus: int = 0
+    #: GPUs of ``gpus`` that its buyer resold (:mod:`suangu.core.products`).
+    resold_gpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -829,6 +831,7 @@ def _to_lease(row: LeaseRow) -> Lease:
         LeaseState(row.state),
         row.hold_transfer_id,
         row.preempted_gpus or 0,
+        row.resold_gpus or 0,
     )
 
 

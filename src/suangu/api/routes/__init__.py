@@ -19,6 +19,7 @@ from suangu.api.routes import (
     network,
     orders,
     providers,
+    resales,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -36,4 +37,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     logs.router,
     agents.router,
     providers.router,
+    resales.router,
 )
