@@ -147,7 +147,7 @@ def tiered(draw: st.DrawFn) -> tuple[Market, list[HeldSlot], list[Resale]]:
                 pool.id,
                 slot,
                 draw(st.integers(1, 4)),
-                draw(st.integers(50, 900)),
+                draw(st.integers(40, 400)),
                 1000.0,
             )
         )
@@ -163,13 +163,13 @@ def tiered(draw: st.DrawFn) -> tuple[Market, list[HeldSlot], list[Resale]]:
                 pool.id,
                 slot,
                 draw(st.integers(1, 3)),
-                draw(st.integers(0, 900)),
+                draw(st.integers(0, 500)),
             )
         )
     return replace(market, orders=orders), held, resales
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(tiered(), st.integers(0, 2))
 def test_tiers_obey_every_rule(
     case: tuple[Market, list[HeldSlot], list[Resale]], notice: int
