@@ -650,7 +650,12 @@ def prepare_clearing(
                 holds,
                 sorted(excluded),
                 commitment.planned,
-                tiers.preemptions,
+                # Planning late: only what becomes a lease now preempts (a plan is re-planned).
+                tuple(
+                    p
+                    for p in tiers.preemptions
+                    if firm_slots is None or p.slot < first + firm_slots
+                ),
                 tiers.resold,
             )
         log.warning("clearing %s: holds beyond the funding bound for %s", clearing_id, unfunded)
