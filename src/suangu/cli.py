@@ -30,6 +30,7 @@ from suangu.commands import job as job_commands
 from suangu.commands import leases as leases_commands
 from suangu.commands import ledger as ledger_commands
 from suangu.commands import orders
+from suangu.commands import resale as resale_commands
 from suangu.commands.common import JsonOption, fail, yuan
 from suangu.commands.render import demo_header, print_demo, print_report
 from suangu.core.errors import SuanguError, ValidationError
@@ -209,9 +210,32 @@ def bench_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for bench.csv and bench.png.")] = Path(
         "bench-results"
     ),
+    products: Annotated[
+        bool,
+        typer.Option(
+            "--products",
+            help="Compare the market products (the interruptible tier) with the hourly "
+            "market alone; saves products.json.",
+        ),
+    ] = False,
+    interruptible_share: Annotated[
+        float,
+        typer.Option(
+            "--interruptible-share",
+            min=0.0,
+            max=1.0,
+            help="With --products: share made interruptible.",
+        ),
+    ] = 0.3,
 ) -> None:
     """Run every scheduling policy on a scenario and trace; print one table, save CSV + PNG."""
     from suangu.sim.bench import bench_inputs, bench_table, run_bench, write_chart, write_csv
+
+    if products:
+        from suangu.commands.products import bench_products
+
+        bench_products(scenario, orders, trace, days, load, hours, seed, interruptible_share, out)
+        return
 
     try:
         sc, stream, chosen = bench_inputs(
@@ -567,6 +591,7 @@ app.add_typer(leases_commands.app, name="lease")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(job_commands.app, name="job")
 app.add_typer(carbon_commands.app, name="carbon")
+app.add_typer(resale_commands.app, name="resale")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -135,7 +135,8 @@ class ProviderAgent:
                         x["order_id"],
                         x["pool_id"],
                         int(x["slot"]),
-                        int(x["gpus"]),
+                        # GPUs its buyer resold run the new buyers' leases instead.
+                        int(x["gpus"]) - int(x.get("resold_gpus", 0)),
                         start,
                         start + step,
                     )

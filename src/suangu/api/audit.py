@@ -80,6 +80,8 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
         "order.submit", "order:{id}", (), ("kind", "gpus", "limit_fen"), per_item=True
     ),
     ("POST", "/orders/{order_id}/cancel"): Spec("order.cancel", "order:{order_id}"),
+    ("POST", "/resales"): Spec("resale.offer", "resale:{id}", ("lease_id", "reserve_fen")),
+    ("POST", "/resales/{resale_id}/withdraw"): Spec("resale.withdraw", "resale:{resale_id}"),
     ("POST", "/clearings"): Spec(
         "clearing.run",
         "clearing:{id}",

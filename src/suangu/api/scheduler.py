@@ -270,7 +270,7 @@ class ClearingLoop:
         return clearing_id, None
 
     def _save(self, s: Session, *, prepared: PreparedClearing, now: int) -> list[Lease]:
-        leases = save_clearing(s, self.ledger, prepared, now)
+        leases = save_clearing(s, self.ledger, prepared, now, self.settings.default_fee_bp)
         if prepared.firm_step is not None:  # firm-order protection's first step
             step = prepared.firm_step
             record_system(

@@ -216,6 +216,9 @@ class OrderIn(Request):
     #: The deadline is firm: with firm-order protection on, capacity is held back for a firm
     #: order that only one or two pools can serve (docs/market.md).
     firm: bool = False
+    #: The interruptible tier: cleared after firm demand, preemptible by it with notice
+    #: (batch and service orders; see docs/market.md).
+    interruptible: bool = False
 
 
 class OrderOut(Response):
@@ -238,6 +241,7 @@ class OrderOut(Response):
     reference_class: str | None = None
     speed: dict[str, float] = Field(default_factory=dict)
     firm: bool = False
+    interruptible: bool = False
     status: OrderStatus
     submitted_at: int
     #: The order's workload, secret values shown as ``***`` (``null``: none).
@@ -393,6 +397,39 @@ class LeaseOut(Response):
     provider_id: str | None
     state: LeaseState
     hold_transfer_id: str | None
+    #: GPUs that firm demand preempted from this lease (an interruptible order's).
+    preempted_gpus: int = 0
+    #: GPUs of ``gpus`` its buyer resold: the provider runs ``gpus - resold_gpus`` for it.
+    resold_gpus: int = 0
+
+
+class ResaleIn(Request):
+    """Offer back a lease you hold, with the least you take per GPU-hour."""
+
+    id: Id
+    lease_id: Annotated[str, Field(min_length=1, max_length=400)]
+    reserve_fen: int = Field(ge=0, le=MAX_PRICE_FEN)
+
+
+class ResaleSaleOut(Response):
+    lease_id: str
+    gpus: int
+    price_fen: int
+
+
+class ResaleOut(Response):
+    id: str
+    seller_id: str
+    lease_id: str
+    reserve_fen: int
+    status: str
+    created_at: int
+    pool_id: str | None
+    slot: int | None
+    gpus: int | None
+    resold_gpus: int = 0
+    #: The new buyers' leases that got the GPUs, and the price of each GPU-hour.
+    sales: list[ResaleSaleOut] = Field(default_factory=list)
 
 
 class ReadingIn(Request):

@@ -20,9 +20,10 @@ from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from suangu.api import carbon_price, protection, schemas, yamlin
+from suangu.api import products as product_service
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
-from suangu.core import billing, lifecycle
+from suangu.core import billing, lifecycle, products
 from suangu.core.clearing import ClearingOptions, clear
 from suangu.core.errors import ValidationError
 from suangu.core.ledger import Account, CreateResult, Transfer
@@ -164,6 +165,7 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "reference_class": o.reference_class,
         "speed": dict(sorted(o.speed.items())),
         "firm": o.firm,
+        "interruptible": o.interruptible,
         "status": str(r.status),
         "submitted_at": r.submitted_at,
         # Filled by the orders routes for an order that has one (suangu.api.workloads).
@@ -195,6 +197,8 @@ def lease_out(x: Lease) -> dict[str, Any]:
         "provider_id": x.provider_id,
         "state": str(x.state),
         "hold_transfer_id": x.hold_transfer_id,
+        "preempted_gpus": x.preempted_gpus,
+        "resold_gpus": x.resold_gpus,
     }
 
 
@@ -267,6 +271,7 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             reference_class=body.reference_class,
             speed=body.speed,
             firm=body.firm,
+            interruptible=body.interruptible,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None
@@ -451,6 +456,10 @@ class PreparedClearing:
     #: With firm-order protection: the first step, the captive firm orders cleared against
     #: all the open capacity, stored before this one as ``<id>-firm``.
     firm_step: PreparedClearing | None = None
+    #: Interruptible GPUs that firm demand takes (:mod:`suangu.core.products`).
+    preemptions: tuple[products.Preemption, ...] = ()
+    #: Buyers' resold GPU-slots that sold (:mod:`suangu.core.products`).
+    resold: tuple[products.Resold, ...] = ()
 
 
 def _remaining_offers(s: Session, first: int, end: int, *, less_sold: bool = True) -> list[Offer]:
@@ -565,6 +574,8 @@ def prepare_clearing(
     options: ClearingOptions | None = None,
     exclude_providers: Iterable[str] = (),
     protect_slots: int = 0,
+    notice_slots: int = products.DEFAULT_NOTICE_SLOTS,
+    discount_bp: int = products.DEFAULT_DISCOUNT_BP,
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -577,13 +588,17 @@ def prepare_clearing(
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
     as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
-    agent fell silent) sit the clearing out.
+    agent fell silent) sit the clearing out. Interruptible orders clear after firm demand,
+    which may preempt interruptible leases that start ``notice_slots`` or more after
+    ``first``, against offers at ``discount_bp`` off their reserves
+    (:func:`suangu.core.products.clear_tiers`).
 
     Firm-order protection (``protect_slots`` > 0, the look-back in slots; the rule is the
     simulator's, :func:`suangu.core.lifecycle.protection_levels`): the open captive firm
     orders clear first against all the open capacity (``firm_step``, stored as
     ``<clearing_id>-firm``), then everyone else against what is left, less the GPUs held
-    back for captive firm orders in every slot after the first.
+    back for captive firm orders in every slot after the first. The first step is a plain
+    clearing: preemptions and resales belong to the second.
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
@@ -601,8 +616,16 @@ def prepare_clearing(
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
 
+    held_leases = product_service.held_interruptible(db_read, first, end)
+    resales = product_service.open_resales(db_read, first, end)
+    providers = product_service.pool_providers(db_read) if held_leases else {}
+
     def solve(
-        step_id: str, orders: list[Order], offers: list[Offer], used: Mapping[str, int]
+        step_id: str,
+        orders: list[Order],
+        offers: list[Offer],
+        used: Mapping[str, int],
+        tiered: bool = True,
     ) -> PreparedClearing:
         dropped: list[str] = []
         while True:
@@ -619,7 +642,20 @@ def prepare_clearing(
             )
             if adjust is not None:
                 market = adjust(market)
-            commitment = lifecycle.commit(clear(market, options), market, firm_slots)
+            if tiered:
+                tiers = products.clear_tiers(
+                    market,
+                    lambda m: clear(m, options),
+                    held_leases,
+                    providers,
+                    notice_slots,
+                    discount_bp,
+                    resales,
+                )
+                cleared, preempted, resold = tiers.result, tiers.preemptions, tiers.resold
+            else:
+                cleared, preempted, resold = clear(market, options), (), ()
+            commitment = lifecycle.commit(cleared, market, firm_slots)
             result = commitment.firm
             holds = billing.holds_for_clearing(result, step_id, timeout_s, with_transfers=True)
             need: dict[str, list[Transfer]] = defaultdict(list)
@@ -638,7 +674,19 @@ def prepare_clearing(
                         unfunded.append(h.user_data)
             if not unfunded:
                 return PreparedClearing(
-                    step_id, first, n_slots, result, holds, sorted(dropped), commitment.planned
+                    step_id,
+                    first,
+                    n_slots,
+                    result,
+                    holds,
+                    sorted(dropped),
+                    commitment.planned,
+                    # Planning late: only what becomes a lease now preempts (a plan is
+                    # re-planned).
+                    preemptions=tuple(
+                        p for p in preempted if firm_slots is None or p.slot < first + firm_slots
+                    ),
+                    resold=tuple(resold),
                 )
             log.warning("clearing %s: holds beyond the funding bound for %s", step_id, unfunded)
             dropped += unfunded
@@ -664,7 +712,7 @@ def prepare_clearing(
     firm = [o for o in orders if o.id in captive]
     used: dict[str, int] = defaultdict(int)
     if firm:
-        step = solve(f"{clearing_id}-firm", firm, offers, {})
+        step = solve(f"{clearing_id}-firm", firm, offers, {}, tiered=False)
         sold: dict[str, dict[int, int]] = defaultdict(dict)
         for f in step.result.fills:
             sold[f.offer_id][f.slot] = sold[f.offer_id].get(f.slot, 0) + f.gpus
@@ -694,11 +742,24 @@ def new_clearing_id(now: int) -> str:
 
 
 def save_clearing(
-    s: Session, ledger: SqlLedger, prepared: PreparedClearing, now: int
+    s: Session,
+    ledger: SqlLedger,
+    prepared: PreparedClearing,
+    now: int,
+    default_fee_bp: int = ApiSettings().default_fee_bp,
 ) -> list[Lease]:
-    """Hold the buyers' money and store the clearing (its firm step first, when it has one),
-    in the caller's transaction."""
-    first = [] if prepared.firm_step is None else save_clearing(s, ledger, prepared.firm_step, now)
+    """Hold the buyers' money, preempt the interruptible GPUs firm demand took, and store
+    the clearing (its firm step first, when it has one), in the caller's transaction."""
+    first = (
+        []
+        if prepared.firm_step is None
+        else save_clearing(s, ledger, prepared.firm_step, now, default_fee_bp)
+    )
+    if prepared.preemptions:
+        fee = fee_bp(s, default_fee_bp)
+        product_service.apply_preemptions(
+            s, ledger, prepared.preemptions, fee, now, prepared.first_slot
+        )
     _check_capacity(s, prepared.result)
     results = ledger.create_transfers_in(s, prepared.holds, now)
     for h, r in zip(prepared.holds, results, strict=True):
@@ -709,15 +770,23 @@ def save_clearing(
                 fix="run the clearing again",
             )
     hold_ids = {h.user_data: h.id for h in prepared.holds}
-    return first + Clearings(s).save(
+    leases = Clearings(s).save(
         prepared.id,
         now,
         prepared.first_slot,
         prepared.n_slots,
         prepared.result,
         hold_ids=hold_ids,
+        # Capacity preempted or resold has no fill of this clearing.
+        providers=(
+            product_service.pool_providers(s) if prepared.preemptions or prepared.resold else None
+        ),
         planned=prepared.planned,
     )
+    if prepared.resold:
+        fee = fee_bp(s, default_fee_bp)
+        product_service.apply_resales(s, ledger, prepared.resold, leases, fee, now)
+    return first + leases
 
 
 #: Tries of a clearing that collides with a concurrent one before giving up (409).
@@ -773,6 +842,8 @@ def clearing_round(
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
                 exclude_providers=silent,
                 protect_slots=settings.protect_slots,
+                notice_slots=settings.preempt_notice_slots,
+                discount_bp=settings.interruptible_discount_bp,
             )
         try:
             return save(prepared)
@@ -910,7 +981,14 @@ class FinalReading:
 def _lease_of(row: LeaseRow) -> Lease:
     a = Allocation(row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen)
     return Lease(
-        row.id, row.clearing_id, a, row.provider_id, LeaseState(row.state), row.hold_transfer_id
+        row.id,
+        row.clearing_id,
+        a,
+        row.provider_id,
+        LeaseState(row.state),
+        row.hold_transfer_id,
+        row.preempted_gpus or 0,
+        row.resold_gpus or 0,
     )
 
 
@@ -1065,21 +1143,27 @@ def settle_done_orders(
         )
     }
     charges = Clearings(s).transfer_charges(ready)
+    # Resale: a seller's resold GPUs count as delivered; a new buyer's pays the seller.
+    ids = [x.id for xs in ready.values() for x in xs]
+    resold = product_service.resold_gpus(s, ids)
+    parts = product_service.resale_parts(s, ids)
     transfers: list[Transfer] = []
     for (cid, order_id), xs in sorted(ready.items()):
         hold = xs[0].hold_transfer_id
         if hold is None:
             continue
         carrier, congestion = charges.get((cid, order_id), (0, 0))
+        slot_s = hours.get(cid, 1) * 3600
         transfers += billing.settle_lease(
             hold,
             [x.allocation for x in xs],
-            {x.allocation: totals.get(x.id, (0, 0))[0] for x in xs},
+            {x.allocation: totals.get(x.id, (0, 0))[0] + resold.get(x.id, 0) * slot_s for x in xs},
             {x.allocation.pool_id: x.provider_id for x in xs if x.provider_id},
             fee,
             slot_hours=hours.get(cid, 1),
             carrier_fen=carrier,
             congestion_fen=congestion,
+            resold={x.allocation: parts[x.id] for x in xs if x.id in parts},
         )
     results = ledger.create_transfers_in(s, transfers, now)
     bad = [

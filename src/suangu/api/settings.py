@@ -56,6 +56,13 @@ class ApiSettings(BaseModel):
     #: setting when the app starts (``suangu serve --carbon-price``); None: the stored one
     #: (``PUT /market/carbon-price``) stays.
     carbon_price_yuan_per_t: float | None = Field(default=None, ge=0, le=100_000)
+    #: The interruptible tier's notice (:mod:`suangu.core.products`): firm demand preempts an
+    #: interruptible lease only when its slot starts this many slots or more after the
+    #: clearing's first slot.
+    preempt_notice_slots: int = Field(default=1, ge=0, le=24 * 14)
+    #: The interruptible discount, basis points: an interruptible GPU-hour's reserve is the
+    #: offer's reserve less this share (rounded up to whole fen).
+    interruptible_discount_bp: int = Field(default=3000, ge=0, le=9999)
     #: Wall-clock limit of one clearing's solve, seconds: the best clearing found by then is
     #: stored, with a status that says whether it is proven optimal (``time_limit``,
     #: ``heuristic`` otherwise; :class:`suangu.core.clearing.ClearingOptions`).

@@ -370,6 +370,7 @@ def settle_lease(
     slot_hours: int = 1,
     carrier_fen: int = 0,
     congestion_fen: int = 0,
+    resold: Mapping[Allocation, Sequence[tuple[str, int, str]]] | None = None,
 ) -> list[Transfer]:
     """The transfers that settle one order's hold against its metered use.
 
@@ -385,6 +386,12 @@ def settle_lease(
     hold (``holds_for_clearing(..., with_transfers=True)``); with any metered use they are
     posted in full and passed to the exchange network account (``carrier:`` and
     ``congestion:`` transfers at the end of the chain).
+
+    ``resold``: allocations that got GPUs a buyer resold (:mod:`suangu.core.products`), with
+    ``(seller, GPUs, the seller's lease id)`` parts: that share of the allocation's metered
+    cost (``cost x GPUs // allocation GPUs``) goes to the seller less the fee, in one
+    ``resale:`` transfer per part whose user data is the seller's lease (the chain), instead
+    of to the provider.
     """
     _check_fee(fee_bp)
     _check_slot_hours(slot_hours)
@@ -415,8 +422,15 @@ def settle_lease(
         return []
     used = any(metered_gpu_seconds.get(a, 0) > 0 for a in allocations)
     per_provider: dict[str, int] = {}
+    per_resale: dict[tuple[str, str], int] = {}
     for a in allocations:
         cost = metered_cost(a, metered_gpu_seconds.get(a, 0), slot_hours)
+        if cost == 0:
+            continue
+        for seller, gpus, ref in (resold or {}).get(a, ()):
+            share = cost * min(gpus, a.gpus) // a.gpus
+            per_resale[(seller, ref)] = per_resale.get((seller, ref), 0) + share
+            cost -= share
         if cost == 0:
             continue
         provider_id = providers.get(a.pool_id)
@@ -429,7 +443,7 @@ def settle_lease(
         per_provider[provider_id] = per_provider.get(provider_id, 0) + cost
     if not used:
         charges = 0
-    posted = sum(per_provider.values()) + charges
+    posted = sum(per_provider.values()) + sum(per_resale.values()) + charges
     clearing = exchange_clearing_account()
     if posted == 0:
         return [
@@ -469,6 +483,21 @@ def settle_lease(
                     Asset.CNY,
                     TransferCode.PROVIDER_PAYOUT,
                     user_data=order_id,
+                )
+            )
+    for k, (seller, ref) in enumerate(sorted(per_resale)):
+        payout, fee = fee_split(per_resale[(seller, ref)], fee_bp)
+        total_fee += fee
+        if payout:
+            chain.append(
+                transfer(
+                    f"resale:{hold_transfer_id}:{k}",
+                    clearing,
+                    buyer_account(seller),
+                    payout,
+                    Asset.CNY,
+                    TransferCode.PROVIDER_PAYOUT,
+                    user_data=ref,
                 )
             )
     if total_fee:

@@ -279,6 +279,9 @@ class Order:
     #: holds capacity back for firm orders that only a pool or two can serve,
     #: :func:`suangu.core.lifecycle.protection_levels`); the clearing itself ignores it.
     firm: bool = False
+    #: The interruptible tier (:mod:`suangu.core.products`): cleared after firm demand, on
+    #: the capacity it left, and preemptible by it with notice. Batch and service only.
+    interruptible: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -373,6 +376,12 @@ class Order:
             )
             speeds[key] = float(value)
         object.__setattr__(self, "speed", MappingProxyType(speeds))
+        _require(
+            not (self.interruptible and kind is OrderKind.GANG),
+            "interruptible",
+            "a gang order cannot be interruptible (it runs all or nothing)",
+            "make it a batch order, or leave interruptible out",
+        )
 
     @property
     def window(self) -> int:

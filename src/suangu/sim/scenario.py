@@ -424,6 +424,8 @@ class OrderSpec(_Spec):
     data_gb: int = Field(default=0, ge=0, le=MAX_DATA_GB)
     reference_class: Annotated[str | None, BeforeValidator(_blank_none)] = None
     speed: SpeedField = Field(default_factory=dict)
+    #: The interruptible tier: cleared after firm demand, preemptible by it with notice.
+    interruptible: bool = False
     #: What runs (the API stores it with the order; simulations ignore it).
     workload: WorkloadSpec | None = None
     #: ``true``: the deadline is firm (firm-order protection; a miss counts in reports).
@@ -451,6 +453,7 @@ class OrderSpec(_Spec):
             reference_class=self.reference_class,
             speed=dict(self.speed),
             firm=self.firm,
+            interruptible=self.interruptible,
         )
 
 
@@ -608,6 +611,9 @@ class Scenario:
     protect_firm_hours: int = 0
     #: the firmness horizon in slots (None: every allocation is firm at once)
     firm_slots: int | None = DEFAULT_FIRM_SLOTS
+    #: the interruptible tier's notice: firm demand preempts interruptible GPU-slots that
+    #: start this many slots or more after a clearing's first slot (:mod:`suangu.core.products`)
+    notice_slots: int = 1
 
     @property
     def regions(self) -> tuple[str, ...]:

@@ -79,14 +79,14 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from suangu.core import billing, lifecycle
+from suangu.core import billing, lifecycle, products
 from suangu.core.clearing import clear
 from suangu.core.clearing.checks import check_clearing
 from suangu.core.energy import accounting, hooks
@@ -313,6 +313,16 @@ class SimulationReport:
     wasted_gpu_hours: float = 0.0
     #: the firmness horizon the clearings committed (None: every allocation at once)
     firm_slots: int | None = None
+    #: The interruptible tier (:mod:`suangu.core.products`): orders submitted within the span
+    #: that were interruptible, the GPU-hours they kept (allocated less preempted) and what
+    #: those cost at their tier's prices; how many interruptible GPU-slots firm demand took
+    #: (preemptions: one per lease and clearing), from how many orders, in GPU-hours.
+    interruptible_orders: int = 0
+    interruptible_gpu_hours: int = 0
+    interruptible_paid_fen: int = 0
+    preemptions: int = 0
+    orders_preempted: int = 0
+    preempted_gpu_hours: int = 0
 
     @property
     def deadline_share(self) -> float:
@@ -417,6 +427,8 @@ class _Hold:
     #: the order's data transfer charges in the hold (carriers' price, link congestion rent)
     carrier_fen: int = 0
     congestion_fen: int = 0
+    #: GPUs of each allocation that firm demand preempted (an interruptible order's)
+    preempted: dict[Allocation, int] = field(default_factory=dict)
 
 
 def _p95(values: Sequence[float]) -> float:
@@ -466,12 +478,23 @@ class _Simulation:
         self.site_by_id = {s.id: s for s in scenario.sites}
         self.links = {link.key: link for link in scenario.links}
         self.listed = {o.id: o for o in scenario.offers}
+        self.offers_of: dict[str, list[Offer]] = defaultdict(list)  # pool id -> its offers
+        for o in scenario.offers:
+            self.offers_of[o.pool_id].append(o)
         self.value = 0.0  # buyers' value of the allocations: limit x speed x GPU-hours
         self.reserve_cost = 0  # listed reserves of the GPU-slots sold
         self.transfer = 0.0  # fen of data moved away from home
         self.transfer_gb = 0.0
         self.paid = 0  # price x GPU-hours of the allocations (as placed)
         self.transfer_charged = 0  # fen buyers are charged for data moved (carrier + rent)
+        #: the interruptible tier: lease key -> (hold, allocation) of interruptible orders
+        self.spot: dict[str, tuple[_Hold, Allocation]] = {}
+        self.track: frozenset[str] = frozenset()  # more orders counted with the tier's
+        self.spot_hours = 0
+        self.spot_paid = 0
+        self.preemptions = 0
+        self.preempted_orders: set[str] = set()
+        self.preempted_hours = 0
         for st in self.states:
             st.min_step, st.max_step = self._steps(st.order)
         #: order id -> the pools that could serve it alone (``_feasible_pools``)
@@ -750,23 +773,33 @@ class _Simulation:
         listed = market
         uniform = self.policy is Policy.SUANGU
         t = time.perf_counter()
+        tiers: products.TieredClearing | None = None
         if uniform:
             price = self.energy.carbon_price_yuan_per_t if self.energy is not None else 0.0
             if price > 0 and market.offers and carbon is not None:
                 market = hooks.apply_carbon_price(market, carbon, price)
-            result = clear(market)
+            tiers = products.clear_tiers(
+                market, clear, self._spot_held(h), self.sc.providers, self.sc.notice_slots
+            )
+            result = tiers.result
         else:
             result = place(market, self.policy, carbon=carbon)
         wall, solve = time.perf_counter() - t, float(result.timings.get("solve_s", 0.0))
         self.methods[result.method] += 1
         if result.status is ClearingStatus.FAILED:
             return wall, solve, True
-        problems = check_clearing(market, result, uniform_prices=uniform)
+        tiered = tiers is not None and (tiers.interruptible is not None or tiers.preemptions)
+        if tiers is not None and tiered:
+            problems = products.check_tiers(tiers)
+            self._preempt(tiers.preemptions)
+        else:
+            problems = check_clearing(market, result, uniform_prices=uniform)
         # Commit late, plan early: what lies beyond the firmness horizon stays a plan that
         # the next clearing plans again (a started gang keeps its run).
         result = lifecycle.commit(result, market, self.sc.firm_slots).firm
         settlement = settle(result)
-        problems += check_settlement(market, result, settlement)
+        if not tiered:  # each tier's settlement is checked by check_tiers
+            problems += check_settlement(market, result, settlement)
         if problems:
             raise SimulationError(
                 f"the clearing at slot {h} broke {len(problems)} rule(s): "
@@ -794,6 +827,9 @@ class _Simulation:
             st.done += speed * a.gpus * self.hours
             self.value += st.order.limit_fen * speed * a.gpus * self.hours
             self.paid += a.price_fen * a.gpus * self.hours
+            if st.order.interruptible or a.order_id in self.track:
+                self.spot_hours += a.gpus * self.hours
+                self.spot_paid += a.price_fen * a.gpus * self.hours
             terms = pool_terms(
                 listed, open_orders[a.order_id], pool, self.site_by_id[pool.site_id], self.links
             )
@@ -822,16 +858,72 @@ class _Simulation:
                 hid, allocations, max(a.slot for a in allocations), {}, carrier, congestion
             )
             self.holds[hold.last_slot].append(hold)
+            spot = states[order_id].order.interruptible
             for a in allocations:
                 self.pending_meter[a.slot].append((hold, a))
+                if spot:
+                    key = f"{clearing_id}|{order_id}|{a.pool_id}|{a.slot}"
+                    self.spot[key] = (hold, a)
         return wall, solve, False
+
+    # --- the interruptible tier -------------------------------------------------------------
+
+    def _spot_held(self, h: int) -> list[products.HeldSlot]:
+        """The interruptible allocations of earlier clearings not started by slot ``h``."""
+        out = []
+        for key, (hold, a) in list(self.spot.items()):
+            if a.slot < h:
+                del self.spot[key]
+                continue
+            gpus = a.gpus - hold.preempted.get(a, 0)
+            if gpus > 0:
+                order = self.by_id[a.order_id].order
+                value = order.limit_fen * speed_of(order, self.pools[a.pool_id].gpu_class)
+                reserve = max(
+                    (
+                        o.reserve_fen[a.slot - o.start_slot]
+                        for o in self.offers_of[a.pool_id]
+                        if o.start_slot <= a.slot < o.end_slot
+                    ),
+                    default=0,
+                )
+                out.append(
+                    products.HeldSlot(
+                        key, a.order_id, a.pool_id, a.slot, gpus, a.price_fen, value, reserve
+                    )
+                )
+        return out
+
+    def _preempt(self, preemptions: Sequence[products.Preemption]) -> None:
+        """Firm demand takes interruptible GPUs: the buyer will not be metered for them, and
+        its order bids again for the work it lost (the recovery path's rule)."""
+        for p in preemptions:
+            hold, a = self.spot[p.lease_id]
+            hold.preempted[a] = hold.preempted.get(a, 0) + p.gpus
+            st = self.by_id[a.order_id]
+            st.held[a.slot] -= p.gpus
+            if st.held[a.slot] <= 0:
+                del st.held[a.slot]
+            speed = speed_of(st.order, self.pools[a.pool_id].gpu_class)
+            st.done -= speed * p.gpus * self.hours
+            st.closed = False
+            self.value -= st.order.limit_fen * speed * p.gpus * self.hours
+            self.paid -= a.price_fen * p.gpus * self.hours
+            self.spot_hours -= p.gpus * self.hours
+            self.spot_paid -= a.price_fen * p.gpus * self.hours
+            vol = self.site_volume[self.site_of[a.pool_id]]
+            vol[0] -= p.gpus * self.hours
+            vol[1] -= a.price_fen * p.gpus * self.hours
+            self.preemptions += 1
+            self.preempted_orders.add(a.order_id)
+            self.preempted_hours += p.gpus * self.hours
 
     def _end_of_slot(self, slot: int) -> None:
         """Meter the leases of ``slot`` and settle the holds that ended with it."""
         full_s = self.grid.slot_seconds
         metered = self.pending_meter.pop(slot, [])
         for hold, a in metered:
-            used = a.gpus * full_s
+            used = (a.gpus - hold.preempted.get(a, 0)) * full_s
             if self.shortfall > 0 and self.rng.random() < self.shortfall:
                 used = int(used * self.rng.uniform(0.5, 1.0))
             hold.metered[a] = used
@@ -1062,6 +1154,16 @@ class _Simulation:
             deadlines_met=met,
             wasted_gpu_hours=wasted,
             firm_slots=self.sc.firm_slots,
+            interruptible_orders=sum(
+                1
+                for st in self.states
+                if st.order.interruptible and st.stream.submit_slot < self.sc.hours
+            ),
+            interruptible_gpu_hours=self.spot_hours,
+            interruptible_paid_fen=self.spot_paid,
+            preemptions=self.preemptions,
+            orders_preempted=len(self.preempted_orders),
+            preempted_gpu_hours=self.preempted_hours,
         )
 
     def _energy_summary(self) -> EnergySummary | None:
@@ -1188,6 +1290,7 @@ def simulate(
     shortfall: float = 0.0,
     seed: int = 0,
     policy: Policy | str = Policy.SUANGU,
+    track: Iterable[str] = (),
 ) -> SimulationReport:
     """Run ``orders`` through ``scenario`` slot by slot; see the module docs.
 
@@ -1195,7 +1298,8 @@ def simulate(
     between 50% and 100% of it, drawn from a generator seeded with ``seed``): the unused part
     of the hold is released. ``policy`` places the work at each clearing (see
     :mod:`suangu.sim.policies`; default ``suangu``, the clearing engine). Deterministic for the
-    same inputs.
+    same inputs. The report's ``interruptible_gpu_hours`` and ``interruptible_paid_fen``
+    count the interruptible orders and those of ``track`` (a baseline's same orders).
     """
     if not 0.0 <= shortfall <= 1.0:
         raise ValidationError(
@@ -1208,7 +1312,9 @@ def simulate(
             raise ValidationError(
                 str(err), field="policy", fix="fifo-home, cheapest-now, carbon-shift or suangu"
             ) from None
-    return _Simulation(scenario, orders, shortfall, seed, progress, policy).run()
+    sim = _Simulation(scenario, orders, shortfall, seed, progress, policy)
+    sim.track = frozenset(track)
+    return sim.run()
 
 
 __all__ = ["AvoidedRow", "EnergySummary", "SimulationReport", "SiteVolume", "simulate"]

@@ -209,6 +209,8 @@ class OrderRow(Base):
     speed: Mapped[dict[str, float]] = mapped_column(JSON, server_default=text("'{}'"))
     #: The deadline is firm (firm-order protection; :func:`suangu.core.lifecycle.captive`).
     firm: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: The interruptible tier (:mod:`suangu.core.products`).
+    interruptible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 # -- network ------------------------------------------------------------------------------------
@@ -378,6 +380,48 @@ class LeaseRow(Base):
     #: The lease failed (its provider could not run it): true also once it is settled, so
     #: the work it did not deliver goes back into the next clearing.
     failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: GPUs of the lease that firm demand preempted (an interruptible order's lease): ``gpus``
+    #: is what is left of it; a lease preempted whole is also ``failed``.
+    preempted_gpus: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    #: GPUs of ``gpus`` that its buyer resold (:class:`ResaleRow`): the provider runs the new
+    #: buyers' work on them, and this lease pays for them as delivered.
+    resold_gpus: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+
+class ResaleRow(Base):
+    """A buyer's offer to sell back the GPUs of a lease it holds (:mod:`suangu.core.products`)."""
+
+    __tablename__ = "resales"
+    __table_args__ = (
+        one_of("status", ["open", "sold", "withdrawn"]),
+        CheckConstraint("reserve_fen >= 0", name="reserve_fen"),
+        UniqueConstraint("lease_id", name="uq_resales_lease"),
+        Index("ix_resales_seller", "seller_id"),
+        Index("ix_resales_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seller_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"))
+    reserve_fen: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int]
+
+
+class ResaleSaleRow(Base):
+    """GPUs of a resale that a clearing sold, and the new buyer's lease that got them."""
+
+    __tablename__ = "resale_sales"
+    __table_args__ = (
+        CheckConstraint("gpus >= 1", name="gpus"),
+        Index("ix_resale_sales_lease", "lease_id"),
+    )
+
+    resale_id: Mapped[str] = mapped_column(ForeignKey("resales.id"), primary_key=True)
+    #: The new buyer's lease.
+    lease_id: Mapped[str] = mapped_column(String(400), ForeignKey("leases.id"), primary_key=True)
+    gpus: Mapped[int]
+    price_fen: Mapped[int]
 
 
 class PlannedAllocationRow(Base):

@@ -175,6 +175,10 @@ class Lease:
     provider_id: str | None
     state: LeaseState
     hold_transfer_id: str | None
+    #: GPUs of the lease that firm demand preempted (:mod:`suangu.core.products`).
+    preempted_gpus: int = 0
+    #: GPUs of ``gpus`` that its buyer resold (:mod:`suangu.core.products`).
+    resold_gpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +665,7 @@ def _to_order(row: OrderRow) -> OrderRecord:
         reference_class=row.reference_class,
         speed=row.speed or {},
         firm=bool(row.firm),
+        interruptible=bool(row.interruptible),
     )
     return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
 
@@ -689,6 +694,7 @@ def order_values(order: Order, now: int) -> dict[str, Any]:
         reference_class=order.reference_class,
         speed=dict(sorted(order.speed.items())),
         firm=order.firm,
+        interruptible=order.interruptible,
     )
 
 
@@ -826,6 +832,8 @@ def _to_lease(row: LeaseRow) -> Lease:
         row.provider_id,
         LeaseState(row.state),
         row.hold_transfer_id,
+        row.preempted_gpus or 0,
+        row.resold_gpus or 0,
     )
 
 

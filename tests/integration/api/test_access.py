@@ -89,6 +89,40 @@ class Target:
             )
         return leases[0].id
 
+    def future_lease(self) -> str:
+        """A scheduled lease of the buyer's, beyond the resale notice."""
+        oid = self.fresh_order()
+        a = Allocation(oid, self.buyer, self.pool, NOW_SLOT + 2, 1, 0)
+        result = ClearingResult(ClearingStatus.OPTIMAL, "test", (a,), (), (), 0)
+        with self.db.session_scope() as s:
+            leases = Clearings(s).save(
+                fresh("clr"),
+                self.api.clock.now(),
+                NOW_SLOT,
+                3,
+                result,
+                providers={self.pool: self.provider},
+            )
+        return leases[0].id
+
+    def fresh_resale(self) -> str:
+        """An open resale of the buyer's."""
+        from suangu.store.models import ResaleRow
+
+        rid, lease = fresh("rs"), self.future_lease()
+        with self.db.session_scope() as s:
+            s.add(
+                ResaleRow(
+                    id=rid,
+                    seller_id=self.buyer,
+                    lease_id=lease,
+                    reserve_fen=5,
+                    status="open",
+                    created_at=self.api.clock.now(),
+                )
+            )
+        return rid
+
     def account(self) -> str:
         if self.role is PROV:
             return f"provider:{self.provider}:CNY"
@@ -299,6 +333,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/clearings"): Rule(
         201, {OP: ALL}, body=lambda t: {"json": {"id": fresh("clr"), "n_slots": 2}}
+    ),
+    ("POST", "/resales"): Rule(
+        201,
+        {BUY: OWN},
+        body=lambda t: {
+            "json": {"id": fresh("rs"), "lease_id": t.future_lease(), "reserve_fen": 5}
+        },
+    ),
+    ("GET", "/resales"): Rule(200, {OP: ALL, AUD: ALL, BUY: ALL}),
+    ("GET", "/resales/{resale_id}"): Rule(
+        200, {OP: ALL, AUD: ALL, BUY: OWN}, lambda t: {"resale_id": t.fresh_resale()}
+    ),
+    ("POST", "/resales/{resale_id}/withdraw"): Rule(
+        200, {BUY: OWN}, lambda t: {"resale_id": t.fresh_resale()}
     ),
     ("GET", "/clearings"): Rule(200, {OP: ALL, AUD: ALL}),
     ("GET", "/clearings/{clearing_id}"): Rule(

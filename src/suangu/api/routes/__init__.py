@@ -20,6 +20,7 @@ from suangu.api.routes import (
     network,
     orders,
     providers,
+    resales,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -38,4 +39,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     agents.router,
     providers.router,
     green.router,
+    resales.router,
 )

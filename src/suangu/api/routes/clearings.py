@@ -167,7 +167,7 @@ def run_clearing(
 def _save(
     ctx: ApiContext, prepared: PreparedClearing, now: int, s: Session
 ) -> tuple[int, dict[str, Any]]:
-    leases = save_clearing(s, ctx.ledger, prepared, now)
+    leases = save_clearing(s, ctx.ledger, prepared, now, ctx.settings.default_fee_bp)
     row = s.get(ClearingRow, prepared.id)
     assert row is not None
     return 201, _summary(row, len(leases), prepared.excluded, len(prepared.planned))
