@@ -34,6 +34,12 @@ from suangu.agent.meters import Meter, NominalMeter, NvmlMeter
 from suangu.agent.sandbox import DataApi, SandboxExecutor, bwrap_available
 from suangu.agent.slurm import SlurmLauncher
 
+RuntimeName = Literal["podman", "docker", "apptainer"]
+
+
+def _runtimes() -> list[RuntimeName]:
+    return ["podman", "docker", "apptainer"]
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,9 +65,7 @@ class ExecutorSpec(_Spec):
     #: sandbox: a job that can checkpoint gets SIGTERM this many seconds before its run ends.
     checkpoint_warning_s: Annotated[int, Field(ge=10, le=3600)] = 120
     #: sandbox and slurm: the container runtimes the ``container`` runtime may use, in order.
-    container_runtimes: list[Literal["podman", "docker", "apptainer"]] = Field(
-        default_factory=lambda: ["podman", "docker", "apptainer"], min_length=1
-    )
+    container_runtimes: list[RuntimeName] = Field(default_factory=_runtimes, min_length=1)
 
     @field_validator("command")
     @classmethod

@@ -567,7 +567,9 @@ def prepare_clearing(
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
     as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
-    agent fell silent) sit the clearing out.
+    agent fell silent) sit the clearing out, and an order whose leases a provider failed
+    avoids that provider where other capacity can serve it
+    (:func:`suangu.core.lifecycle.avoid_failed_providers`).
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
@@ -585,6 +587,8 @@ def prepare_clearing(
 
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
+    # Re-queued work goes to other providers where they can serve it.
+    failed_at = Clearings(db_read).failed_providers(o.id for o in orders)
     while True:
         market = Market(
             grid,
@@ -597,6 +601,7 @@ def prepare_clearing(
             links=links,
             delay_fen=delay_fen,
         )
+        market = lifecycle.avoid_failed_providers(market, failed_at)
         if adjust is not None:
             market = adjust(market)
         commitment = lifecycle.commit(clear(market, options), market, firm_slots)

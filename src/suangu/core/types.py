@@ -251,7 +251,8 @@ class Order:
     * ``service``: up to ``gpus`` GPUs in every slot of the window (replicas may be split
       across pools); ``gpu_hours`` defaults to the whole window.
 
-    ``limit_fen`` is the most the buyer pays per GPU-hour. Empty filter sets mean "any".
+    ``limit_fen`` is the most the buyer pays per GPU-hour. Empty filter sets mean "any"
+    (``avoid_pools``: none avoided).
     """
 
     id: str
@@ -272,6 +273,9 @@ class Order:
     data_gb: int = 0
     reference_class: str | None = None
     speed: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: Pools the order may not use in this clearing: the exchange sets it on work re-queued
+    #: after a provider failed it, when other capacity can serve it (never stored).
+    avoid_pools: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _check_id(self.id)

@@ -1070,6 +1070,22 @@ class Clearings:
                 out[(cid, oid)] = (int(carrier), int(congestion))
         return out
 
+    def failed_providers(self, order_ids: Iterable[str]) -> dict[str, set[str]]:
+        """``order id -> providers`` whose leases of the order failed (the provider or its
+        silent agent failed them)."""
+        ids = sorted(set(order_ids))
+        out: dict[str, set[str]] = defaultdict(set)
+        for chunk in range(0, len(ids), 500):
+            q = (
+                select(LeaseRow.order_id, LeaseRow.provider_id)
+                .where(LeaseRow.order_id.in_(ids[chunk : chunk + 500]), LeaseRow.failed.is_(True))
+                .distinct()
+            )
+            for order_id, provider_id in self.s.execute(q):
+                if provider_id is not None:
+                    out[order_id].add(provider_id)
+        return dict(out)
+
     def held_work(
         self, order_ids: Iterable[str], slot_hours: int
     ) -> dict[str, list[tuple[str, int, int]]]:
