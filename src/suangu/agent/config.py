@@ -85,6 +85,11 @@ class MeterSpec(_Spec):
 class AgentSpec(_Spec):
     url: str = "http://127.0.0.1:8000"
     key_env: str = "SUANGU_KEY"
+    #: The agent's name, kept across restarts; a provider running several agents (one per
+    #: cluster or site) gives each its own, with the pools it serves.
+    name: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    ] = "default"
     pools: list[str] | None = None
     reading_interval_s: Annotated[int, Field(ge=10, le=3600)] = 300
     poll_s: Annotated[float, Field(gt=0, le=600)] = 10.0

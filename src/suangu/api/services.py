@@ -555,6 +555,7 @@ def prepare_clearing(
     firm_slots: int | None = None,
     options: ClearingOptions | None = None,
     exclude_providers: Iterable[str] = (),
+    exclude_pools: Iterable[str] = (),
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -566,17 +567,20 @@ def prepare_clearing(
     one cleared; ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
-    as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
-    agent fell silent) sit the clearing out, and an order whose leases a provider failed
-    avoids that provider where other capacity can serve it
+    as the buyers' planned schedule. The offers of ``exclude_providers`` and of
+    ``exclude_pools`` (pools that only silent agents serve) sit the clearing out, and an
+    order whose leases a provider failed avoids that provider where other capacity can
+    serve it
     (:func:`suangu.core.lifecycle.avoid_failed_providers`).
     """
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
-    silent = set(exclude_providers)
+    silent, gone = set(exclude_providers), set(exclude_pools)
     offers = tuple(
-        o for o in _remaining_offers(db_read, first, first + n_slots) if o.provider_id not in silent
+        o
+        for o in _remaining_offers(db_read, first, first + n_slots)
+        if o.provider_id not in silent and o.pool_id not in gone
     )
     candidates = clearable_orders(db_read, grid, first, first + n_slots)
     classes = sorted({p.gpu_class for p in pools})
@@ -697,7 +701,7 @@ def clearing_round(
             raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
         orders = clearable_orders(s, settings.grid, first, first + n_slots)
         buyers = sorted({o.buyer_id for o in orders})
-        silent = Heartbeats(s).silent(now, settings.agent_grace_s)
+        lost_pools = Heartbeats(s).lost_pools(now, settings.agent_grace_s)
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
     ensure_accounts(ledger, [billing.new_buyer_account(b) for b in buyers], now)
     for attempt in range(CLEARING_ATTEMPTS):
@@ -714,7 +718,7 @@ def clearing_round(
                 delay_fen=settings.delay_fen,
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
-                exclude_providers=silent,
+                exclude_pools=set().union(*lost_pools.values()),
             )
         try:
             return save(prepared)
