@@ -39,9 +39,9 @@ Slurm ended without the payload's own exit status (node failure, preemption, can
 ends with no exit code, so the exchange re-queues its work; a payload that exited non-zero
 (or was killed by a signal, as 128 + signal) carries its code.
 
-A job that can checkpoint is told to with ``scancel --signal=TERM --full``: the script
-ignores SIGTERM for bubblewrap (which would otherwise die and take the payload with it), the
-payload's own handler receives it.
+A job that can checkpoint is told to with ``scancel --signal=TERM --batch``: the batch script
+passes it on to the payload's processes inside the sandbox (bubblewrap itself would die of it
+and take the payload along); the payload's own handler receives it.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class SlurmPayload:
 
     def signal(self, sig: int) -> None:
         name = signals.Signals(sig).name.removeprefix("SIG")
-        self.run(["scancel", f"--signal={name}", "--full", self.native_id])
+        self.run(["scancel", f"--signal={name}", "--batch", self.native_id])
 
     def stop(self) -> None:
         if self._exit is None:
@@ -230,22 +230,37 @@ class SlurmLauncher:
 
         return self.run or run_command
 
-    def script(self, bwrap: Sequence[str], checkpoint: bool) -> str:
-        """The batch script: ``bwrap`` (an argv from :func:`~suangu.agent.sandbox.bwrap_argv`
-        without GPUs) with the node's GPU device nodes bound after its ``--dev /dev``."""
-        at = list(bwrap).index("/dev", list(bwrap).index("--dev")) + 1
-        head, tail = shlex.join(bwrap[:at]), shlex.join(bwrap[at:])
-        lines = [
-            "#!/bin/sh",
-            "# A Suangu run: the buyer's payload, confined by bubblewrap.",
-            "set --",
-            f"for node in {GPU_NODES}; do",
-            '  [ -e "$node" ] && set -- "$@" --dev-bind "$node" "$node"',
-            "done",
+    def script(self, argv: Sequence[str], checkpoint: bool) -> str:
+        """The batch script. ``argv`` is a bubblewrap command line (from
+        :func:`~suangu.agent.sandbox.bwrap_argv`, without GPUs: the node's GPU device nodes are
+        bound after its ``--dev /dev``) or a container runtime's. With ``checkpoint``, the
+        script runs it in the background and passes SIGTERM (``scancel --batch``) on to the
+        payload's processes: bubblewrap would die of it and take the payload along; a
+        container runtime gets it and passes it on itself."""
+        lines = ["#!/bin/sh", "# A Suangu run: the buyer's payload, confined."]
+        if "--dev" in argv:  # bubblewrap
+            at = list(argv).index("/dev", list(argv).index("--dev")) + 1
+            command = f'{shlex.join(argv[:at])} "$@" {shlex.join(argv[at:])}'
+            lines += [
+                "set --",
+                f"for node in {GPU_NODES}; do",
+                '  [ -e "$node" ] && set -- "$@" --dev-bind "$node" "$node"',
+                "done",
+            ]
+            forward = 'for init in $(pgrep -P "$run"); do tree "$init"; done'
+        else:
+            command, forward = shlex.join(argv), 'echo "$run"'
+        if not checkpoint:
+            return "\n".join([*lines, f"exec {command}"]) + "\n"
+        lines += [
+            'tree() { for p in $(pgrep -P "$1"); do echo "$p"; tree "$p"; done; }',
+            f"forward() {{ kill -TERM $({forward}) 2>/dev/null; }}",
+            "trap forward TERM",
+            f"{command} &",
+            "run=$!",
+            'while :; do wait "$run"; rc=$?; kill -0 "$run" 2>/dev/null || break; done',
+            'exit "$rc"',
         ]
-        if checkpoint:
-            lines.append("trap '' TERM  # the checkpoint signal is the payload's, not bwrap's")
-        lines.append(f'exec {head} "$@" {tail}')
         return "\n".join(lines) + "\n"
 
     def sbatch_argv(self, run_id: str, run_dir: Path, gpus: int, seconds: int) -> list[str]:

@@ -195,3 +195,66 @@ def test_the_providers_command_template_through_sbatch(slurm: str, tmp_path: Pat
     assert out.read_text() == "o1 2\n"
     bad = ex.submit("r2", 3, 60, values)  # more GPUs than the node has
     assert bad.state is JobState.FAILED and "sbatch failed" in bad.detail
+
+
+# Waits for the checkpoint signal, then writes its state and exits 0.
+WAIT = """\
+import os, signal, sys, time
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+open("started", "w").close()
+for _ in range(600):
+    if stop:
+        with open(os.path.join(os.environ["SUANGU_CHECKPOINT_DIR"], "state.txt"), "w") as f:
+            f.write("step 7")
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no /usr/bin/python3")
+def test_a_checkpoint_signal_reaches_the_payload_through_slurm(
+    slurm: str, api: Api, tmp_path: Path
+) -> None:
+    obj = world(api)
+    body = {
+        "id": "ck-slurm", "kind": "batch", "gpus": 1,
+        "release_slot": api.clock.now() // 3600 - EPOCH // 3600,
+        "deadline_slot": api.clock.now() // 3600 - EPOCH // 3600 + 3,
+        "limit_fen": 2000, "gpu_hours": 1, "regions": ["inner-mongolia"],
+        "home": "inner-mongolia",
+        "workload": {
+            "runtime": {"kind": "process", "command": ["/usr/bin/python3", "wait.py"],
+                        "files": {"wait.py": WAIT}},
+            "inputs": [input_of(obj)], "checkpoint": True,
+        },
+    }  # fmt: skip
+    assert api.call("POST", "/orders", "buy-a", json=body).status_code == 201
+    assert api.call("POST", "/clearings", "op", json={"id": "clr-ck"}).status_code == 201
+    (lease,) = api.call("GET", "/leases", "op", params={"order_id": "ck-slurm"}).json()["items"]
+    agent = agent_for(api, tmp_path / "runs")
+    start = EPOCH + lease["slot"] * 3600
+    api.clock.set(start + 60)
+    assert agent.tick().started == 1
+    (run,) = agent.runs.values()
+    assert run.job is not None
+    work = tmp_path / "runs" / run.id / "work"
+    deadline = time.monotonic() + 60
+    while not (work / "started").exists():  # the job is running inside its sandbox
+        assert time.monotonic() < deadline, "the Slurm job did not start"
+        time.sleep(0.1)
+    api.clock.set(start + 3600 - 100)  # within checkpoint_warning_s of the lease's end
+    assert not agent.tick().errors
+    while slurm_job_info(run_command, run.job.native_id).state in {"RUNNING", "COMPLETING"}:
+        assert time.monotonic() < deadline + 60, "the payload did not act on the signal"
+        time.sleep(0.1)
+    api.clock.advance(30)
+    s = agent.tick()
+    assert not s.errors, s
+    report = api.call("GET", f"/leases/{lease['id']}/report", "buy-a").json()
+    assert report["outcome"] == "done" and report["exit_code"] == 0, report
+    assert report["reason"] == "checkpointed before the lease ended"
+    assert (work / ".checkpoint" / "state.txt").read_text() == "step 7"
+    grants = api.call("GET", "/data/events", "aud", params={"lease_id": lease["id"]}).json()
+    assert "checkpoint" in {e["kind"] for e in grants["items"]}, grants

@@ -105,7 +105,7 @@ def test_a_queued_or_running_job_and_the_checkpoint_signal() -> None:
     assert payload.poll() is None and not payload.queued
     payload.signal(15)
     payload.stop()
-    assert cluster.calls[-2:] == [["scancel", "--signal=TERM", "--full", "7"], ["scancel", "7"]]
+    assert cluster.calls[-2:] == [["scancel", "--signal=TERM", "--batch", "7"], ["scancel", "7"]]
 
 
 def test_the_sbatch_command_line_and_script(tmp_path: Path) -> None:
@@ -119,15 +119,17 @@ def test_the_sbatch_command_line_and_script(tmp_path: Path) -> None:
     assert not any(a.startswith("--gres") for a in launcher.sbatch_argv("r", tmp_path, 0, 60))
 
     bwrap = bwrap_argv(Path("/scratch/runs/r/work"), ["python3", "train.py"])
-    script = launcher.script(bwrap, checkpoint=True)
-    last = script.splitlines()[-1]
+    plain = launcher.script(bwrap, checkpoint=False)
+    last = plain.splitlines()[-1]
     assert last.startswith("exec bwrap ") and '--dev /dev "$@" --bind' in last
-    assert last.endswith("-- python3 train.py") and "trap '' TERM" in script
-    assert "trap" not in launcher.script(bwrap, checkpoint=False)
+    assert last.endswith("-- python3 train.py") and "trap" not in plain
+    warned = launcher.script(bwrap, checkpoint=True)  # SIGTERM passed on to the payload
+    assert "trap forward TERM" in warned and "-- python3 train.py &" in warned
+    assert 'pgrep -P "$run"' in warned and warned.endswith('exit "$rc"\n')
+    box = launcher.script(["podman", "run", "img"], checkpoint=True)
+    assert "podman run img &" in box and 'kill -TERM $(echo "$run")' in box
     payload = launcher.launch("r", tmp_path, bwrap, {"SECRET": "x"}, 1, 60, False)
-    assert payload.native_id == "41" and (tmp_path / "job.sh").read_text() == script.replace(
-        "trap '' TERM  # the checkpoint signal is the payload's, not bwrap's\n", ""
-    )
+    assert payload.native_id == "41" and (tmp_path / "job.sh").read_text() == plain
     refused = SlurmLauncher(run=lambda a: "sbatch: error: Batch job submission failed\n")
     with pytest.raises(AgentError, match="sbatch said"):
         refused.launch("r", tmp_path, bwrap, {}, 1, 60, False)
