@@ -129,6 +129,7 @@ def served(store: ObjectStore) -> Iterator[tuple[str, str]]:
 
     from suangu.api.app import create_app
     from suangu.api.clock import WallClock
+    from suangu.api.settings import ApiSettings
     from suangu.store.db import open_database, sqlite_url
     from suangu.store.models import Role
     from suangu.store.repositories import Members
@@ -139,7 +140,9 @@ def served(store: ObjectStore) -> Iterator[tuple[str, str]]:
         with db.session_scope() as s:
             Members(s).create("bench-buyer", "Bench", Role.BUYER, now)
             token = Members(s).create_key("bench-buyer", now).token
-        app = create_app(db, WallClock(), energy=False, dashboard=False, objects=store)
+        # Objects up to 512 MiB: the body limit raised to the data routes' own bound.
+        settings = ApiSettings(max_body_bytes=1 << 30, rate_limit=False)
+        app = create_app(db, WallClock(), settings, energy=False, dashboard=False, objects=store)
         port = _free_port()
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

@@ -1,6 +1,6 @@
 """Overhead per lease of the sandbox executor: stage, start, upload.
 
-    .venv/bin/python bench/bench_sandbox.py [--sizes 1,16,64] [--repeat 3]
+    .venv/bin/python bench/bench_sandbox.py [--sizes 1,16,64] [--repeat 3] [--slurm]
 
 Against the API on uvicorn on a free loopback port (a temporary SQLite database, the
 embedded object store): a provider with a site, a pool and an offer; a buyer that uploads an
@@ -11,7 +11,9 @@ the lease at its slot (the app's clock is a manual one, set into the slot):
 * ``stage``: ``GET /leases/{id}/workload``, ``POST /leases/{id}/grants``, the download of
   the input with its grant, its size and sha256 checked, written into a fresh work directory;
 * ``start``: bubblewrap started until the payload has exited (``cp`` of the input: a payload
-  that does almost nothing, so this is the sandbox's own cost plus the copy);
+  that does almost nothing, so this is the sandbox's own cost plus the copy); with
+  ``--slurm``, from ``sbatch`` until ``scontrol`` reports the job ended (Slurm's scheduling,
+  slurmd's launch and the batch script, polled every 5 ms);
 * ``upload``: the output's sha256 and ``POST /leases/{id}/outputs``.
 
 The table shows the median of the runs and the range (seconds). One JSON line per size is
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_data import _free_port, _wait_port  # noqa: E402
 from suangu.agent.executors import JobState  # noqa: E402
 from suangu.agent.sandbox import SandboxExecutor, bwrap_available  # noqa: E402
+from suangu.agent.slurm import SlurmLauncher  # noqa: E402
 from suangu.store.objects import DirectoryBackend, ObjectStore  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sandbox.jsonl"
@@ -49,6 +52,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1,16,64", help="input sizes in MiB")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--slurm",
+        action="store_true",
+        help="submit the payloads with sbatch (SLURM_CONF; .ci/slurm-up start makes one)",
+    )
     args = ap.parse_args()
     why = bwrap_available()
     if why is not None:
@@ -84,7 +92,12 @@ def main() -> None:
             cap.add_offer(Offer.over("offer", "prov", "pool", SLOT, SLOT + 24, 64, 100), now)
         store = ObjectStore(DirectoryBackend(d / "blobs"), secrets.token_bytes(32))
         app = create_app(
-            db, clock, ApiSettings(grid_epoch=EPOCH), energy=False, dashboard=False, objects=store
+            db,
+            clock,
+            ApiSettings(grid_epoch=EPOCH, max_body_bytes=1 << 30, rate_limit=False),
+            energy=False,
+            dashboard=False,
+            objects=store,
         )
         port = _free_port()
         server = uvicorn.Server(
@@ -119,7 +132,8 @@ def main() -> None:
                 ids.append(oid)
             leases[size] = ids
         op.post("/clearings", json={"id": "clr", "n_slots": 1})
-        executor = SandboxExecutor(prov, d / "runs", list(range(64)), time.time)
+        launcher = SlurmLauncher() if args.slurm else None
+        executor = SandboxExecutor(prov, d / "runs", list(range(64)), time.time, launcher=launcher)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         print(f"{'input':>8}  {'stage s':>18}  {'start+run s':>18}  {'upload s':>18}")
         for size in sizes:
@@ -130,9 +144,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 job = executor.submit(f"run-{oid}", 1, 3600, values)
                 t1 = time.perf_counter()
-                assert job.state is JobState.RUNNING, job.detail
+                assert job.state in (JobState.RUNNING, JobState.PENDING), job.detail
                 run = executor._runs[job.run_id]
-                run.proc.wait()
+                while run.proc.poll() is None:
+                    time.sleep(0.005)
                 t2 = time.perf_counter()
                 job = executor.poll(job, time.time())
                 t3 = time.perf_counter()
@@ -145,6 +160,7 @@ def main() -> None:
                 "stage_s": stage,
                 "start_run_s": start,
                 "upload_s": upload,
+                "executor": "slurm" if args.slurm else "sandbox",
                 "python": platform.python_version(),
                 "at": int(time.time()),
             }

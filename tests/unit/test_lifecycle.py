@@ -160,3 +160,48 @@ def test_hold_back_takes_the_cheapest_offers_first() -> None:
     assert [o.id for o in out] == ["c", "d", "o"]
     gone = lifecycle.hold_back([other], {("b", k): 1 for k in range(4)})
     assert gone == []
+
+
+def _two_providers(b_gpus: tuple[int, ...]) -> tuple[object, ...]:
+    from suangu.core.types import Pool, Site, TimeGrid
+
+    sites = (Site("sa", "A", "P", "r"), Site("sb", "B", "P", "r"))
+    pools = (Pool("pa", "sa", "H100"), Pool("pb", "sb", "H100"))
+    offers = (
+        Offer("oa", "prov-a", "pa", 10, (4,) * 6, (100,) * 6),
+        Offer("ob", "prov-b", "pb", 10, b_gpus, (200,) * len(b_gpus)),
+    )
+    return TimeGrid(), sites, pools, offers
+
+
+@pytest.mark.parametrize(
+    ("order", "b_gpus", "avoided"),
+    [
+        # batch: 2 GPUs x 4 GPU-hours; prov-b offers 2 GPUs over 6 slots: enough.
+        (Order("o", "b", OrderKind.BATCH, 2, 10, 16, 500, gpu_hours=4), (2,) * 6, True),
+        # ... 1 GPU over 3 slots: 3 GPU-slots for 4 asked: prov-a stays eligible.
+        (Order("o", "b", OrderKind.BATCH, 2, 10, 16, 500, gpu_hours=4), (1, 1, 1), False),
+        # gang of 2 GPUs x 3 slots: prov-b has 2 GPUs in 3 consecutive slots, or not.
+        (Order("o", "b", OrderKind.GANG, 2, 10, 16, 500, duration_slots=3), (2, 2, 2), True),
+        (Order("o", "b", OrderKind.GANG, 2, 10, 16, 500, duration_slots=3), (2, 0, 2, 2), False),
+        # whole-window service: every slot of the window needs 2 GPUs elsewhere.
+        (Order("o", "b", OrderKind.SERVICE, 2, 10, 13, 500), (2, 2, 2), True),
+        (Order("o", "b", OrderKind.SERVICE, 2, 10, 13, 500), (2, 1, 2), False),
+    ],
+)
+def test_requeued_work_avoids_the_failed_provider_where_others_can_serve_it(
+    order: Order, b_gpus: tuple[int, ...], avoided: bool
+) -> None:
+    from suangu.core.types import Market
+
+    grid, sites, pools, offers = _two_providers(b_gpus)
+    market = Market(grid, 10, 6, sites, pools, offers, (order,))  # type: ignore[arg-type]
+    steered = lifecycle.avoid_failed_providers(market, {"o": {"prov-a"}})
+    assert steered.orders[0].avoid_pools == (frozenset({"pa"}) if avoided else frozenset())
+    assert lifecycle.avoid_failed_providers(market, {}) is market
+    assert lifecycle.avoid_failed_providers(market, {"other": {"prov-a"}}).orders == (order,)
+    if avoided:  # and the clearing keeps to it
+        from suangu.core.clearing import clear
+
+        result = clear(steered)
+        assert result.allocations and {a.pool_id for a in result.allocations} == {"pb"}

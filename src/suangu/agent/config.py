@@ -32,6 +32,13 @@ from suangu.agent.errors import AgentError
 from suangu.agent.executors import Executor, LocalExecutor, SlurmExecutor
 from suangu.agent.meters import Meter, NominalMeter, NvmlMeter
 from suangu.agent.sandbox import DataApi, SandboxExecutor, bwrap_available
+from suangu.agent.slurm import SlurmLauncher
+
+RuntimeName = Literal["podman", "docker", "apptainer"]
+
+
+def _runtimes() -> list[RuntimeName]:
+    return ["podman", "docker", "apptainer"]
 
 
 class _Spec(BaseModel):
@@ -40,7 +47,8 @@ class _Spec(BaseModel):
 
 class ExecutorSpec(_Spec):
     kind: Literal["local", "slurm", "sandbox"] = "local"
-    #: local and slurm: the provider's command template (sandbox: the order's workload).
+    #: local: the provider's command template (sandbox: the order's workload). slurm: the
+    #: provider's command template, or none to run the order's workload through sbatch.
     command: list[str] = Field(default_factory=list, validate_default=True)
     #: local: GPU indices this agent may hand out.
     devices: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
@@ -56,13 +64,15 @@ class ExecutorSpec(_Spec):
     bwrap: str = "bwrap"
     #: sandbox: a job that can checkpoint gets SIGTERM this many seconds before its run ends.
     checkpoint_warning_s: Annotated[int, Field(ge=10, le=3600)] = 120
+    #: sandbox and slurm: the container runtimes the ``container`` runtime may use, in order.
+    container_runtimes: list[RuntimeName] = Field(default_factory=_runtimes, min_length=1)
 
     @field_validator("command")
     @classmethod
     def _command_given(cls, value: list[str], info: ValidationInfo) -> list[str]:
         kind = info.data.get("kind", "local")
-        if kind != "sandbox" and not value:
-            raise ValueError(f"a {kind} executor needs a command template")
+        if kind == "local" and not value:
+            raise ValueError("a local executor needs a command template")
         return value
 
 
@@ -75,6 +85,11 @@ class MeterSpec(_Spec):
 class AgentSpec(_Spec):
     url: str = "http://127.0.0.1:8000"
     key_env: str = "SUANGU_KEY"
+    #: The agent's name, kept across restarts; a provider running several agents (one per
+    #: cluster or site) gives each its own, with the pools it serves.
+    name: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    ] = "default"
     pools: list[str] | None = None
     reading_interval_s: Annotated[int, Field(ge=10, le=3600)] = 300
     poll_s: Annotated[float, Field(gt=0, le=600)] = 10.0
@@ -106,9 +121,16 @@ def load_config(path: Path) -> AgentSpec:
 
 def build_executor(spec: ExecutorSpec, meter: Meter, api: DataApi | None = None) -> Executor:
     """The executor of ``spec``; the sandbox executor talks to the exchange through ``api``."""
-    if spec.kind == "slurm":
+    if spec.kind == "slurm" and spec.command:
         return SlurmExecutor(
             spec.command, spec.partition, spec.account, spec.gres, tuple(spec.extra_args)
+        )
+    if spec.kind == "slurm":  # the order's workload, confined, through sbatch
+        return _sandbox(
+            spec,
+            [],
+            api,
+            SlurmLauncher(spec.partition, spec.account, spec.gres, tuple(spec.extra_args)),
         )
     devices = list(spec.devices)
     if not devices and isinstance(meter, NvmlMeter):
@@ -120,21 +142,29 @@ def build_executor(spec: ExecutorSpec, meter: Meter, api: DataApi | None = None)
             fix="list the GPU indices, e.g. devices: [0, 1, 2, 3]",
         )
     if spec.kind == "sandbox":
-        why = bwrap_available(spec.bwrap)
-        if why is not None:
-            raise AgentError(why, field="executor.kind", fix="install bubblewrap, or use local")
-        if api is None:  # pragma: no cover - the CLI always passes its client
-            raise AgentError("the sandbox executor needs the exchange's client", field="api")
-        return SandboxExecutor(
-            api,
-            Path(spec.work_dir),
-            devices,
-            time.time,
-            spec.bwrap,
-            network=spec.network,
-            checkpoint_warning_s=spec.checkpoint_warning_s,
-        )
+        return _sandbox(spec, devices, api, None)
     return LocalExecutor(spec.command, devices, time.time)
+
+
+def _sandbox(
+    spec: ExecutorSpec, devices: list[int], api: DataApi | None, launcher: SlurmLauncher | None
+) -> SandboxExecutor:
+    why = bwrap_available(spec.bwrap)
+    if why is not None:
+        raise AgentError(why, field="executor.kind", fix="install bubblewrap, or use local")
+    if api is None:  # pragma: no cover - the CLI always passes its client
+        raise AgentError("the sandbox executor needs the exchange's client", field="api")
+    return SandboxExecutor(
+        api,
+        Path(spec.work_dir),
+        devices,
+        time.time,
+        spec.bwrap,
+        network=spec.network,
+        checkpoint_warning_s=spec.checkpoint_warning_s,
+        launcher=launcher,
+        container_runtimes=tuple(spec.container_runtimes),
+    )
 
 
 def build_meter(spec: MeterSpec) -> Meter:

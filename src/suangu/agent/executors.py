@@ -277,18 +277,26 @@ class SlurmExecutor:
         return job
 
     def _accounting(self, job: Job) -> _Accounting:
-        out = self.run(
-            [
-                "sacct",
-                "-n",
-                "-P",
-                "-X",
-                "-j",
-                job.native_id,
-                "-o",
-                "State,Start,End,ConsumedEnergyRaw",
-            ]
-        )
+        try:
+            out = self.run(
+                [
+                    "sacct",
+                    "-n",
+                    "-P",
+                    "-X",
+                    "-j",
+                    job.native_id,
+                    "-o",
+                    "State,Start,End,ConsumedEnergyRaw",
+                ]
+            )
+        except AgentError:  # a cluster without accounting storage: ask the controller
+            from suangu.agent.slurm import parse_scontrol_job
+
+            shown = parse_scontrol_job(self.run(["scontrol", "show", "job", "-o", job.native_id]))
+            if shown is None:
+                return _Accounting("", None, None, None)
+            return _Accounting(shown.state, shown.start, shown.end, None)
         for line in out.splitlines():
             parts = line.split("|")
             if len(parts) < 4:

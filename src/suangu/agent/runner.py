@@ -101,6 +101,7 @@ class ProviderAgent:
         reading_interval_s: int = 300,
         pools: set[str] | None = None,
         instance: str | None = None,
+        name: str = "default",
     ) -> None:
         self.api = api
         self.executor = executor
@@ -109,6 +110,7 @@ class ProviderAgent:
         self.reading_interval_s = reading_interval_s
         self.pools = pools
         self.instance = instance or secrets.token_hex(4)
+        self.name = name
         self.runs: dict[str, Run] = {}
         self._seq = 0
         self._grid: tuple[int, int] | None = None
@@ -184,11 +186,15 @@ class ProviderAgent:
     # -- one step ------------------------------------------------------------------------------
 
     def heartbeat(self, summary: TickSummary) -> None:
-        """Tell the exchange this agent is alive (``POST /agents/heartbeat``): a provider
-        whose agent is silent longer than the exchange's grace period has its open leases
-        failed and their work cleared elsewhere."""
+        """Tell the exchange this agent is alive and which pools it serves (``POST
+        /agents/heartbeat``): when it is silent longer than the exchange's grace period, the
+        open leases of the pools no other live agent of the provider serves fail and their
+        work is cleared elsewhere."""
+        body: dict[str, Any] = {"instance": self.instance, "agent": self.name}
+        if self.pools is not None:
+            body["pools"] = sorted(self.pools)
         try:
-            self.api.post("/agents/heartbeat", json={"instance": self.instance})
+            self.api.post("/agents/heartbeat", json=body)
         except ClientError as err:
             summary.errors.append(f"heartbeat: {err}")
 

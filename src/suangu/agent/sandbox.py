@@ -24,9 +24,13 @@ For each run (a block of consecutive leases of one order on one pool) the execut
    run with the reason; when it exits non-zero, the run fails with the exit code and the end
    of its output (``<root>/<run id>/payload.log``, kept outside the work directory).
 
-The ``container`` runtime needs podman, docker or apptainer on the provider's host; this
-executor does not run it and fails such a lease with that reason. Secret values are passed
-to the payload's environment only: never logged, never written to disk by the agent.
+The ``container`` runtime runs the order's image with the provider's podman, docker or
+apptainer (:mod:`suangu.agent.containers`: the same work directory at ``/work``, no network,
+the lease's GPUs) in place of bubblewrap; a host with none of them fails such a lease with
+that reason. With a :class:`~suangu.agent.slurm.SlurmLauncher` the confined payload is
+submitted into the site's Slurm cluster with ``sbatch`` instead of started on this host.
+Secret values are passed to the payload's environment only: never logged, never written to
+disk by the agent.
 """
 
 from __future__ import annotations
@@ -46,10 +50,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from suangu.agent.containers import RUNTIMES, container_argv, container_env, find_runtime
 from suangu.agent.errors import AgentError
 from suangu.agent.executors import Job, JobState
+from suangu.agent.slurm import Exit, SlurmLauncher
 from suangu.client import ClientError
-from suangu.workload import REDACTED, WorkloadSpec
+from suangu.workload import REDACTED, ContainerRuntime, ProcessRuntime, WorkloadSpec
 
 log = logging.getLogger("suangu.agent.sandbox")
 
@@ -145,9 +151,61 @@ def _inside(base: Path, rel: str) -> Path | None:
     return target if target == root or root in target.parents else None
 
 
+class Payload(Protocol):
+    """A started payload: on this host (:class:`LocalPayload`) or in Slurm
+    (:class:`~suangu.agent.slurm.SlurmPayload`)."""
+
+    @property
+    def native_id(self) -> str: ...
+
+    @property
+    def queued(self) -> bool:
+        """Waiting for the cluster to start it."""
+        ...
+
+    def poll(self) -> Exit | None:
+        """How it ended, or None while it is queued or running."""
+        ...
+
+    def signal(self, sig: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class LocalPayload:
+    """bubblewrap started on the agent's own host."""
+
+    proc: subprocess.Popen[bytes]
+    queued: bool = False
+
+    @property
+    def native_id(self) -> str:
+        return str(self.proc.pid)
+
+    def poll(self) -> Exit | None:
+        code = self.proc.poll()
+        return None if code is None else Exit(code)
+
+    def signal(self, sig: int) -> None:
+        signal_payload(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class _Running:
-    proc: subprocess.Popen[bytes]
+    proc: Payload
     lease_id: str
     run_dir: Path
     spec: WorkloadSpec
@@ -246,6 +304,11 @@ class SandboxExecutor:
     fetch: Callable[[str], bytes] = fetch_uri
     #: A job that can checkpoint gets SIGTERM this long before its run's end.
     checkpoint_warning_s: float = 120.0
+    #: Where payloads run: None on this host, or a Slurm cluster (``sbatch``).
+    launcher: SlurmLauncher | None = None
+    #: Container runtimes the ``container`` runtime may use, in order of preference.
+    container_runtimes: Sequence[str] = RUNTIMES
+    which: Callable[[str], str | None] = shutil.which
     _runs: dict[str, _Running] = field(default_factory=dict, init=False)
     _busy: set[int] = field(default_factory=set, init=False)
 
@@ -254,30 +317,29 @@ class SandboxExecutor:
         return Job(run_id, gpus, "", state=JobState.FAILED, detail=why)
 
     def submit(self, run_id: str, gpus: int, seconds: int, values: Mapping[str, str]) -> Job:
-        free = [d for d in self.devices if d not in self._busy]
-        if len(free) < gpus:
-            return self._failed(
-                run_id, gpus, f"{gpus} GPUs needed, {len(free)} free of {len(self.devices)}"
-            )
-        devices = tuple(free[:gpus])
+        devices: tuple[int, ...] = ()
+        if self.launcher is None:  # on this host: hand out GPUs; in Slurm the cluster does
+            free = [d for d in self.devices if d not in self._busy]
+            if len(free) < gpus:
+                return self._failed(
+                    run_id, gpus, f"{gpus} GPUs needed, {len(free)} free of {len(self.devices)}"
+                )
+            devices = tuple(free[:gpus])
         lease_id = values["lease_id"]
         run_dir = self.root / run_id
         try:
             spec, secrets = self._workload(lease_id)
-            if spec.runtime.kind != "process":
-                return self._failed(
-                    run_id,
-                    gpus,
-                    "the container runtime needs podman, docker or apptainer, which this "
-                    "agent does not run",
-                )
+            container = None
+            if spec.runtime.kind == "container":
+                container = find_runtime(self.container_runtimes, self.which)
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             work = run_dir / "work"
             (work / ".tmp").mkdir(parents=True)
             if spec.checkpoint:
                 (work / CHECKPOINT_DIR).mkdir()
-            for rel, text in spec.runtime.files.items():
+            files = spec.runtime.files if isinstance(spec.runtime, ProcessRuntime) else {}
+            for rel, text in files.items():
                 path = work / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
@@ -287,11 +349,6 @@ class SandboxExecutor:
         env = {
             **spec.runtime.env,
             **secrets,
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/work",
-            "TMPDIR": "/work/.tmp",
-            "LANG": "C.UTF-8",
-            "CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices),
             "SUANGU_LEASE_ID": lease_id,
             "SUANGU_ORDER_ID": values.get("order_id", ""),
             "SUANGU_RUN_ID": run_id,
@@ -299,25 +356,52 @@ class SandboxExecutor:
         }
         if spec.checkpoint:
             env["SUANGU_CHECKPOINT_DIR"] = f"/work/{CHECKPOINT_DIR}"
-        argv = bwrap_argv(
-            work, spec.runtime.command, devices, bwrap=self.bwrap, network=self.network
-        )
-        logf = (run_dir / "payload.log").open("wb")
+        if self.launcher is None:  # in Slurm, the cluster sets the job's CUDA_VISIBLE_DEVICES
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
         try:
-            proc = subprocess.Popen(
-                argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env,
-            )  # fmt: skip
-        except OSError as err:
-            return self._failed(run_id, gpus, f"{self.bwrap} did not start: {err}")
-        finally:
-            logf.close()
-        end = self.clock() + seconds
+            if container is not None and isinstance(spec.runtime, ContainerRuntime):
+                argv = container_argv(
+                    *container, spec.runtime.image, spec.runtime.command, work, sorted(env),
+                    devices, network=self.network, user=(os.getuid(), os.getgid()),
+                )  # fmt: skip
+                env = container_env(container[0], env)
+            else:
+                env.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME="/work",
+                           TMPDIR="/work/.tmp", LANG="C.UTF-8")  # fmt: skip
+                argv = bwrap_argv(
+                    work, spec.runtime.command, devices, bwrap=self.bwrap, network=self.network
+                )
+        except AgentError as err:
+            return self._failed(run_id, gpus, str(err))
         hidden = tuple(v for v in secrets.values() if v)
-        self._runs[run_id] = _Running(proc, lease_id, run_dir, spec, devices, end, secrets=hidden)
+        if self.launcher is not None:
+            try:
+                payload: Payload = self.launcher.launch(
+                    run_id, run_dir, argv, env, gpus, seconds, spec.checkpoint
+                )
+            except (AgentError, OSError) as err:
+                return self._failed(run_id, gpus, str(err))
+            state = JobState.PENDING
+        else:
+            logf = (run_dir / "payload.log").open("wb")
+            try:
+                proc = subprocess.Popen(
+                    argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, env=env,
+                )  # fmt: skip
+            except OSError as err:
+                return self._failed(run_id, gpus, f"{argv[0]} did not start: {err}")
+            finally:
+                logf.close()
+            payload, state = LocalPayload(proc), JobState.RUNNING
+        end = self.clock() + seconds
+        self._runs[run_id] = _Running(
+            payload, lease_id, run_dir, spec, devices, end, secrets=hidden
+        )
         self._busy.update(devices)
-        log.info("run %s: payload started in %s (pid %s)", run_id, work, proc.pid)
-        return Job(run_id, gpus, str(proc.pid), devices, JobState.RUNNING, started=self.clock())
+        log.info("run %s: payload %s in %s (%s)", run_id, state, work, payload.native_id)
+        started = self.clock() if state is JobState.RUNNING else None
+        return Job(run_id, gpus, payload.native_id, devices, state, started=started)
 
     def _workload(self, lease_id: str) -> tuple[WorkloadSpec, dict[str, str]]:
         got = self.api.get(f"/leases/{lease_id}/workload")["workload"]
@@ -372,23 +456,33 @@ class SandboxExecutor:
         run = self._runs.get(job.run_id)
         if run is None or job.state not in (JobState.RUNNING, JobState.PENDING):
             return job
-        code = run.proc.poll()
-        self._ship_logs(run, final=code is not None)
-        if code is None:
+        ended = run.proc.poll()
+        if not run.proc.queued and job.started is None:  # the cluster started it
+            ran = getattr(run.proc, "ran_s", None)  # how long, if it has ended already
+            job.state = JobState.RUNNING
+            job.started = now - ran if ended is not None and ran is not None else now
+        self._ship_logs(run, final=ended is not None)
+        if ended is None:
             if (
                 run.spec.checkpoint
                 and not run.warned
+                and not run.proc.queued
                 and now >= run.end - self.checkpoint_warning_s
             ):
                 run.warned = True
                 log.info("run %s: SIGTERM to checkpoint before the lease ends", job.run_id)
-                signal_payload(run.proc.pid, signal.SIGTERM)
+                run.proc.signal(signal.SIGTERM)
             return job
         job.ended = now
-        job.exit_code = code
-        if code != 0:
+        job.exit_code = code = ended.code
+        job.energy_j = getattr(run.proc, "energy_j", None)
+        if code is None:  # the cluster ended it, not the payload: its work can go elsewhere
             job.state = JobState.FAILED
-            job.detail = f"the payload exited with code {code}{self._tail(run)}"
+            job.detail = f"{ended.detail}{self._tail(run)}"
+        elif code != 0:
+            job.state = JobState.FAILED
+            extra = f" ({ended.detail})" if ended.detail else ""
+            job.detail = f"the payload exited with code {code}{extra}{self._tail(run)}"
         elif run.warned:  # stopped to checkpoint: its work goes on at the next lease
             try:
                 self._upload_checkpoint(run)
@@ -477,15 +571,11 @@ class SandboxExecutor:
 
     def cancel(self, job: Job) -> None:
         run = self._runs.get(job.run_id)
-        if run is not None and run.proc.poll() is None:
+        if run is not None:
             try:
-                os.killpg(run.proc.pid, signal.SIGTERM)
-                run.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(run.proc.pid, signal.SIGKILL)
-                run.proc.wait()
-            except ProcessLookupError:
-                pass
+                run.proc.stop()
+            except AgentError as err:  # scancel refused: the job ends at its time limit
+                log.warning("run %s: %s", job.run_id, err)
         if job.state in (JobState.RUNNING, JobState.PENDING):
             job.state = JobState.CANCELLED
             job.ended = self.clock()

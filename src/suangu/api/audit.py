@@ -97,7 +97,11 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
     ),
     ("POST", "/leases/{lease_id}/fail"): Spec("lease.fail", "lease:{lease_id}", (), ("state",)),
     ("POST", "/agents/heartbeat"): Spec(
-        "agent.heartbeat", "member:{provider_id}", ("instance",), ("since",), unless_old=True
+        "agent.heartbeat",
+        "member:{provider_id}",
+        ("instance", "agent", "pools"),
+        ("since",),
+        unless_old=True,
     ),
     ("POST", "/deposits"): Spec("deposit", "deposit:{id}", ("member_id", "amount_fen")),
     ("PUT", "/fees"): Spec("fees.set", "fees", ("fee_bp",)),

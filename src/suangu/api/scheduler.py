@@ -3,10 +3,11 @@ app's injected clock.
 
 :meth:`ClearingLoop.tick` does one step at the clock's time ``now``, as the leader only:
 
-0. fail the scheduled and running leases of every provider whose agent (``POST
-   /agents/heartbeat``) has been silent longer than ``agent_grace_s``; their undelivered
-   work goes back into the market, and the silent provider's offers sit the clearings out
-   until its agent is heard again (:func:`~suangu.api.services.fail_lease`);
+0. fail the scheduled and running leases of the pools that only agents (``POST
+   /agents/heartbeat``, one or several per provider) silent longer than ``agent_grace_s``
+   serve; their undelivered work goes back into the market, and those pools' offers sit the
+   clearings out until an agent serving them is heard again
+   (:func:`~suangu.api.services.fail_lease`);
 1. if an interval boundary (``grid_epoch + k * interval``) has passed since the last
    clearing, clear the market once with :func:`~suangu.api.services.clearing_round` (the
    function behind ``POST /clearings``) from the current slot over ``horizon_slots``, under
@@ -207,13 +208,14 @@ class ClearingLoop:
             return TickReport(now, True, clearing_id, skipped, started, completed, settled, lost)
 
     def _fail_silent_agents(self, now: int) -> int:
-        """Fail the scheduled and running leases of every provider whose agent has been silent
-        longer than ``agent_grace_s`` (:func:`~suangu.api.services.fail_lease`: metered use
+        """Fail the scheduled and running leases of the pools that only agents silent longer
+        than ``agent_grace_s`` serve (:func:`~suangu.api.services.fail_lease`: metered use
         paid, the undelivered work back into this tick's clearing); how many failed."""
         with self.db.session_scope(write=False) as s:
             beats = Heartbeats(s)
-            silent = beats.silent(now, self.settings.agent_grace_s)
-            lost = beats.open_leases(silent)
+            lost_pools = beats.lost_pools(now, self.settings.agent_grace_s)
+            silent = sorted(lost_pools)
+            lost = beats.open_leases(silent, set().union(*lost_pools.values()))
             if not lost:
                 return 0
             clearings = Clearings(s)

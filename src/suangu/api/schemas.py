@@ -525,13 +525,23 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 
 class HeartbeatIn(Request):
-    #: The agent instance sending it (several agents of one provider may share the record).
+    #: The agent process sending it (changes when the agent restarts).
     instance: Id = "agent"
+    #: The agent's name, kept across restarts: a provider may run one agent per cluster or
+    #: site, each with its own heartbeats.
+    agent: Id = "default"
+    #: The pools this agent serves (its provider's); absent: all of them. When an agent falls
+    #: silent, only the leases of the pools no live agent of its provider serves fail.
+    pools: list[Annotated[str, Field(min_length=1, max_length=400)]] | None = Field(
+        default=None, max_length=1000
+    )
 
 
 class HeartbeatOut(Response):
     provider_id: str
     instance: str
+    agent: str
+    pools: list[str] | None
     last_seen: int
     #: Since when the agent has been heard without a silence longer than the grace period.
     since: int

@@ -576,6 +576,7 @@ def prepare_clearing(
     protect_slots: int = 0,
     notice_slots: int = products.DEFAULT_NOTICE_SLOTS,
     discount_bp: int = products.DEFAULT_DISCOUNT_BP,
+    exclude_pools: Iterable[str] = (),
 ) -> PreparedClearing:
     """Clear the open orders and offers of ``[first, first + n_slots)`` over the stored links.
 
@@ -587,11 +588,13 @@ def prepare_clearing(
     one cleared; ``delay_fen`` is the market's time preference (:attr:`Market.delay_fen`).
     Commit late, plan early: only what :func:`suangu.core.lifecycle.commit` makes firm
     within ``firm_slots`` (None: everything) is held, sold and leased; the rest is returned
-    as the buyers' planned schedule. The offers of ``exclude_providers`` (providers whose
-    agent fell silent) sit the clearing out. Interruptible orders clear after firm demand,
-    which may preempt interruptible leases that start ``notice_slots`` or more after
-    ``first``, against offers at ``discount_bp`` off their reserves
-    (:func:`suangu.core.products.clear_tiers`).
+    as the buyers' planned schedule. The offers of ``exclude_providers`` and of
+    ``exclude_pools`` (pools that only silent agents serve) sit the clearing out, and an
+    order whose leases a provider failed avoids that provider where other capacity can
+    serve it (:func:`suangu.core.lifecycle.avoid_failed_providers`). Interruptible orders
+    clear after firm demand, which may preempt interruptible leases that start
+    ``notice_slots`` or more after ``first``, against offers at ``discount_bp`` off their
+    reserves (:func:`suangu.core.products.clear_tiers`).
 
     Firm-order protection (``protect_slots`` > 0, the look-back in slots; the rule is the
     simulator's, :func:`suangu.core.lifecycle.protection_levels`): the open captive firm
@@ -603,9 +606,13 @@ def prepare_clearing(
     cap = Capacity(db_read)
     sites, pools = tuple(cap.sites()), tuple(cap.pools())
     links = tuple(Links(db_read).all())
-    silent = set(exclude_providers)
+    silent, gone = set(exclude_providers), set(exclude_pools)
     end = first + n_slots
-    offers = [o for o in _remaining_offers(db_read, first, end) if o.provider_id not in silent]
+    offers = [
+        o
+        for o in _remaining_offers(db_read, first, end)
+        if o.provider_id not in silent and o.pool_id not in gone
+    ]
     candidates = clearable_orders(db_read, grid, first, end)
     classes = sorted({p.gpu_class for p in pools})
     hours = grid.slot_hours
@@ -616,6 +623,8 @@ def prepare_clearing(
     available = _available(db_read, {o.buyer_id for o in candidates})
     orders, excluded = billing.funded_orders(candidates, available, cost)
 
+    # Re-queued work goes to other providers where they can serve it.
+    failed_at = Clearings(db_read).failed_providers(o.id for o in orders)
     held_leases = product_service.held_interruptible(db_read, first, end)
     resales = product_service.open_resales(db_read, first, end)
     providers = product_service.pool_providers(db_read) if held_leases else {}
@@ -640,6 +649,7 @@ def prepare_clearing(
                 links=links,
                 delay_fen=delay_fen,
             )
+            market = lifecycle.avoid_failed_providers(market, failed_at)
             if adjust is not None:
                 market = adjust(market)
             if tiered:
@@ -821,7 +831,7 @@ def clearing_round(
             raise Conflict(f"clearing {clearing_id!r} exists", field="body.id", fix="new id")
         orders = clearable_orders(s, settings.grid, first, first + n_slots)
         buyers = sorted({o.buyer_id for o in orders})
-        silent = Heartbeats(s).silent(now, settings.agent_grace_s)
+        lost_pools = Heartbeats(s).lost_pools(now, settings.agent_grace_s)
         if adjust is not None:  # the operator's carbon price, as stored now
             adjust = cast(MarketHook, carbon_price.priced(s, adjust))
     ensure_accounts(ledger, billing.new_exchange_accounts(), now)
@@ -840,10 +850,10 @@ def clearing_round(
                 delay_fen=settings.delay_fen,
                 firm_slots=settings.firm_slots,
                 options=ClearingOptions(time_limit_s=settings.clearing_time_limit_s),
-                exclude_providers=silent,
                 protect_slots=settings.protect_slots,
                 notice_slots=settings.preempt_notice_slots,
                 discount_bp=settings.interruptible_discount_bp,
+                exclude_pools=set().union(*lost_pools.values()),
             )
         try:
             return save(prepared)

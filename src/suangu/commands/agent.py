@@ -39,6 +39,7 @@ def agent_command(
             time.time,
             reading_interval_s=spec.reading_interval_s,
             pools=set(spec.pools) if spec.pools is not None else None,
+            name=spec.name,
         )
         client.get("/me")  # a bad key or a server that is down fails here, clearly
     except SuanguError as err:

@@ -39,6 +39,9 @@ slot, before its deadline; a gang stays all or nothing: a failed lease fails the
 which goes back to ``open`` whole while its run still fits in its window. The buyer pays only
 the metered use of a failed lease; every clearing takes its own hold for what it allocates.
 
+**Elsewhere** (:func:`avoid_failed_providers`): re-queued work avoids the providers that
+failed it in the next clearings, where the other capacity it may use can serve it.
+
 **Capacity** (:func:`remaining`): what an offer still has for a horizon, less what earlier
 clearings sold of it.
 """
@@ -154,6 +157,66 @@ def requeued_status(order: Order, status: OrderStatus, current_slot: int) -> Ord
     if start >= order.deadline_slot or status is OrderStatus.PARTIALLY:
         return None
     return OrderStatus.PARTIALLY
+
+
+def avoid_failed_providers(market: Market, failed: Mapping[str, Iterable[str]]) -> Market:
+    """The market with each re-queued order steered away from the providers that failed it
+    (``failed``: order id -> provider ids whose leases of it failed): the order avoids those
+    providers' pools (:attr:`Order.avoid_pools`) when the capacity offered in the other pools
+    it may use could serve it inside its window and the horizon, and stays as it is when it
+    could not (a failed provider is better than missing the deadline).
+
+    "Could serve" counts offered capacity, not what other orders will take of it: for a
+    batch order, the GPU-slots (at most ``gpus`` per slot) reach the GPU-slots it asks for;
+    for a service order, every slot has ``gpus``; for a gang, one pool has ``gpus`` in
+    ``duration_slots`` consecutive slots."""
+    if not failed:
+        return market
+    from suangu.core.network import links_by_key, pool_terms
+
+    first, end = market.first_slot, market.end_slot
+    pools_of: dict[str, set[str]] = defaultdict(set)
+    cap: dict[str, list[int]] = {}
+    for offer in market.offers:
+        pools_of[offer.provider_id].add(offer.pool_id)
+        row = cap.setdefault(offer.pool_id, [0] * market.n_slots)
+        for t in range(max(offer.start_slot, first), min(offer.end_slot, end)):
+            row[t - first] += offer.gpus[t - offer.start_slot]
+    sites = {x.id: x for x in market.sites}
+    links = links_by_key(market)
+    hours = market.grid.slot_hours
+    orders = []
+    for order in market.orders:
+        avoid = frozenset(p for who in failed.get(order.id, ()) for p in pools_of.get(who, ()))
+        if avoid:
+            steered = replace(order, avoid_pools=order.avoid_pools | avoid)
+            lo, hi = max(order.release_slot, first) - first, min(order.deadline_slot, end) - first
+            usable = [
+                cap[p.id][lo:hi]
+                for p in market.pools
+                if p.id in cap and pool_terms(market, steered, p, sites[p.site_id], links)
+            ]
+            per_slot = [sum(col) for col in zip(*usable, strict=True)] if usable else []
+            if order.kind is OrderKind.GANG:
+                ok = any(_run_of(row, order.gpus) >= order.duration_slots for row in usable)
+            elif order.kind is OrderKind.SERVICE and order.gpu_hours == 0:
+                ok = len(per_slot) == hi - lo > 0 and min(per_slot) >= order.gpus
+            else:
+                need = order.max_gpu_slots(hours)
+                ok = sum(min(n, order.gpus) for n in per_slot) >= need
+            if ok:
+                order = steered
+        orders.append(order)
+    return replace(market, orders=tuple(orders))
+
+
+def _run_of(row: list[int], gpus: int) -> int:
+    """The longest run of consecutive slots with at least ``gpus`` GPUs."""
+    best = run = 0
+    for n in row:
+        run = run + 1 if n >= gpus else 0
+        best = max(best, run)
+    return best
 
 
 def work_left(order: Order, done: float, step: float) -> int | None:

@@ -100,8 +100,11 @@ def pool_terms(
     links: Mapping[tuple[str, str], Link],
 ) -> PoolTerms | None:
     """The terms of ``order`` in ``pool`` (at ``site``), or None when it may not run there:
-    GPU class, residency (regions, provinces), latency bound or no data link."""
+    GPU class, residency (regions, provinces), latency bound, no data link, or a pool the
+    order avoids."""
     if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
+        return None
+    if pool.id in order.avoid_pools:
         return None
     if order.regions and site.region not in order.regions:
         return None

@@ -254,7 +254,8 @@ class Order:
     * ``service``: up to ``gpus`` GPUs in every slot of the window (replicas may be split
       across pools); ``gpu_hours`` defaults to the whole window.
 
-    ``limit_fen`` is the most the buyer pays per GPU-hour. Empty filter sets mean "any".
+    ``limit_fen`` is the most the buyer pays per GPU-hour. Empty filter sets mean "any"
+    (``avoid_pools``: none avoided).
     """
 
     id: str
@@ -282,6 +283,9 @@ class Order:
     #: The interruptible tier (:mod:`suangu.core.products`): cleared after firm demand, on
     #: the capacity it left, and preemptible by it with notice. Batch and service only.
     interruptible: bool = False
+    #: Pools the order may not use in this clearing: the exchange sets it on work re-queued
+    #: after a provider failed it, when other capacity can serve it (never stored).
+    avoid_pools: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _check_id(self.id)

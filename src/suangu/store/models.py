@@ -733,14 +733,20 @@ class RunOutcome(StrEnum):
 
 
 class AgentHeartbeatRow(Base):
-    """The last heartbeat of a provider's agent: the clearing loop fails the leases of a
-    provider whose agent has been silent longer than the grace period (providers that never
-    sent one are not watched)."""
+    """The last heartbeat of one of a provider's agents: the clearing loop fails the leases
+    of the pools that only silent agents serve once they have been silent longer than the
+    grace period (providers that never sent one are not watched)."""
 
     __tablename__ = "agent_heartbeats"
 
     provider_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
-    #: The agent instance that sent the last heartbeat.
+    #: The agent's name, kept across its restarts (one per cluster or site).
+    agent: Mapped[str] = mapped_column(
+        String(128), primary_key=True, server_default="default", default="default"
+    )
+    #: The pools it serves, a JSON list; None: all of the provider's.
+    pools: Mapped[str | None] = mapped_column(Text)
+    #: The agent instance (process) that sent the last heartbeat.
     instance: Mapped[str]
     #: When the agent was first heard from, or heard again after being silent.
     first_seen: Mapped[int]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -1080,6 +1081,22 @@ class Clearings:
                 out[(cid, oid)] = (int(carrier), int(congestion))
         return out
 
+    def failed_providers(self, order_ids: Iterable[str]) -> dict[str, set[str]]:
+        """``order id -> providers`` whose leases of the order failed (the provider or its
+        silent agent failed them)."""
+        ids = sorted(set(order_ids))
+        out: dict[str, set[str]] = defaultdict(set)
+        for chunk in range(0, len(ids), 500):
+            q = (
+                select(LeaseRow.order_id, LeaseRow.provider_id)
+                .where(LeaseRow.order_id.in_(ids[chunk : chunk + 500]), LeaseRow.failed.is_(True))
+                .distinct()
+            )
+            for order_id, provider_id in self.s.execute(q):
+                if provider_id is not None:
+                    out[order_id].add(provider_id)
+        return dict(out)
+
     def held_work(
         self, order_ids: Iterable[str], slot_hours: int
     ) -> dict[str, list[tuple[str, int, int]]]:
@@ -1495,51 +1512,97 @@ def _without_time(r: MeterReading) -> tuple[object, ...]:
 # -- agents' heartbeats ---------------------------------------------------------------------------
 
 
+#: The agent name of a heartbeat that names none (one agent per provider).
+DEFAULT_AGENT = "default"
+
+
 class Heartbeats:
-    """Providers' agents' heartbeats (:class:`~suangu.store.models.AgentHeartbeatRow`)."""
+    """Providers' agents' heartbeats (:class:`~suangu.store.models.AgentHeartbeatRow`): one
+    row per provider and agent name; each agent serves some of its provider's pools (or all)."""
 
     def __init__(self, s: Session) -> None:
         self.s = s
 
-    def beat(self, provider_id: str, instance: str, now: int, grace_s: int) -> tuple[bool, int]:
-        """Record a heartbeat; whether it is news (the first, or the first after more than
-        ``grace_s`` of silence) and since when the agent has been heard without a gap."""
-        row = self.s.get(AgentHeartbeatRow, provider_id, with_for_update=True)
+    def beat(
+        self,
+        provider_id: str,
+        instance: str,
+        now: int,
+        grace_s: int,
+        agent: str = DEFAULT_AGENT,
+        pools: Sequence[str] | None = None,
+    ) -> tuple[bool, int]:
+        """Record a heartbeat of ``agent`` (serving ``pools``; None: all of the provider's);
+        whether it is news (the first, or the first after more than ``grace_s`` of silence)
+        and since when the agent has been heard without a gap."""
+        served = None if pools is None else json.dumps(sorted(set(pools)))
+        row = self.s.get(AgentHeartbeatRow, (provider_id, agent), with_for_update=True)
         if row is None:
-            self.s.add(AgentHeartbeatRow(provider_id=provider_id, instance=instance,
-                                         first_seen=now, last_seen=now))  # fmt: skip
+            self.s.add(
+                AgentHeartbeatRow(
+                    provider_id=provider_id,
+                    agent=agent,
+                    pools=served,
+                    instance=instance,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
             self.s.flush()
             return True, now
         new = now - row.last_seen > grace_s
         if new:
             row.first_seen = now
-        row.instance, row.last_seen = instance, max(row.last_seen, now)
+        row.instance, row.last_seen, row.pools = instance, max(row.last_seen, now), served
         self.s.flush()
         return new, row.first_seen
 
-    def silent(self, now: int, grace_s: int) -> list[str]:
-        """Providers whose agent sent a heartbeat once but none for more than ``grace_s``."""
-        q = (
-            select(AgentHeartbeatRow.provider_id)
-            .where(AgentHeartbeatRow.last_seen < now - grace_s)
-            .order_by(AgentHeartbeatRow.provider_id)
-        )
-        return list(self.s.scalars(q))
+    def lost_pools(self, now: int, grace_s: int) -> dict[str, set[str]]:
+        """``provider -> pools`` that only agents silent for more than ``grace_s`` serve: a
+        pool that a live agent of the same provider also serves is not lost."""
+        rows = list(self.s.scalars(select(AgentHeartbeatRow)))
+        quiet = {r.provider_id for r in rows if r.last_seen < now - grace_s}
+        if not quiet:
+            return {}
+        every: dict[str, set[str]] = defaultdict(set)
+        for pool_id, owner in self.s.execute(
+            select(PoolRow.id, SiteRow.provider_id)
+            .join(SiteRow, SiteRow.id == PoolRow.site_id)
+            .where(SiteRow.provider_id.in_(sorted(quiet)))
+        ):
+            every[str(owner)].add(pool_id)
+        out: dict[str, set[str]] = {}
+        for provider_id in sorted(quiet):
+            live: set[str] = set()
+            dead: set[str] = set()
+            for r in rows:
+                if r.provider_id != provider_id:
+                    continue
+                served = set(json.loads(r.pools)) if r.pools is not None else every[provider_id]
+                (dead if r.last_seen < now - grace_s else live).update(served)
+            if dead - live:
+                out[provider_id] = dead - live
+        return out
 
-    def open_leases(self, provider_ids: Iterable[str]) -> list[Lease]:
-        """The scheduled and running leases of ``provider_ids``, by slot."""
+    def silent(self, now: int, grace_s: int) -> list[str]:
+        """Providers with pools that only agents silent for more than ``grace_s`` serve."""
+        return sorted(self.lost_pools(now, grace_s))
+
+    def open_leases(
+        self, provider_ids: Iterable[str], pools: Iterable[str] | None = None
+    ) -> list[Lease]:
+        """The scheduled and running leases of ``provider_ids`` (only in ``pools``, when
+        given), by slot."""
         ids = sorted(set(provider_ids))
         if not ids:
             return []
-        q = (
-            select(LeaseRow)
-            .where(
-                LeaseRow.provider_id.in_(ids),
-                LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
-            )
-            .order_by(LeaseRow.slot, LeaseRow.id)
+        q = select(LeaseRow).where(
+            LeaseRow.provider_id.in_(ids),
+            LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
         )
-        return [_to_lease(r) for r in self.s.scalars(q)]
+        if pools is not None:
+            q = q.where(LeaseRow.pool_id.in_(sorted(set(pools))))
+        return [_to_lease(r) for r in self.s.scalars(q.order_by(LeaseRow.slot, LeaseRow.id))]
 
 
 @dataclass(frozen=True, slots=True)

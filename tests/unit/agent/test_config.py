@@ -27,6 +27,10 @@ def test_the_examples_load_and_build() -> None:
     assert isinstance(meter, NominalMeter)
     assert isinstance(build_executor(slurm.executor, meter), SlurmExecutor)
     assert isinstance(build_executor(local.executor, meter), LocalExecutor)
+    workloads = load_config(EXAMPLES / "agent-slurm-workloads.yaml")
+    assert workloads.executor.kind == "slurm" and workloads.executor.command == []
+    assert workloads.name == "horinger-slurm"
+    assert workloads.executor.container_runtimes == ["apptainer", "podman"]
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,8 @@ def check_clearing(
             problems.append(f"{where}: outside the horizon")
         if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
             problems.append(f"{where}: GPU class {pool.gpu_class} not accepted")
+        if pool.id in order.avoid_pools:
+            problems.append(f"{where}: a pool the order avoids")
         if order.regions and site.region not in order.regions:
             problems.append(f"{where}: region {site.region} not allowed")
         if order.provinces and site.province not in order.provinces:

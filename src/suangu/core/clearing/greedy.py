@@ -169,6 +169,7 @@ class EligibilityCache:
             order.provinces,
             order.home,
             order.max_latency_ms,
+            order.avoid_pools,
         )
         if not plain:
             key = (*key, order.data_gb)

@@ -193,6 +193,8 @@ def _passes(order: Order, pool: Pool, site: Site, links: Mapping[tuple[str, str]
     """GPU class, residency and latency (what a plain order's eligibility depends on)."""
     if order.gpu_classes and pool.gpu_class not in order.gpu_classes:
         return False
+    if pool.id in order.avoid_pools:
+        return False
     if order.regions and site.region not in order.regions:
         return False
     if order.provinces and site.province not in order.provinces:
@@ -211,6 +213,7 @@ def _filter_key(order: Order) -> tuple[object, ...]:
         order.home,
         order.max_latency_ms,
         order.duration_slots,  # a gang's duration on each class
+        order.avoid_pools,
     )
     if _plain(order):
         return key
