@@ -24,6 +24,7 @@ from rich.table import Table
 from suangu import __version__, ops_cli
 from suangu.commands import data as data_commands
 from suangu.commands import job as job_commands
+from suangu.commands import market as market_commands
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.gpus import ALIASES
 
@@ -1293,6 +1294,7 @@ lease_app = typer.Typer(
 app.add_typer(lease_app, name="lease")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(job_commands.app, name="job")
+app.add_typer(market_commands.app, name="market")
 
 
 def _leases_table(items: list[dict[str, Any]], title: str) -> Table:

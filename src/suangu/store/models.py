@@ -331,6 +331,7 @@ class OfferFillRow(Base):
         CheckConstraint("price_fen >= 0", name="price_fen"),
         CheckConstraint("reserve_fen >= 0", name="reserve_fen"),
         Index("ix_offer_fills_provider", "provider_id"),
+        Index("ix_offer_fills_slot", "slot"),
     )
 
     clearing_id: Mapped[str] = mapped_column(

@@ -18,6 +18,7 @@ from suangu.api.routes import (
     members,
     network,
     orders,
+    pretrade,
     providers,
 )
 
@@ -27,6 +28,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     orders.router,
     clearings.router,
     market.router,
+    pretrade.router,
     network.router,
     leases.router,
     ledger.router,

@@ -1,0 +1,26 @@
+"""The daily price index (``GET /market/index``) sums the offer fills of a span of slots:
+``offer_fills`` gets an index on ``slot`` (the remaining-capacity query of every clearing
+reads fills by slot range too).
+
+Revision ID: 0014
+Revises: 0011
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_offer_fills_slot", "offer_fills", ["slot"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_offer_fills_slot", table_name="offer_fills")
