@@ -158,7 +158,8 @@ class IndexOut(schemas.Response):
 
 INDEX_RULE = (
     "per site, GPU class and day (China Standard Time, UTC+8): "
-    "sum(price x GPU-hours sold) / sum(GPU-hours sold) over every offer fill of a published clearing in the day's slots, rounded down to whole fen; "
+    "sum(price x GPU-hours sold) / sum(GPU-hours sold) over every offer fill of a "
+    "published clearing in the day's slots, rounded down to whole fen; "
     "days without trades have no row"
 )
 
