@@ -207,6 +207,8 @@ class OrderIn(Request):
     ] = Field(default_factory=dict, max_length=64)
     #: What the provider's agent runs (:mod:`suangu.workload`); its inputs set ``data_gb``.
     workload: WorkloadSpec | None = None
+    #: Batch only: partial work is worthless, so serve all of it or none (docs/market.md).
+    complete_or_nothing: bool = False
 
 
 class OrderOut(Response):
@@ -228,6 +230,7 @@ class OrderOut(Response):
     data_gb: int = 0
     reference_class: str | None = None
     speed: dict[str, float] = Field(default_factory=dict)
+    complete_or_nothing: bool = False
     status: OrderStatus
     submitted_at: int
     #: The order's workload, secret values shown as ``***`` (``null``: none).

@@ -163,6 +163,7 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "data_gb": o.data_gb,
         "reference_class": o.reference_class,
         "speed": dict(sorted(o.speed.items())),
+        "complete_or_nothing": o.complete_or_nothing,
         "status": str(r.status),
         "submitted_at": r.submitted_at,
         # Filled by the orders routes for an order that has one (suangu.api.workloads).
@@ -265,6 +266,7 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             data_gb=body.data_gb,
             reference_class=body.reference_class,
             speed=body.speed,
+            complete_or_nothing=body.complete_or_nothing,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None

@@ -272,6 +272,9 @@ class Order:
     data_gb: int = 0
     reference_class: str | None = None
     speed: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: A batch order whose partial work is worthless: served in full within the clearing's
+    #: horizon and its window, or not at all (:mod:`suangu.core.clearing.complete`).
+    complete_or_nothing: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -330,6 +333,13 @@ class Order:
                 "is needed when max_latency_ms is set",
                 "name the place latency is measured from, e.g. beijing",
             )
+        _require(
+            self.complete_or_nothing is False
+            or (self.complete_or_nothing is True and kind is OrderKind.BATCH),
+            "complete_or_nothing",
+            f"is for batch orders only (a {kind} order gave {self.complete_or_nothing!r})",
+            "a gang is complete or nothing already; leave it out for service orders",
+        )
         _check_share(self.min_green_share, "min_green_share")
         _check_int(self.data_gb, "data_gb", 0, MAX_DATA_GB, "input data in whole GB, 0 for none")
         _require(

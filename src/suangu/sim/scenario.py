@@ -84,6 +84,8 @@ reference_class    no        GPU class that ``gpu_hours`` and ``limit`` count in
 speed              no        per-class speed overrides, ``;``-separated ``class=factor`` pairs,
                              e.g. ``H100=3;L40S=1.1`` (default: FP16 TFLOPS ratio to the
                              reference class)
+complete_or_nothing no       batch only, ``true``: partial work is worthless; served in full
+                             within one clearing, or not at all (default ``false``)
 firm               no        ``true``: the deadline is firm (a miss counts against a policy in
                              ``suangu bench``); default ``false``
 =================  ========  ===============================================================
@@ -426,6 +428,8 @@ class OrderSpec(_Spec):
     speed: SpeedField = Field(default_factory=dict)
     #: What runs (the API stores it with the order; simulations ignore it).
     workload: WorkloadSpec | None = None
+    #: Batch only: served in full or not at all.
+    complete_or_nothing: bool = False
 
     def to_order(self, buyer_id: str, release_slot: int, deadline_slot: int) -> Order:
         """The core order of this spec once its times are slots (core rules validate it)."""
@@ -445,6 +449,7 @@ class OrderSpec(_Spec):
             home=self.home,
             max_latency_ms=self.max_latency_ms,
             min_green_share=self.min_green_share,
+            complete_or_nothing=self.complete_or_nothing,
             data_gb=self.data_gb,
             reference_class=self.reference_class,
             speed=dict(self.speed),

@@ -207,6 +207,8 @@ class OrderRow(Base):
     reference_class: Mapped[str | None] = mapped_column(String(32))
     #: Per-class speed overrides relative to the reference class.
     speed: Mapped[dict[str, float]] = mapped_column(JSON, server_default=text("'{}'"))
+    #: A batch order served in full or not at all (:mod:`suangu.core.clearing.complete`).
+    complete_or_nothing: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 # -- network ------------------------------------------------------------------------------------

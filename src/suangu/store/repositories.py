@@ -660,6 +660,7 @@ def _to_order(row: OrderRow) -> OrderRecord:
         data_gb=row.data_gb,
         reference_class=row.reference_class,
         speed=row.speed or {},
+        complete_or_nothing=bool(row.complete_or_nothing),
     )
     return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
 
@@ -687,6 +688,7 @@ def order_values(order: Order, now: int) -> dict[str, Any]:
         data_gb=order.data_gb,
         reference_class=order.reference_class,
         speed=dict(sorted(order.speed.items())),
+        complete_or_nothing=order.complete_or_nothing,
     )
 
 
