@@ -54,6 +54,10 @@ def quote_command(
     region: Annotated[
         list[str] | None, typer.Option("--region", help="Allowed region (repeat).")
     ] = None,
+    complete: Annotated[
+        bool,
+        typer.Option("--complete-or-nothing", help="Batch work worth nothing in part."),
+    ] = False,
     file: Annotated[
         Path | None,
         typer.Option("--file", help="A JSON order spec (the fields of POST /orders) instead."),
@@ -94,6 +98,7 @@ def quote_command(
                 "release_slot": release,
                 "gpu_classes": gpu_class or None,
                 "regions": region or None,
+                "complete_or_nothing": "true" if complete else None,
             }
             got = c.get("/market/quote", **params)
     if as_json:

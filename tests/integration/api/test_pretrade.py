@@ -341,6 +341,12 @@ def test_cli_market_commands(served: tuple[Api, str]) -> None:
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert "Indicative" in out.output and "4 GPU-h for 40.00 yuan" in out.output
+    # 40 GPU-hours cannot be done by then with 2 GPUs: complete or nothing gets nothing.
+    big = ("quote", "--gpus", "2", "--gpu-hours", "40", "--deadline", str(slot + 2))
+    out = _run(served, "buy-a", *big, "--limit-fen", "2500")
+    assert out.exit_code == 0 and "4 GPU-h for 40.00 yuan" in out.output, out.output
+    out = _run(served, "buy-a", *big, "--limit-fen", "2500", "--complete-or-nothing")
+    assert out.exit_code == 0 and "0 GPU-h for 0.00 yuan" in out.output, out.output
     out = _run(served, "buy-a", "depth", "--pool", POOL, "--slot", str(slot + 1))
     assert out.exit_code == 0, out.output
     assert "10.00" in out.output and "8" in out.output
