@@ -4,6 +4,7 @@ not at all, never above their limit; worked examples and property tests on rando
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -125,3 +126,26 @@ def test_with_gangs_too_and_in_the_greedy_baseline(market: Market) -> None:
     g = greedy_clear(market)
     assert partly_served(market, g.allocations) == []
     assert check_clearing(market, g, uniform_prices=False) == []
+
+
+def test_order_files_carry_the_flag(tmp_path: Path) -> None:
+    from importlib import resources
+
+    from suangu.sim.scenario import (
+        OrderStream,
+        StreamOrder,
+        load_orders,
+        load_scenario,
+        write_orders,
+    )
+
+    package = resources.files("suangu") / "data" / "scenarios"
+    sc = load_scenario(Path(str(package / "east_west.yaml")))
+    stream = load_orders(Path(str(package / "east_west_orders.csv")), sc)
+    first = stream.orders[0]
+    batch = next(s for s in stream.orders if s.order.kind is OrderKind.BATCH)
+    flagged = StreamOrder(replace(batch.order, complete_or_nothing=True), batch.submit_slot)
+    mine = OrderStream("t", (first, flagged) if first is not batch else (flagged,))
+    back = load_orders(write_orders(mine, tmp_path / "o.csv", sc), sc)
+    assert [s.order for s in back.orders] == [s.order for s in mine.orders]
+    assert any(s.order.complete_or_nothing for s in back.orders)

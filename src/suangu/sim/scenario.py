@@ -60,6 +60,8 @@ column             required  meaning
 id                 yes       unique order id
 buyer              yes       buyer member id
 kind               yes       ``batch`` (divisible work), ``gang`` (all-or-nothing), ``service``
+                             (``complete_or_nothing: true``, batch only: partial work is
+                             worthless, served in full within one clearing or not at all)
 gpus               yes       GPUs at most per slot (gang: exactly)
 gpu_hours          batch     GPU-hours of work (service: optional cap, default whole window)
 duration           gang      slots a gang runs, contiguous, in one pool
@@ -84,8 +86,6 @@ reference_class    no        GPU class that ``gpu_hours`` and ``limit`` count in
 speed              no        per-class speed overrides, ``;``-separated ``class=factor`` pairs,
                              e.g. ``H100=3;L40S=1.1`` (default: FP16 TFLOPS ratio to the
                              reference class)
-complete_or_nothing no       batch only, ``true``: partial work is worthless; served in full
-                             within one clearing, or not at all (default ``false``)
 firm               no        ``true``: the deadline is firm (a miss counts against a policy in
                              ``suangu bench``); default ``false``
 =================  ========  ===============================================================
@@ -1239,6 +1239,7 @@ def order_row(stream_order: StreamOrder, *, firm: bool = False) -> dict[str, str
         "data_gb": str(o.data_gb) if o.data_gb else "",
         "reference_class": o.reference_class or "",
         "speed": ";".join(f"{k}={_number(v)}" for k, v in sorted(o.speed.items())),
+        "complete_or_nothing": "true" if o.complete_or_nothing else "",
         "firm": "true" if firm else "",
     }
 
