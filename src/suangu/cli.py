@@ -29,6 +29,7 @@ from suangu.commands import data as data_commands
 from suangu.commands import job as job_commands
 from suangu.commands import leases as leases_commands
 from suangu.commands import ledger as ledger_commands
+from suangu.commands import market as market_commands
 from suangu.commands import orders
 from suangu.commands import resale as resale_commands
 from suangu.commands.common import JsonOption, fail, yuan
@@ -592,6 +593,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(job_commands.app, name="job")
 app.add_typer(carbon_commands.app, name="carbon")
 app.add_typer(resale_commands.app, name="resale")
+app.add_typer(market_commands.app, name="market")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -219,6 +219,8 @@ class OrderIn(Request):
     #: The interruptible tier: cleared after firm demand, preemptible by it with notice
     #: (batch and service orders; see docs/market.md).
     interruptible: bool = False
+    #: Batch only: partial work is worthless, so serve all of it or none (docs/market.md).
+    complete_or_nothing: bool = False
 
 
 class OrderOut(Response):
@@ -242,6 +244,7 @@ class OrderOut(Response):
     speed: dict[str, float] = Field(default_factory=dict)
     firm: bool = False
     interruptible: bool = False
+    complete_or_nothing: bool = False
     status: OrderStatus
     submitted_at: int
     #: The order's workload, secret values shown as ``***`` (``null``: none).

@@ -166,6 +166,7 @@ def order_out(r: OrderRecord) -> dict[str, Any]:
         "speed": dict(sorted(o.speed.items())),
         "firm": o.firm,
         "interruptible": o.interruptible,
+        "complete_or_nothing": o.complete_or_nothing,
         "status": str(r.status),
         "submitted_at": r.submitted_at,
         # Filled by the orders routes for an order that has one (suangu.api.workloads).
@@ -272,6 +273,7 @@ def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> 
             speed=body.speed,
             firm=body.firm,
             interruptible=body.interruptible,
+            complete_or_nothing=body.complete_or_nothing,
         )
     except ValidationError as err:
         raise err.prefixed("body") from None

@@ -67,6 +67,10 @@ class ApiSettings(BaseModel):
     #: stored, with a status that says whether it is proven optimal (``time_limit``,
     #: ``heuristic`` otherwise; :class:`suangu.core.clearing.ClearingOptions`).
     clearing_time_limit_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Wall-clock limit of one indicative quote's what-if clearing (``GET /market/quote``),
+    #: seconds, and how many quotes one process computes at once (more get a 503).
+    quote_time_limit_s: float = Field(default=5.0, gt=0, le=60)
+    quote_concurrency: int = Field(default=2, ge=1, le=64)
     #: Seconds a meter reading may end after the market clock's now (agents' clock skew).
     reading_tolerance_s: int = Field(default=CLOCK_TOLERANCE_S, ge=0, le=3600)
     #: The least PUE a reading's energy bound allows, whatever a site declares

@@ -363,13 +363,16 @@ def commit(result: ClearingResult, market: Market, firm_slots: int | None) -> Co
             return 0
         return transfer_slots(order, links.get((order.home, far)), slot_seconds)
 
-    # Served whole: a gang's run, or work whose green share is an average over all of its
-    # slots (its prices are individually rational only in total): firm when it starts inside
+    # Served whole: a gang's run, work whose green share is an average over all of its
+    # slots (its prices are individually rational only in total), or complete-or-nothing
+    # work (a planned rest might not fit the next clearing): firm when it starts inside
     # the horizon (its data's delay counted), planned otherwise.
     whole: dict[str, bool] = {}
     for order_id, its in by_order.items():
         order = orders.get(order_id)
-        if order is not None and (order.kind is OrderKind.GANG or order.min_green_share > 0):
+        if order is not None and (
+            order.kind is OrderKind.GANG or order.min_green_share > 0 or order.complete_or_nothing
+        ):
             whole[order_id] = min(x.slot - delay(order, x.pool_id) for x in its) < cutoff
 
     def is_firm(a: Allocation) -> bool:

@@ -286,6 +286,9 @@ class Order:
     #: Pools the order may not use in this clearing: the exchange sets it on work re-queued
     #: after a provider failed it, when other capacity can serve it (never stored).
     avoid_pools: frozenset[str] = frozenset()
+    #: A batch order whose partial work is worthless: served in full within the clearing's
+    #: horizon and its window, or not at all (:mod:`suangu.core.clearing.complete`).
+    complete_or_nothing: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id)
@@ -345,6 +348,13 @@ class Order:
                 "is needed when max_latency_ms is set",
                 "name the place latency is measured from, e.g. beijing",
             )
+        _require(
+            self.complete_or_nothing is False
+            or (self.complete_or_nothing is True and kind is OrderKind.BATCH),
+            "complete_or_nothing",
+            f"is for batch orders only (a {kind} order gave {self.complete_or_nothing!r})",
+            "a gang is complete or nothing already; leave it out for service orders",
+        )
         _check_share(self.min_green_share, "min_green_share")
         _check_int(self.data_gb, "data_gb", 0, MAX_DATA_GB, "input data in whole GB, 0 for none")
         _require(

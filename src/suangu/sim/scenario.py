@@ -60,6 +60,8 @@ column             required  meaning
 id                 yes       unique order id
 buyer              yes       buyer member id
 kind               yes       ``batch`` (divisible work), ``gang`` (all-or-nothing), ``service``
+                             (``complete_or_nothing: true``, batch only: partial work is
+                             worthless, served in full within one clearing or not at all)
 gpus               yes       GPUs at most per slot (gang: exactly)
 gpu_hours          batch     GPU-hours of work (service: optional cap, default whole window)
 duration           gang      slots a gang runs, contiguous, in one pool
@@ -430,6 +432,8 @@ class OrderSpec(_Spec):
     workload: WorkloadSpec | None = None
     #: ``true``: the deadline is firm (firm-order protection; a miss counts in reports).
     firm: bool = False
+    #: Batch only: served in full or not at all.
+    complete_or_nothing: bool = False
 
     def to_order(self, buyer_id: str, release_slot: int, deadline_slot: int) -> Order:
         """The core order of this spec once its times are slots (core rules validate it)."""
@@ -449,6 +453,7 @@ class OrderSpec(_Spec):
             home=self.home,
             max_latency_ms=self.max_latency_ms,
             min_green_share=self.min_green_share,
+            complete_or_nothing=self.complete_or_nothing,
             data_gb=self.data_gb,
             reference_class=self.reference_class,
             speed=dict(self.speed),
@@ -1241,6 +1246,7 @@ def order_row(stream_order: StreamOrder, *, firm: bool = False) -> dict[str, str
         "data_gb": str(o.data_gb) if o.data_gb else "",
         "reference_class": o.reference_class or "",
         "speed": ";".join(f"{k}={_number(v)}" for k, v in sorted(o.speed.items())),
+        "complete_or_nothing": "true" if o.complete_or_nothing else "",
         "firm": "true" if firm else "",
     }
 

@@ -211,6 +211,8 @@ class OrderRow(Base):
     firm: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: The interruptible tier (:mod:`suangu.core.products`).
     interruptible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: A batch order served in full or not at all (:mod:`suangu.core.clearing.complete`).
+    complete_or_nothing: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 # -- network ------------------------------------------------------------------------------------
@@ -335,6 +337,7 @@ class OfferFillRow(Base):
         CheckConstraint("price_fen >= 0", name="price_fen"),
         CheckConstraint("reserve_fen >= 0", name="reserve_fen"),
         Index("ix_offer_fills_provider", "provider_id"),
+        Index("ix_offer_fills_slot", "slot"),
     )
 
     clearing_id: Mapped[str] = mapped_column(

@@ -667,6 +667,7 @@ def _to_order(row: OrderRow) -> OrderRecord:
         speed=row.speed or {},
         firm=bool(row.firm),
         interruptible=bool(row.interruptible),
+        complete_or_nothing=bool(row.complete_or_nothing),
     )
     return OrderRecord(order, OrderStatus(row.status), row.submitted_at)
 
@@ -696,6 +697,7 @@ def order_values(order: Order, now: int) -> dict[str, Any]:
         speed=dict(sorted(order.speed.items())),
         firm=order.firm,
         interruptible=order.interruptible,
+        complete_or_nothing=order.complete_or_nothing,
     )
 
 

@@ -31,6 +31,10 @@ LABELS: dict[str, dict[str, str]] = {
         "traded there, its colour the average price (yuan per GPU-hour).",
         "volume_title": "Volume per site",
         "volume_note": "GPU-hours traded and their value at the cleared prices.",
+        "index_title": "Daily price index by site and GPU class",
+        "index_note": "Volume-weighted mean of each day's cleared prices, yuan per GPU-hour, "
+        "over the last 30 days (days in China Standard Time; GET /api/v1/market/index, "
+        "suangu market index).",
         "fill_title": "Fill rate by order kind",
         "fill_note": "Orders by outcome: all they asked for, part of it, or nothing (still "
         "open, expired or cancelled).",
@@ -102,6 +106,9 @@ LABELS: dict[str, dict[str, str]] = {
         "颜色为平均价格（元/GPU 时）。",
         "volume_title": "各站点成交量",
         "volume_note": "成交的 GPU 时及其按出清价格计算的金额。",
+        "index_title": "各站点与 GPU 型号的每日价格指数",
+        "index_note": "近 30 天每日出清价格按成交量加权的平均值，元/GPU 时（按北京时间计日；"
+        "GET /api/v1/market/index，suangu market index）。",
         "fill_title": "按订单类型的成交率",
         "fill_note": "按结果统计的订单：全部成交、部分成交或未成交（仍挂单、已过期或已撤销）。",
         "balances_title": "余额",

@@ -172,6 +172,50 @@ def _volumes(st: MarketStats, lang: str) -> str:
     return svg.bars(items, label=t(lang, "volume_title"), width=760)
 
 
+#: Lines of the price index chart: the site-class pairs with the most GPU-hours.
+INDEX_LINES = 6
+INDEX_DAYS = 30
+
+
+def _index(request: Request, lang: str, names: dict[str, str]) -> str:
+    """The daily price index (:func:`suangu.api.pretrade.price_index`) of the last
+    :data:`INDEX_DAYS` days, one line per site and GPU class."""
+    from suangu.api import pretrade
+
+    ctx = _ctx(request)
+    first, last = pretrade.index_span(ctx.now(), None, None, INDEX_DAYS)
+    with ctx.db.session_scope(write=False) as s:
+        rows = pretrade.price_index(s, ctx.settings, first, last)
+    if not rows:
+        return f'<p class="note">{escape(t(lang, "no_trades"))}</p>'
+    volume: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r["site_id"], r["gpu_class"])
+        volume[key] = volume.get(key, 0) + r["gpu_hours"]
+    keys = sorted(volume, key=lambda k: (-volume[k], k))[:INDEX_LINES]
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    at = {d.isoformat(): i for i, d in enumerate(days)}
+    values: dict[tuple[str, str], list[float | None]] = {k: [None] * len(days) for k in keys}
+    for r in rows:
+        key = (r["site_id"], r["gpu_class"])
+        if key in values:
+            values[key][at[r["date"]]] = r["index_fen"] / 100
+    series = [
+        svg.Series(
+            f"{names.get(k[0], k[0])} · {k[1]}",
+            values[k],
+            svg.colour(i / max(1, len(keys) - 1) * 0.85),
+        )
+        for i, k in enumerate(keys)
+    ]
+    return svg.lines(
+        series,
+        [d.strftime("%m-%d") for d in days],
+        label=t(lang, "index_title"),
+        unit=t(lang, "yuan_per_gpu_h"),
+    )
+
+
 def _map(st: MarketStats, lang: str) -> str:
     volume = {v.site_id: v for v in st.volumes}
     unit = t(lang, "yuan_per_gpu_h")
@@ -333,6 +377,9 @@ def _sections(st: MarketStats, request: Request, lang: str, *, private: bool) ->
         f"{_heat(st, lang, grid.epoch, grid.slot_seconds)}</section>",
         f"<section><h2>{escape(t(lang, 'volume_title'))}</h2>"
         f'<p class="note">{escape(t(lang, "volume_note"))}</p>{_volumes(st, lang)}</section>',
+        f"<section><h2>{escape(t(lang, 'index_title'))}</h2>"
+        f'<p class="note">{escape(t(lang, "index_note"))}</p>'
+        f"{_index(request, lang, {site.id: site.name for site in st.sites})}</section>",
         f"<section><h2>{escape(t(lang, 'map_title'))}</h2>"
         f'<p class="note">{escape(t(lang, "map_note"))}</p>{_map(st, lang)}</section>',
         f"<section><h2>{escape(t(lang, 'fill_title'))}</h2>"

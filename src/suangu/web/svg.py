@@ -271,3 +271,80 @@ def site_map(
         )
     body.append(_text(sx, height - 26, f"{lo:,.2f} - {hi:,.2f} {unit}", size=9, fill=MUTED))
     return _svg(width, height, label, body)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of :func:`lines`: its legend name, colour and values (None: no point)."""
+
+    name: str
+    values: Sequence[float | None]
+    colour: str
+
+
+def lines(
+    series: Sequence[Series],
+    x_labels: Sequence[str],
+    *,
+    label: str,
+    unit: str,
+    width: float = 760.0,
+    height: float = 220.0,
+) -> str:
+    """Lines over shared x positions (one per label; every ``len(x_labels) // 6``-th label
+    is written), the y axis from 0 to the largest value, a legend below. A gap in a series
+    (None) breaks its line; a lone point is drawn as a square."""
+    n = max(1, len(x_labels))
+    top = max((v for s in series for v in s.values if v is not None), default=0.0) or 1.0
+    left, right, pad_top, plot_h = 56.0, 16.0, 10.0, height
+    room = max(60.0, width - left - right)
+    legend_rows = (len(series) + 2) // 3
+    total_h = pad_top + plot_h + 24 + legend_rows * 18 + 4
+
+    def x(i: int) -> float:
+        return left + (room * (i + 0.5) / n)
+
+    def y(v: float) -> float:
+        return pad_top + plot_h * (1 - v / top)
+
+    body = []
+    for k in range(5):
+        tick = top * k / 4
+        body.append(
+            f'<line x1="{left:.1f}" x2="{left + room:.1f}" y1="{y(tick):.1f}" '
+            f'y2="{y(tick):.1f}" stroke="{EMPTY}"/>'
+        )
+        body.append(_text(left - 6, y(tick) + 4, f"{tick:,.2f}", anchor="end", fill=MUTED))
+    body.append(_text(4, pad_top + 8, unit, fill=MUTED, size=10))
+    step = max(1, n // 6)
+    for i, name in enumerate(x_labels):
+        if i % step == 0:
+            body.append(_text(x(i), pad_top + plot_h + 16, name, anchor="middle", fill=MUTED))
+    for s in series:
+        runs: list[list[tuple[float, float]]] = [[]]
+        for i, v in enumerate(s.values):
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append((x(i), y(v)))
+        for run in runs:
+            if len(run) == 1:
+                ((cx, cy),) = run
+                body.append(
+                    f'<rect x="{cx - 3:.1f}" y="{cy - 3:.1f}" width="6" height="6" '
+                    f'fill="{s.colour}"/>'
+                )
+            elif run:
+                pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in run)
+                body.append(
+                    f'<polyline points="{pts}" fill="none" stroke="{s.colour}" '
+                    f'stroke-width="2"><title>{escape(s.name)}</title></polyline>'
+                )
+    for k, s in enumerate(series):
+        lx = left + (k % 3) * (room / 3)
+        ly = pad_top + plot_h + 24 + (k // 3) * 18
+        body.append(
+            f'<rect x="{lx:.1f}" y="{ly + 4:.1f}" width="12" height="4" fill="{s.colour}"/>'
+        )
+        body.append(_text(lx + 16, ly + 10, s.name))
+    return _svg(left + room + right, total_h, label, body)

@@ -354,6 +354,21 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/market/grid"): Rule(200, PUBLIC),
     ("GET", "/market/prices"): Rule(200, PUBLIC),
+    ("GET", "/market/index"): Rule(200, PUBLIC),
+    ("GET", "/market/depth"): Rule(200, SIGNED_IN),
+    ("GET", "/market/quote"): Rule(
+        200,
+        {BUY: ALL},
+        body=lambda t: {
+            "params": {
+                "kind": "batch",
+                "gpus": 1,
+                "gpu_hours": 1,
+                "deadline_slot": NOW_SLOT + 2,
+                "limit_fen": 1,
+            }
+        },
+    ),
     ("GET", "/links"): Rule(200, PUBLIC),
     ("PUT", "/links"): Rule(
         200,

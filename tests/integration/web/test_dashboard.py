@@ -60,6 +60,9 @@ def test_market_page_has_the_charts(served: tuple[TestClient, DemoReport]) -> No
     assert len(cells) == len(traded)
     # the map: one circle per site
     assert "Map of the sites" in html and html.count("<circle") == len(report.stats.sites)
+    # the daily price index: one line (or lone day) per site and class that traded
+    assert "Daily price index by site and GPU class" in html
+    assert "<polyline" in html or 'width="6" height="6"' in html
     # the figures on the page are the store's
     assert f"{report.stats.orders_total:,}" in html
     assert f"{report.stats.gpu_hours:,}" in html
@@ -127,6 +130,16 @@ def test_svg_helpers_escape_and_scale() -> None:
     assert empty.startswith("<svg") and empty.endswith("</svg>")
     parts = svg.stacked([("k", [svg.Part("a", 0, "#000"), svg.Part("b", 0, "#fff")])], label="s")
     assert "<title>" not in parts  # nothing to draw for a row of zeros
+    lines = svg.lines(
+        [svg.Series("<s>", [1.0, 2.0, None, 4.0], "#000"), svg.Series("t", [None] * 4, "#111")],
+        ["a", "b", "c", "d"],
+        label="idx",
+        unit="u",
+    )
+    assert "&lt;s&gt;" in lines and "<s>" not in lines
+    # a line over the first two days, the gap breaks it, the fourth day is a lone square
+    assert lines.count("<polyline") == 1 and 'width="6" height="6"' in lines
+    assert "4.00" in lines  # the top of the axis is the largest value
 
 
 def test_the_public_page_is_rendered_once_per_tick(

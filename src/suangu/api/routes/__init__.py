@@ -19,6 +19,7 @@ from suangu.api.routes import (
     members,
     network,
     orders,
+    pretrade,
     providers,
     resales,
 )
@@ -29,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     orders.router,
     clearings.router,
     market.router,
+    pretrade.router,
     network.router,
     leases.router,
     ledger.router,

@@ -159,6 +159,13 @@ def check_clearing(
         if bill[order_id] + sum(charges.get(order_id, (0, 0))) > worth:
             problems.append(f"gang {order_id}: pays above its value {worth} fen with transfers")
 
+    # Complete-or-nothing batch orders: all of their work or none of it.
+    if any(o.complete_or_nothing for o in market.orders):
+        from suangu.core.clearing.complete import partly_served
+
+        for share, _, order_id in partly_served(market, result.allocations):
+            problems.append(f"order {order_id}: complete or nothing, served {share:.0%}")
+
     # Data moved: the transfer records match the allocations, and no link carries more
     # than its bandwidth over the horizon.
     recorded: dict[tuple[str, str, str], float] = defaultdict(float)

@@ -163,6 +163,10 @@ def clear(market: Market, options: ClearingOptions | None = None) -> ClearingRes
     the market cleared optimally around them (before the gang pricing rule, which may
     reject a gang and so give up welfare: ``ClearingResult.rejected_gangs``)."""
     options = options or ClearingOptions()
+    if any(o.complete_or_nothing for o in market.orders):
+        from suangu.core.clearing.complete import clear_complete
+
+        return clear_complete(market, options, clear)
     t0 = time.perf_counter()
     deadline = t0 + options.time_limit_s
     model = build_model(canonical(market))

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from suangu.core.clearing.complete import served_in_full
 from suangu.core.network import PoolTerms, links_by_key, pool_terms
 from suangu.core.types import (
     Allocation,
@@ -258,7 +259,9 @@ def greedy_clear(market: Market) -> ClearingResult:
             if order.kind is OrderKind.GANG:
                 _place_gang(i, order, pools, lo, hi, reserve, cap, green, book)
             else:
+                n_before = len(book.gpus)
                 _fill_divisible(i, order, pools, lo, hi, hours, reserve, cap, green, book)
+                _all_or_nothing(market, order, n_before, cap, book)
             continue
         terms = eligible.terms(order)
         room = [
@@ -296,6 +299,7 @@ def greedy_clear(market: Market) -> ClearingResult:
                 best.book(i, cap, book)
         else:
             _fill_divisible(i, order, pools, lo, hi, hours, reserve, cap, green, book, terms=terms)
+            _all_or_nothing(market, order, n_before, cap, book)
         for k in range(n_before, len(book.gpus)):
             for p, n in zip(book.pool[k].tolist(), book.gpus[k].tolist(), strict=True):
                 t = terms[int(np.searchsorted(pools, p))]
@@ -304,6 +308,28 @@ def greedy_clear(market: Market) -> ClearingResult:
     timings["solve_s"] = time.perf_counter() - t1
     result = _result(market, table, offer_of, book, timings, eligible)
     return result
+
+
+def _all_or_nothing(
+    market: Market, order: Order, n_before: int, cap: IntArray, book: _Book
+) -> None:
+    """A complete-or-nothing order that the pass served only in part gives its cells back
+    (:mod:`suangu.core.clearing.complete`): all of its work, or nothing."""
+    if not order.complete_or_nothing or len(book.gpus) == n_before:
+        return
+    got: dict[str, int] = {}
+    for k in range(n_before, len(book.gpus)):
+        for p, n in zip(book.pool[k].tolist(), book.gpus[k].tolist(), strict=True):
+            c = market.pools[p].gpu_class
+            got[c] = got.get(c, 0) + n
+    classes = sorted({p.gpu_class for p in market.pools})
+    full, _ = served_in_full(order, got.items(), classes, market.grid.slot_hours)
+    if full:
+        return
+    for k in range(n_before, len(book.gpus)):
+        cap[book.pool[k], book.slot[k], book.rank[k]] += book.gpus[k]
+    for part in (book.order, book.pool, book.slot, book.rank, book.gpus):
+        del part[n_before:]
 
 
 def _gang_value(order: Order, terms: PoolTerms, hours: int) -> float:
