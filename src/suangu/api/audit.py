@@ -47,8 +47,9 @@ class Spec:
     """How a write route is recorded."""
 
     action: str
-    #: ``str.format`` template over the path parameters, then the request's fields, then
-    #: the response's (``{id}``); a field that is nowhere gives ``?``.
+    #: ``str.format`` template over the path parameters, then the response's fields
+    #: (``{id}``: the stored id, ``<member>~<name>`` for orders and offers), then the
+    #: request's; a field that is nowhere gives ``?``.
     object: str
     #: Request fields copied into ``detail``.
     request: tuple[str, ...] = ()
@@ -74,12 +75,12 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
     ("POST", "/sites"): Spec("site.create", "site:{id}", ("provider_id",)),
     ("POST", "/pools"): Spec("pool.create", "pool:{id}", ("site_id", "gpu_class")),
     ("POST", "/offers"): Spec("offer.submit", "offer:{id}", (), ("pool_id", "provider_id")),
-    ("POST", "/offers/{offer_id}/withdraw"): Spec("offer.withdraw", "offer:{offer_id}"),
+    ("POST", "/offers/{offer_id}/withdraw"): Spec("offer.withdraw", "offer:{id}"),
     ("POST", "/orders"): Spec("order.submit", "order:{id}", (), ("kind", "gpus", "limit_fen")),
     ("POST", "/orders/yaml"): Spec(
         "order.submit", "order:{id}", (), ("kind", "gpus", "limit_fen"), per_item=True
     ),
-    ("POST", "/orders/{order_id}/cancel"): Spec("order.cancel", "order:{order_id}"),
+    ("POST", "/orders/{order_id}/cancel"): Spec("order.cancel", "order:{id}"),
     ("POST", "/clearings"): Spec(
         "clearing.run",
         "clearing:{id}",
@@ -177,7 +178,7 @@ def entries_for(
                 member_id=who.member_id,
                 role=str(who.role),
                 action=spec.action,
-                object=_fill(spec.object, params, request, target),
+                object=_fill(spec.object, params, target, request),
                 request_id=None if info is None else info.request_id,
                 detail=detail,
             )
