@@ -26,6 +26,7 @@ from suangu.store.repositories import Members
 
 from .conftest import API, BACKENDS, EPOCH, NOW_SLOT, T0, Api, _database, build_world
 from .test_bad_input import YAML_ORDER, assert_problem
+from .test_pagination import LISTINGS
 
 
 def fresh(prefix: str) -> str:
@@ -492,7 +493,9 @@ def test_a_page_of_leases_reads_one_page_from_the_database(world: Api) -> None:
     assert page["items"] + second["items"] == whole
 
 
-@pytest.mark.parametrize(("path", "who"), [("/orders", "buy-a"), ("/leases", "buy-a")])
+@pytest.mark.parametrize(
+    ("path", "who"), [*LISTINGS, ("/leases", "buy-a"), ("/leases", "op"), ("/audit", "aud")]
+)
 def test_offset_cursors_are_read_by_every_listing(world: Api, path: str, who: str) -> None:
     whole = world.call("GET", f"{path}?limit=500", who).json()["items"]
     assert whole
