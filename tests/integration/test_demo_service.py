@@ -195,7 +195,7 @@ def test_batched_final_readings(api: Api) -> None:
     api.member("dc2", Role.PROVIDER)
     ok(api.call("POST", "/orders", "team", json=order("o1", deadline_slot=NOW_SLOT + 2)), 201)
     ok(api.call("POST", "/clearings", "op", json={"id": "c1", "n_slots": 2}), 201)
-    leases = ok(api.call("GET", "/leases?order_id=o1", "op"))["items"]
+    leases = ok(api.call("GET", "/leases?order_id=team~o1", "op"))["items"]
     api.clock.set(EPOCH + (NOW_SLOT + 2) * HOUR)
     now = api.clock.now()
     ledger: SqlLedger = api.client.app.state.ctx.ledger
@@ -219,7 +219,7 @@ def test_batched_final_readings(api: Api) -> None:
         meter_final(s, "dc2", [batch(leases[0])], now, settings)
     with db.session_scope() as s:
         recorded, groups = meter_final(s, "dc", [batch(x) for x in leases[:1]], now, settings)
-        assert recorded == 1 and groups == {("c1", "o1")}
+        assert recorded == 1 and groups == {("c1", "team~o1")}
         assert settle_done_orders(s, ledger, groups, 300, now) == 0  # one lease still runs
     with db.session_scope() as s:
         recorded, groups = meter_final(s, "dc", [batch(x) for x in leases], now, settings)
@@ -241,14 +241,14 @@ def test_lease_commands(api: Api) -> None:
     common = ["--url", "http://testserver", "--key", api.tokens["team"]]
     result = runner.invoke(cli, ["lease", "list", *common], obj={"transport": transport})
     assert result.exit_code == 0, result.output
-    assert "Leases (2)" in result.stdout and "c1:o1:site-x-h100" in result.stdout
+    assert "Leases (2)" in result.stdout and "c1:team~o1:site-x-h100" in result.stdout
     got = runner.invoke(
         cli,
         ["lease", "list", "--state", "settled", "--json", *common],
         obj={"transport": transport},
     )
     assert got.exit_code == 0 and got.stdout.strip() == "[]"
-    lease_id = f"c1:o1:site-x-h100:{NOW_SLOT}"
+    lease_id = f"c1:team~o1:site-x-h100:{NOW_SLOT}"
     shown = runner.invoke(cli, ["lease", "show", lease_id, *common], obj={"transport": transport})
     assert shown.exit_code == 0, shown.output
     assert "scheduled" in shown.stdout and "Meter readings" not in shown.stdout

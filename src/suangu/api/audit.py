@@ -60,6 +60,9 @@ class Spec:
     unless_old: bool = False
     #: ``detail.count``: how many ``items`` the response has.
     count_items: bool = False
+    #: The response's fields before the request's: ``{id}`` is the stored id of an order or
+    #: offer (``<member>~<name>``, :mod:`suangu.api.ids`), not the name the client sent.
+    stored_id: bool = False
 
 
 #: Every write route of the API (method, template under ``/api/v1``) -> its record.
@@ -73,13 +76,22 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
     ),
     ("POST", "/sites"): Spec("site.create", "site:{id}", ("provider_id",)),
     ("POST", "/pools"): Spec("pool.create", "pool:{id}", ("site_id", "gpu_class")),
-    ("POST", "/offers"): Spec("offer.submit", "offer:{id}", (), ("pool_id", "provider_id")),
-    ("POST", "/offers/{offer_id}/withdraw"): Spec("offer.withdraw", "offer:{offer_id}"),
-    ("POST", "/orders"): Spec("order.submit", "order:{id}", (), ("kind", "gpus", "limit_fen")),
-    ("POST", "/orders/yaml"): Spec(
-        "order.submit", "order:{id}", (), ("kind", "gpus", "limit_fen"), per_item=True
+    ("POST", "/offers"): Spec(
+        "offer.submit", "offer:{id}", (), ("pool_id", "provider_id"), stored_id=True
     ),
-    ("POST", "/orders/{order_id}/cancel"): Spec("order.cancel", "order:{order_id}"),
+    ("POST", "/offers/{offer_id}/withdraw"): Spec("offer.withdraw", "offer:{id}", stored_id=True),
+    ("POST", "/orders"): Spec(
+        "order.submit", "order:{id}", (), ("kind", "gpus", "limit_fen"), stored_id=True
+    ),
+    ("POST", "/orders/yaml"): Spec(
+        "order.submit",
+        "order:{id}",
+        (),
+        ("kind", "gpus", "limit_fen"),
+        per_item=True,
+        stored_id=True,
+    ),
+    ("POST", "/orders/{order_id}/cancel"): Spec("order.cancel", "order:{id}", stored_id=True),
     ("POST", "/resales"): Spec("resale.offer", "resale:{id}", ("lease_id", "reserve_fen")),
     ("POST", "/resales/{resale_id}/withdraw"): Spec("resale.withdraw", "resale:{resale_id}"),
     ("POST", "/clearings"): Spec(
@@ -188,7 +200,10 @@ def entries_for(
                 member_id=who.member_id,
                 role=str(who.role),
                 action=spec.action,
-                object=_fill(spec.object, params, request, target),
+                object=_fill(
+                    spec.object,
+                    *((params, target, request) if spec.stored_id else (params, request, target)),
+                ),
                 request_id=None if info is None else info.request_id,
                 detail=detail,
             )

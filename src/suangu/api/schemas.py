@@ -31,9 +31,9 @@ T = TypeVar("T")
 #: with it in lease and transfer ids).
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 #: Names people read: no control or bidirectional characters (:mod:`suangu.core.text`).
-#: Order and offer ids: an :data:`Id`, optionally in the caller's own namespace
-#: (``<member id>~<name>``: nobody else can take it, so no 409 ever says that another member
-#: has it; :func:`suangu.core.types.check_scope`).
+#: Order and offer ids: an :data:`Id`, optionally already in the caller's own namespace
+#: (``<member id>~<name>``). Ids are per member: the API stores ``<member id>~<id>``
+#: (:mod:`suangu.api.ids`), so no 409 ever says that another member has an id.
 ScopedId = Annotated[
     str,
     Field(

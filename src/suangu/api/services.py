@@ -6,6 +6,7 @@ time comes in as ``now`` from the app's injected clock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections import defaultdict
@@ -19,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from suangu.api import carbon_price, protection, schemas, yamlin
+from suangu.api import carbon_price, ids, protection, schemas, yamlin
 from suangu.api import products as product_service
 from suangu.api.errors import IdempotencyConflict, MalformedBody
 from suangu.api.settings import ApiSettings
@@ -37,6 +38,7 @@ from suangu.core.types import (
     Order,
     OrderKind,
     TimeGrid,
+    owned_id,
 )
 from suangu.sim.scenario import OrderSpec, OrderStreamSpec
 from suangu.store.db import Database
@@ -253,7 +255,7 @@ def check_window(order: Order, current_slot: int, prefix: str = "body") -> None:
 def order_from_json(body: schemas.OrderIn, buyer_id: str, current_slot: int) -> Order:
     try:
         order = Order(
-            id=body.id,
+            id=ids.own(body.id, buyer_id),
             buyer_id=buyer_id,
             kind=body.kind,
             gpus=body.gpus,
@@ -325,6 +327,7 @@ def _spec_to_order(spec: OrderSpec, buyer_id: str, grid: TimeGrid, current: int,
         head = name.split(".")[0].split("[")[0]
         renamed = names.get(head, head) + name[len(head) :]
         raise ValidationError(err.message, field=f"{at}.{renamed}", fix=err.fix) from None
+    order = dataclasses.replace(order, id=ids.own(order.id, buyer_id, f"{at}.id"))
     if order.deadline_slot <= current or order.release_slot < current:
         which = "deadline" if order.deadline_slot <= current else "release"
         raise ValidationError(
@@ -387,11 +390,11 @@ def orders_from_yaml(
     seen: set[str] = set()
     out = []
     for spec, at in specs:
-        if spec.id in seen:
+        if owned_id(spec.id, buyer_id) in seen:
             raise ValidationError(
                 f"duplicate order id {spec.id!r}", field=f"{at}.id", fix="ids must be unique"
             )
-        seen.add(spec.id)
+        seen.add(owned_id(spec.id, buyer_id))
         out.append(_spec_to_order(spec, buyer_id, grid, current, at))
     return out
 

@@ -56,7 +56,9 @@ def _check_id(value: str, field_name: str = "id") -> None:
 
 
 #: Separates a member's namespace from the rest of an order or offer id: ``buy-a~job-7`` can
-#: only ever be member ``buy-a``'s (member ids never hold it). Ids without it are global.
+#: only ever be member ``buy-a``'s (member ids never hold it). The API stores every new order
+#: and offer in its owner's namespace (:func:`owned_id`); ids without it are those written
+#: before, or by the store's own callers (the demo, the simulator), and are global.
 SCOPE = "~"
 
 
@@ -69,6 +71,14 @@ def check_scope(object_id: str, owner: str, field_name: str = "id") -> None:
         f"{object_id!r} is in the namespace of member {head!r}, not {owner!r}",
         f"use {owner}{SCOPE}<name> (yours alone), or an id without {SCOPE!r}",
     )
+
+
+def owned_id(object_id: str, owner: str) -> str:
+    """The id under which ``owner``'s order or offer named ``object_id`` is stored: ids are
+    per member, so ``job-1`` of member ``buy-a`` is ``buy-a~job-1`` and never meets another
+    member's ``job-1``. An id already in a namespace is kept as it is (:func:`check_scope`
+    refuses one in another member's)."""
+    return object_id if SCOPE in object_id else f"{owner}{SCOPE}{object_id}"
 
 
 def _check_int(value: Any, field_name: str, lo: int, hi: int, fix: str) -> None:

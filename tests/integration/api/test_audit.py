@@ -134,10 +134,10 @@ def test_writes_append_entries(api: Api) -> None:
         ("op", "operator", "member.create", "member:m-new"),
         ("op", "operator", "key.create", f"key:{key_id}"),
         ("op", "operator", "fees.set", "fees"),
-        ("buy-a", "buyer", "order.submit", "order:o-audit"),
-        ("buy-a", "buyer", "order.cancel", "order:o-audit"),
-        ("prov-a", "provider", "offer.submit", "offer:offer-audit"),
-        ("prov-a", "provider", "offer.withdraw", "offer:offer-audit"),
+        ("buy-a", "buyer", "order.submit", "order:buy-a~o-audit"),
+        ("buy-a", "buyer", "order.cancel", "order:buy-a~o-audit"),
+        ("prov-a", "provider", "offer.submit", "offer:prov-a~offer-audit"),
+        ("prov-a", "provider", "offer.withdraw", "offer:prov-a~offer-audit"),
         ("op", "operator", "key.revoke", f"key:{key_id}"),
         ("prov-a", "provider", "reading.record", f"lease:{lease}"),
         ("prov-a", "provider", "lease.fail", f"lease:{lease}"),
@@ -146,7 +146,7 @@ def test_writes_append_entries(api: Api) -> None:
     order_entry = next(e for e in got if e["action"] == "order.submit")
     assert order_entry["request_id"] == "trace-42"
     assert "sg_" not in json.dumps(got)  # the new key's token is never recorded
-    assert entries(api, action="order.cancel", who="op")[0]["object"] == "order:o-audit"
+    assert entries(api, action="order.cancel", who="op")[0]["object"] == "order:buy-a~o-audit"
     assert {e["member_id"] for e in entries(api, member_id="prov-a")} == {"prov-a"}
     v = verify(api)
     assert v["ok"] and v["entries"] == len(got) and v["head"]["seq"] == len(got)

@@ -202,7 +202,7 @@ def test_good_yaml_order_stream_is_all_stored(world: Api) -> None:
     )
     assert r.status_code == 201, r.text
     items = r.json()["items"]
-    assert [o["id"] for o in items] == ["ys-0", "ys-1", "ys-2"]
+    assert [o["id"] for o in items] == ["buy-a~ys-0", "buy-a~ys-1", "buy-a~ys-2"]
     assert {o["limit_fen"] for o in items} == {1500}
     assert {o["buyer_id"] for o in items} == {"buy-a"}
 
@@ -401,10 +401,10 @@ def test_reused_order_ids(world: Api) -> None:
     assert world.call("POST", "/orders", "buy-a", json=body).status_code == 201  # the same
     before = counts(world)
     assert_problem(world.call("POST", "/orders", "buy-a", json={**body, "gpus": 3}), 409, "body.id")
-    # Another buyer's id is "taken", and the answer says nothing about its owner or fields.
-    r = world.call("POST", "/orders", "buy-b", json=body)
-    assert "buy-a" not in assert_problem(r, 409, "body.id")["detail"]
     assert counts(world) == before
+    # Ids are per member: another buyer's reuse-1 is its own order (tests/.../test_ids.py).
+    r = world.call("POST", "/orders", "buy-b", json=body)
+    assert r.status_code == 201 and r.json()["id"] == "buy-b~reuse-1", r.text
 
 
 def test_an_unexpected_error_is_a_problem_too(world: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,7 +94,8 @@ def test_training_split_over_three_leases_at_two_providers(api: Api, tmp_path: P
     # Three slots, two providers: Horinger, then Zhongwei, then Horinger again.
     plan = [("site-a-h100", "prov-a"), ("site-b-h100", "prov-b"), ("site-a-h100", "prov-a")]
     allocations = tuple(
-        Allocation("train", "buy-a", pool, NOW_SLOT + n, 1, 500) for n, (pool, _) in enumerate(plan)
+        Allocation("buy-a~train", "buy-a", pool, NOW_SLOT + n, 1, 500)
+        for n, (pool, _) in enumerate(plan)
     )
     result = ClearingResult(ClearingStatus.OPTIMAL, "test", allocations, (), (), 0)
     with api.db.session_scope() as s:
@@ -115,7 +116,7 @@ def test_training_split_over_three_leases_at_two_providers(api: Api, tmp_path: P
         api.clock.set(start + 60)
         ex = executors[provider]
         run_id = f"run{n}"
-        job = ex.submit(run_id, 1, 3600 - 60, {"lease_id": lease.id, "order_id": "train"})
+        job = ex.submit(run_id, 1, 3600 - 60, {"lease_id": lease.id, "order_id": "buy-a~train"})
         assert job.state is JobState.RUNNING, job.detail
         proc = ex._runs[run_id].proc
         state = roots[provider] / run_id / "work" / ".checkpoint" / "state.json"

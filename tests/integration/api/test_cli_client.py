@@ -105,7 +105,7 @@ def test_a_buyer_submits_lists_shows_and_cancels(served: Served, tmp_path: Path)
     r = served.run("buy-a", "order", "list", "--json")
     assert r.exit_code == 0, r.output
     mine = {o["id"]: o["status"] for o in json.loads(r.stdout)}
-    assert mine["cli-job-1"] == "open" and "ord-buy-b" not in mine
+    assert mine["buy-a~cli-job-1"] == "open" and "ord-buy-b" not in mine
     r = served.run("buy-a", "order", "list", "--status", "open")
     assert r.exit_code == 0 and "cli-job-2" in r.stdout and "ord-buy-a" not in r.stdout
     r = served.run("buy-a", "order", "show", "ord-buy-a")
@@ -128,7 +128,7 @@ def test_a_provider_offers_and_an_operator_clears(served: Served, tmp_path: Path
     assert r.exit_code == 0, r.output
     assert "cli-offer-1" in r.stdout and "8.00" in r.stdout
     r = served.run("prov-a", "offer", "list", "--json")
-    assert {o["id"] for o in json.loads(r.stdout)} == {"offer-prov-a", "cli-offer-1"}
+    assert {o["id"] for o in json.loads(r.stdout)} == {"offer-prov-a", "prov-a~cli-offer-1"}
     r = served.run("op", "clear", "--slots", "4", "--id", "cli-clear")
     assert r.exit_code == 0, r.output
     assert "clearing cli-clear" in r.stdout and "Prices" in r.stdout

@@ -158,7 +158,8 @@ def test_buyer_orders_operator_clears_provider_meters_balances(api: Api) -> None
     summary = ok(api.call("POST", "/clearings", "op", json={"id": "c1", "n_slots": 4}), 201)
     assert summary["status"] == "optimal" and summary["n_allocations"] > 0
     orders = {o["id"]: o["status"] for o in ok(api.call("GET", "/orders", "team"))["items"]}
-    assert orders == {"o1": "cleared", "o2": "cleared", "o3": "cancelled"}
+    # Ids are per member: the API stores team's o1 as team~o1.
+    assert orders == {"team~o1": "cleared", "team~o2": "cleared", "team~o3": "cancelled"}
     r = api.call("POST", "/orders/o1/cancel", "team")
     assert r.status_code == 409 and r.json()["field"] == "status"
 
@@ -218,7 +219,7 @@ def test_buyer_orders_operator_clears_provider_meters_balances(api: Api) -> None
     assert provider[0]["balance"] + fees["balance"] == held
     cost = {
         o: sum(x["price_fen"] * x["gpus"] for x in leases if x["order_id"] == o)
-        for o in ("o1", "o2")
+        for o in ("team~o1", "team~o2")
     }
     assert fees["balance"] == sum(billing.fee_split(c, 300)[1] for c in cost.values())
     statement = ok(api.call("GET", "/accounts/buyer:team:CNY/transfers", "team"))["items"]

@@ -26,7 +26,7 @@ def leased(api: Api) -> Iterator[tuple[Api, dict[str, Any], list[dict[str, Any]]
     assert r.status_code == 201, r.text
     r = api.call("POST", "/clearings", "op", json={"id": "clr-wk"})
     assert r.status_code == 201, r.text
-    leases = api.call("GET", "/leases", "op", params={"order_id": "wk"}).json()["items"]
+    leases = api.call("GET", "/leases", "op", params={"order_id": "buy-a~wk"}).json()["items"]
     assert leases and all(x["provider_id"] == "prov-a" for x in leases), leases
     yield api, obj, sorted(leases, key=lambda x: x["slot"])
 
@@ -113,7 +113,7 @@ def test_a_site_outside_the_residency_is_refused(leased: Any) -> None:
     # A lease of an order at prov-b's site in Ningxia (the order allows Inner Mongolia only).
     r = api.call("POST", "/orders", "buy-a", json=order_json("wk2", workload(obj)))
     assert r.status_code == 201, r.text
-    a = Allocation("wk2", "buy-a", "site-b-h100", NOW_SLOT + 1, 1, 100)
+    a = Allocation("buy-a~wk2", "buy-a", "site-b-h100", NOW_SLOT + 1, 1, 100)
     result = ClearingResult(ClearingStatus.OPTIMAL, "test", (a,), (), (), 0)
     with api.db.session_scope() as s:
         (lease,) = Clearings(s).save(

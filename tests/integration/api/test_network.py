@@ -212,7 +212,7 @@ def test_data_moved_over_a_link_is_held_and_billed(api: Api) -> None:
     assert min(a["slot"] for a in allocations) == NOW_SLOT + 1
     [moved] = clearing["transfers"]
     assert (moved["order_id"], moved["from_region"], moved["to_region"]) == (
-        "o1",
+        "team~o1",
         "beijing",
         "inner-mongolia",
     )
@@ -246,7 +246,7 @@ def test_data_moved_over_a_link_is_held_and_billed(api: Api) -> None:
     assert clearing_acc["balance"] == 0
     statement = ok(api.call("GET", "/accounts/exchange:network:CNY/transfers", "audit"))["items"]
     assert [(t["id"], t["code"], t["amount"]) for t in statement] == [
-        ("carrier:hold:c1:o1", "data_transfer", 2000)
+        ("carrier:hold:c1:team~o1", "data_transfer", 2000)
     ]
     assert network["kind"] == "exchange_network"
     api.client.app.state.ctx.ledger.check_invariants()
@@ -285,7 +285,7 @@ def test_a_congested_link_charges_its_price_to_every_order_on_it(api: Api) -> No
     assert price["congestion_fen_per_gb"] > 0
     assert {a["slot"] for a in clearing["allocations"]} == {NOW_SLOT + 4, NOW_SLOT + 5}
     charged = {t["order_id"]: t["carrier_fen"] + t["congestion_fen"] for t in clearing["transfers"]}
-    assert set(charged) == {"o-team", "o-lab"}
+    assert set(charged) == {"team~o-team", "lab~o-lab"}
     for t in clearing["transfers"]:
         assert t["congestion_fen_per_gb"] == price["congestion_fen_per_gb"]
         assert t["congestion_fen"] == int(t["gb"] * t["congestion_fen_per_gb"])

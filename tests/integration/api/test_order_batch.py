@@ -99,23 +99,22 @@ def test_one_batch_answers_each_order_as_alone(api: Api, loop: asyncio.AbstractE
         item(api, loop, b2, body("o2"), None),  # revoked: 401
         item(api, loop, b1, body("o3"), None),  # o3 twice in the batch, same fields: one row
         item(api, loop, b1, body("o3"), None),
-        item(api, loop, b3, body("o1"), None),  # another buyer's id: 409 "taken"
+        item(api, loop, b3, body("o1"), None),  # another buyer's o1: its own order
         item(api, loop, b1, body("o-old", gpus=2), "k-old"),  # the key's 409
         item(api, loop, b1, body("o-fixed", gpus=3), None),  # other fields: 409 on body.id
         item(api, loop, b1, body("o-old"), "k-old"),  # recorded: replayed
     ]
     n_orders = count(api, OrderRow)
     out = run(batcher, items)
-    assert out[0][0] == 201 and out[0][2] is False and out[0][1]["id"] == "o1"
+    assert out[0][0] == 201 and out[0][2] is False and out[0][1]["id"] == "b1~o1"
     assert out[1] == (out[0][0], out[0][1], True)
     assert isinstance(out[2], SuanguError) and out[2].field == "header.Authorization"
     assert out[3][0] == out[4][0] == 201 and out[3][1] == out[4][1]
-    assert isinstance(out[5], SuanguError) and out[5].field == "body.id"
-    assert "taken" in out[5].message
+    assert out[5][0] == 201 and out[5][1]["id"] == "b3~o1"  # ids are per member
     assert isinstance(out[6], SuanguError) and out[6].field == "header.Idempotency-Key"
     assert isinstance(out[7], SuanguError) and out[7].field == "body.id"
     assert out[8] == (201, first[0][1], True)
-    assert count(api, OrderRow) == n_orders + 2  # o1, o3
+    assert count(api, OrderRow) == n_orders + 3  # b1~o1, b1~o3, b3~o1
     with api.db.session_scope(write=False) as s:
         keys = sorted(s.scalars(select(IdempotencyRow.key)))
     assert keys == ["k-old", "k1"]
@@ -142,7 +141,7 @@ def test_a_failing_batch_is_written_order_by_order(
     assert out[0][0] == 201 and out[2][0] == 201
     assert isinstance(out[1], Exception)
     with api.db.session_scope(write=False) as s:
-        assert sorted(s.scalars(select(OrderRow.id))) == ["good-1", "good-2"]
+        assert sorted(s.scalars(select(OrderRow.id))) == ["b1~good-1", "b1~good-2"]
         assert list(s.scalars(select(IdempotencyRow.key))) == ["g1"]
 
 

@@ -101,9 +101,9 @@ def test_orders_submitted_while_paging_come_last(api: Api) -> None:
     for i in (5, 1, 3):
         submit(f"o{i}")
     first = api.call("GET", "/orders?limit=2", "op").json()
-    assert [o["id"] for o in first["items"]] == ["o1", "o3"]  # submitted together: by id
+    assert [o["id"] for o in first["items"]] == ["b~o1", "b~o3"]  # submitted together: by id
     api.clock.advance(10)
     submit("o0")
     rest = api.call("GET", f"/orders?limit=5&cursor={first['next_cursor']}", "op").json()
-    assert [o["id"] for o in rest["items"]] == ["o5", "o0"]
+    assert [o["id"] for o in rest["items"]] == ["b~o5", "b~o0"]
     assert rest["next_cursor"] is None

@@ -104,7 +104,7 @@ def submit(api: Api, oid: str, runtime: dict[str, Any], inputs: list[dict[str, A
     assert r.status_code == 201, r.text
     r = api.call("POST", "/clearings", "op", json={"id": f"clr-{oid}"})
     assert r.status_code == 201, r.text
-    (lease,) = api.call("GET", "/leases", "op", params={"order_id": oid}).json()["items"]
+    (lease,) = api.call("GET", "/leases", "op", params={"order_id": f"buy-a~{oid}"}).json()["items"]
     assert lease["provider_id"] == "prov-a"
     return str(lease["id"])
 
@@ -195,7 +195,7 @@ def test_submit_clear_run_confined_and_download_the_outputs(api: Api, tmp_path: 
     assert text == "scoring 3 candidates with token ***\n"
     assert logs["items"][0]["lease_id"] == lid and logs["resume"] == str(logs["items"][-1]["id"])
     assert api.call("GET", "/orders/screen/logs", "buy-b").status_code == 404
-    assert api.call("GET", "/orders/screen/logs", "aud").json()["items"] == logs["items"]
+    assert api.call("GET", "/orders/buy-a~screen/logs", "aud").json()["items"] == logs["items"]
 
     from click.testing import Result
     from typer.testing import CliRunner

@@ -113,7 +113,7 @@ def screen_through_exchange(api: Api, tmp_path: Path, candidates: Path, oid: str
     cli(api, "buy-a", "order", "submit", str(job))
     r = api.call("POST", "/clearings", "op", json={"id": f"clr-{oid}"})
     assert r.status_code == 201, r.text
-    (lease,) = api.call("GET", "/leases", "op", params={"order_id": oid}).json()["items"]
+    (lease,) = api.call("GET", "/leases", "op", params={"order_id": f"buy-a~{oid}"}).json()["items"]
     assert lease["provider_id"] == "prov-a"
     run_lease(api, agent_for(api, tmp_path / "runs"), lease["id"])
     return str(lease["id"])

@@ -26,6 +26,7 @@ from suangu.store.repositories import Members
 
 from .conftest import API, BACKENDS, EPOCH, NOW_SLOT, T0, Api, _database, build_world
 from .test_bad_input import YAML_ORDER, assert_problem
+from .test_pagination import LISTINGS
 
 
 def fresh(prefix: str) -> str:
@@ -387,7 +388,8 @@ def test_a_partly_filled_order_can_be_cancelled(api: Api) -> None:
     r = api.call("POST", "/orders/big/cancel", "buy-a", headers={"Idempotency-Key": "c-big"})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
-    leases = {x["id"]: x for x in api.call("GET", "/leases?order_id=big", "op").json()["items"]}
+    leases = api.call("GET", "/leases?order_id=buy-a~big", "op").json()["items"]
+    leases = {x["id"]: x for x in leases}
     later = [x for x in leases.values() if x["clearing_id"] == "clr-later"]
     now_ = [x for x in leases.values() if x["clearing_id"] == "clr-now"]
     assert later and {x["state"] for x in later} == {"settled"}  # failed, then settled
@@ -405,10 +407,10 @@ def test_a_partly_filled_order_can_be_cancelled(api: Api) -> None:
     # A later clearing never offers it again.
     r = api.call("POST", "/clearings", "op", json={"id": "clr-after", "first_slot": NOW_SLOT + 3})
     assert r.status_code == 201, r.text
-    assert "big" not in {x["order_id"] for x in r.json().get("allocations", [])}
+    assert "buy-a~big" not in {x["order_id"] for x in r.json().get("allocations", [])}
     assert all(
         x["clearing_id"] != "clr-after"
-        for x in api.call("GET", "/leases?order_id=big", "op").json()["items"]
+        for x in api.call("GET", "/leases?order_id=buy-a~big", "op").json()["items"]
     )
     # The running lease completes with its reading and settles as usual: paid for what it ran.
     lease = now_[0]
@@ -491,7 +493,9 @@ def test_a_page_of_leases_reads_one_page_from_the_database(world: Api) -> None:
     assert page["items"] + second["items"] == whole
 
 
-@pytest.mark.parametrize(("path", "who"), [("/orders", "buy-a"), ("/leases", "buy-a")])
+@pytest.mark.parametrize(
+    ("path", "who"), [*LISTINGS, ("/leases", "buy-a"), ("/leases", "op"), ("/audit", "aud")]
+)
 def test_offset_cursors_are_read_by_every_listing(world: Api, path: str, who: str) -> None:
     whole = world.call("GET", f"{path}?limit=500", who).json()["items"]
     assert whole

@@ -80,16 +80,16 @@ def test_an_order_with_a_workload(wapi: Api) -> None:
     assert w["runtime"]["command"][1] == "score.py" and w["outputs"] == ["out/scores.csv"]
     assert w["inputs"][0]["object"] == obj["id"]
     for who in ("buy-a", "op", "aud"):
-        shown = api.call("GET", "/orders/w1", who)
+        shown = api.call("GET", "/orders/buy-a~w1", who)
         assert shown.json()["workload"] == w, who
         assert SECRET not in shown.text
         listed = api.call("GET", "/orders", who, params={"limit": 500})
         assert SECRET not in listed.text
-        assert next(o for o in listed.json()["items"] if o["id"] == "w1")["workload"] == w
+        assert next(o for o in listed.json()["items"] if o["id"] == "buy-a~w1")["workload"] == w
     assert api.call("GET", "/orders/ord-buy-a", "buy-a").json()["workload"] is None
     with api.db.session_scope(write=False) as s:
         stored = s.scalars(select(OrderWorkloadRow)).one().spec
-        assert s.get(OrderRow, "w1").data_gb == 1  # type: ignore[union-attr]
+        assert s.get(OrderRow, "buy-a~w1").data_gb == 1  # type: ignore[union-attr]
     assert SECRET not in str(stored)  # sealed at rest
     # The same order again: the same answer; another workload under that id: 409.
     again = api.call("POST", "/orders", "buy-a", json=order_json("w1", workload(obj)))

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suangu.api import pagination, schemas
+from suangu.api import ids, pagination, schemas
 from suangu.api.auth import Anyone, Principal, Provider, ProviderOrOperator, ProviderOrReader
 from suangu.api.green import auto_reserve, energy_model
 from suangu.api.idempotency import fingerprint, run_write
@@ -155,6 +155,8 @@ def get_pool(pool_id: str, who: Anyone, ctx: Ctx) -> dict[str, Any]:
 
 
 def _offer_of(s: Session, who: Principal, offer_id: str) -> OfferRecord:
+    """The offer ``who`` names ``offer_id`` (a stored id, or the owner's plain name)."""
+    offer_id = ids.offer_id(s, who, offer_id)
     row = s.get(OfferRow, offer_id)
     if row is None or not who.may_see(row.provider_id):
         raise NotFound(f"no offer {offer_id!r}", field="path.offer_id", fix="list your offers")
@@ -191,7 +193,7 @@ def create_offer(
     reserve = given * len(body.gpus) if len(given) == 1 else given
     offer = _core(
         Offer,
-        body.id,
+        ids.own(body.id, who.member_id),
         who.member_id,
         body.pool_id,
         body.start_slot,
@@ -252,7 +254,7 @@ def withdraw_offer(
     """Withdraw an open offer: later clearings no longer sell it (sold slots stay sold)."""
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
-        _offer_of(s, who, offer_id)
-        return 200, offer_out(Capacity(s).withdraw_offer(offer_id, who.member_id))
+        stored = _offer_of(s, who, offer_id).offer.id
+        return 200, offer_out(Capacity(s).withdraw_offer(stored, who.member_id))
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, None), work)

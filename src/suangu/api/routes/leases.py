@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suangu.api import pagination, schemas
+from suangu.api import ids, pagination, schemas
 from suangu.api.auth import Anyone, Principal, Provider
 from suangu.api.green import book_energy, energy_model
 from suangu.api.idempotency import fingerprint, run_write
@@ -72,11 +72,11 @@ def list_leases(
         q = q.where(LeaseRow.buyer_id == who.member_id)
     elif who.role is Role.PROVIDER:
         q = q.where(LeaseRow.provider_id == who.member_id)
-    if order_id is not None:
-        q = q.where(LeaseRow.order_id == order_id)
     if state is not None:
         q = q.where(LeaseRow.state == str(state))
     with ctx.db.session_scope(write=False) as s:
+        if order_id is not None:  # a stored id, or the buyer's plain name of its order
+            q = q.where(LeaseRow.order_id == ids.order_id(s, who, order_id))
         rows, nxt = pagination.page_query(s, q, limit, cursor)
         items = [lease_out(lease_record(r)) for r in rows]
     return pagination.body(request, items, nxt)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suangu.api import pagination
+from suangu.api import ids, pagination
 from suangu.api.auth import BuyerOrReader, Provider
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
@@ -125,7 +125,8 @@ def get_logs(
         )
     with ctx.db.session_scope(write=False) as s:
         try:
-            Orders(s).get(order_id, None if who.sees_all else who.member_id)
+            owner = None if who.sees_all else who.member_id
+            order_id = Orders(s).get(ids.order_id(s, who, order_id), owner).order.id
         except NotFound:
             raise NotFound(
                 f"no order {order_id!r}", field="path.order_id", fix="list your orders"

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from suangu.api import cancel, orderbatch, pagination, schemas, workloads
+from suangu.api import cancel, ids, orderbatch, pagination, schemas, workloads
 from suangu.api.auth import BuyerOrReader, BuyerWriting, Principal
 from suangu.api.context import ApiContext
 from suangu.api.errors import PayloadTooLarge, UnsupportedMediaType
@@ -40,7 +40,7 @@ from suangu.api.services import (
     orders_from_yaml,
 )
 from suangu.core import billing
-from suangu.core.types import Order
+from suangu.core.types import Order, owned_id
 from suangu.store.db import PG_POOL_SIZE
 from suangu.store.errors import NotFound
 from suangu.store.models import OrderRow, OrderStatus
@@ -170,7 +170,7 @@ def create_orders_yaml(
         max_depth=ctx.settings.max_yaml_depth,
     )
     now = ctx.now()
-    specs = workloads.from_yaml(raw)
+    specs = {owned_id(k, who.member_id): v for k, v in workloads.from_yaml(raw).items()}
     orders = [
         workloads.with_data_gb(o, specs[o.id][0], specs[o.id][1], specs[o.id][2])
         if o.id in specs
@@ -226,8 +226,11 @@ def _with_workloads(s: Session, items: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def _get(s: Session, who: Principal, order_id: str) -> OrderRecord:
+    """The order ``who`` names ``order_id`` (a stored id, or the owner's plain name)."""
     try:
-        return Orders(s).get(order_id, None if who.sees_all else who.member_id)
+        return Orders(s).get(
+            ids.order_id(s, who, order_id), None if who.sees_all else who.member_id
+        )
     except NotFound as err:
         raise NotFound(err.message, field="path.order_id", fix="list your orders") from None
 
@@ -239,7 +242,7 @@ def get_order(order_id: str, who: BuyerOrReader, ctx: Ctx) -> dict[str, Any]:
     with ctx.db.session_scope(write=False) as s:
         record = _get(s, who, order_id)
         live = record.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY)
-        planned = Clearings(s).planned(order_id) if live else []
+        planned = Clearings(s).planned(record.order.id) if live else []
         return {
             **_with_workloads(s, [order_out(record)])[0],
             "planned": [
@@ -260,7 +263,7 @@ def cancel_order(
     usual. A cleared or expired order is a 409."""
     now = ctx.now()
     with ctx.db.session_scope(write=False) as s:
-        _get(s, who, order_id)
+        order_id = _get(s, who, order_id).order.id
         providers = cancel.provider_ids(s, order_id)
     if providers:
         ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
