@@ -99,7 +99,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -662,6 +662,19 @@ class OrderStream:
     orders: tuple[StreamOrder, ...]
     #: ids of the orders whose deadline is firm (a miss counts against a policy)
     firm: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # One truth: an order is firm when its id is in ``firm`` or its order says so, and
+        # then its ``Order.firm`` says so too (as a stream file read back gives it).
+        firm = self.firm | {s.order.id for s in self.orders if s.order.firm}
+        orders = tuple(
+            s
+            if s.order.firm == (s.order.id in firm)
+            else replace(s, order=replace(s.order, firm=s.order.id in firm))
+            for s in self.orders
+        )
+        object.__setattr__(self, "firm", frozenset(firm))
+        object.__setattr__(self, "orders", orders)
 
 
 # --- reading files -------------------------------------------------------------------------
