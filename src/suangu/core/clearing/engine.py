@@ -91,9 +91,10 @@ OPTIMAL_GAP = 1e-6
 @dataclass(frozen=True)
 class ClearingOptions:
     #: Wall-clock limit of the whole :func:`clear` call, seconds. The greedy incumbent and
-    #: its pricing always run (they take a fraction of a second at the benchmark sizes);
-    #: the searches that improve on it stop at the limit. HiGHS may overrun it by its
-    #: presolve.
+    #: its pricing always run (greedy, a min-cost flow per round of the pricing rule, and
+    #: with side rows the held orders' pricing rounds); every search that improves on it
+    #: gets the time left, and one whose network solve (as long as the last one) could not
+    #: end before the limit is not started. HiGHS may overrun it by its presolve.
     time_limit_s: float = 60.0
     #: Gang placements stop at this relative gap (reported in ``ClearingResult.gap``).
     mip_rel_gap: float = 1e-4
