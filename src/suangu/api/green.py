@@ -39,7 +39,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from suangu.api.market_energy import MarketEnergy
@@ -677,19 +677,29 @@ def book_energy(
     buyers = sorted({rec.buyer_id for _, rec, _ in records if rec.energy_wh})
     if providers or buyers:
         ledger.create_accounts_in(s, accounting.energy_accounts(providers, buyers), now)
-    transfers: list[Transfer] = []
+    # One issue per provider for the batch (its id names the batch's leases, so a retried
+    # batch is the same transfer), then each lease's retire + carbon chain.
+    issued: dict[str, list[str]] = defaultdict(list)
+    amounts: dict[str, int] = defaultdict(int)
+    chains: list[Transfer] = []
     for _, rec, _ in records:
         keyed = dataclasses.replace(rec, lease_id=_ledger_key(rec.lease_id))
         if rec.certificates_wh:
-            transfers.append(
-                accounting.issue_certificates(
-                    f"issue:{keyed.lease_id}",
-                    rec.provider_id,
-                    rec.certificates_wh,
-                    user_data=keyed.lease_id,
-                )
+            issued[rec.provider_id].append(rec.lease_id)
+            amounts[rec.provider_id] += rec.certificates_wh
+        chains += accounting.lease_transfers(keyed)
+    transfers: list[Transfer] = []
+    for provider, leases in sorted(issued.items()):
+        digest = hashlib.sha256("\n".join(sorted(leases)).encode()).hexdigest()[:32]
+        transfers.append(
+            accounting.issue_certificates(
+                f"issue:{digest}",
+                provider,
+                amounts[provider],
+                user_data=f"{len(leases)} lease(s) from {min(leases)[:150]}",
             )
-        transfers += accounting.lease_transfers(keyed)
+        )
+    transfers += chains
     if transfers:
         results = ledger.create_transfers_in(s, transfers, now)
         bad = [
@@ -703,38 +713,39 @@ def book_energy(
                 field="lease",
                 fix="ask the operator to check the kWh-green and gCO2 ledgers",
             )
+    values: list[dict[str, Any]] = []
     for r, rec, basis in records:
         f = rec.grid_factor
-        s.add(
-            LeaseEnergyRow(
-                lease_id=r.id,
-                order_id=rec.order_id,
-                buyer_id=rec.buyer_id,
-                provider_id=rec.provider_id,
-                pool_id=rec.pool_id,
-                site_id=rec.site_id,
-                gpu_class=rec.gpu_class,
-                slot=rec.slot,
-                start_unix=rec.start_unix,
-                gpu_seconds=rec.gpu_seconds,
-                energy_wh=rec.energy_wh,
-                measured_wh=rec.measured_wh,
-                green_wh=rec.green_wh,
-                grid_wh=rec.grid_wh,
-                certificates_wh=rec.certificates_wh,
-                location_g=rec.location_g,
-                market_g=rec.market_g,
-                factor_region=f.region,
-                factor_level=f.level,
-                factor_year=f.year,
-                factor_t_per_mwh=f.t_per_mwh,
-                factor_source=f.source,
-                residual_t_per_mwh=rec.residual_t_per_mwh,
-                green_basis=basis,
-                recorded_at=now,
-            )
+        values.append(
+            {
+                "lease_id": r.id,
+                "order_id": rec.order_id,
+                "buyer_id": rec.buyer_id,
+                "provider_id": rec.provider_id,
+                "pool_id": rec.pool_id,
+                "site_id": rec.site_id,
+                "gpu_class": rec.gpu_class,
+                "slot": rec.slot,
+                "start_unix": rec.start_unix,
+                "gpu_seconds": rec.gpu_seconds,
+                "energy_wh": rec.energy_wh,
+                "measured_wh": rec.measured_wh,
+                "green_wh": rec.green_wh,
+                "grid_wh": rec.grid_wh,
+                "certificates_wh": rec.certificates_wh,
+                "location_g": rec.location_g,
+                "market_g": rec.market_g,
+                "factor_region": f.region,
+                "factor_level": f.level,
+                "factor_year": f.year,
+                "factor_t_per_mwh": f.t_per_mwh,
+                "factor_source": f.source,
+                "residual_t_per_mwh": rec.residual_t_per_mwh,
+                "green_basis": basis,
+                "recorded_at": now,
+            }
         )
-    s.flush()
+    s.execute(insert(LeaseEnergyRow), values)
     return [rec for _, rec, _ in records]
 
 
