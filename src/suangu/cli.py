@@ -554,13 +554,15 @@ def _print_demo(report: DemoReport, path: Path) -> None:
     money = Table(title="Money (yuan), energy and checks", title_justify="left", show_header=False)
     money.add_column("what")
     money.add_column("value", justify="right")
+    money.add_row("welfare (value to buyers - sellers' reserves)", _yuan(report.welfare_fen))
     money.add_row("buyer deposits", _yuan(st.money.get("deposit", 0)))
-    money.add_row("buyer spend (metered)", _yuan(st.money.get("lease_payment", 0)))
+    # The dashboard's figures under its labels (suangu.web.stats.MarketStats).
+    money.add_row("buyer spend (metered)", _yuan(st.buyer_spend_fen))
     money.add_row("provider revenue (after fee)", _yuan(st.money.get("provider_payout", 0)))
     money.add_row("exchange fees", _yuan(st.money.get("exchange_fee", 0)))
     if report.transfer_charged_fen:
         money.add_row(
-            f"data transfer charges ({report.transfer_gb:,.0f} GB over links; in spend)",
+            f"data transfer charges ({report.transfer_gb:,.0f} GB over links; on top of spend)",
             _yuan(report.transfer_charged_fen),
         )
     e = report.energy

@@ -52,30 +52,35 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suangu.agent.executors import SimulatedExecutor
+from suangu.agent.meters import MJ_PER_WH, Meter, NominalMeter
+from suangu.agent.runner import ProviderAgent
 from suangu.api.app import PREFIX, create_app
 from suangu.api.clock import ManualClock
 from suangu.api.market_energy import MarketEnergy
-from suangu.api.schemas import ReadingIn
-from suangu.api.services import FinalReading, fee_bp, meter_final, settle_done_orders
 from suangu.api.settings import ApiSettings
+from suangu.client import SuanguClient
 from suangu.core import billing
 from suangu.core.energy import accounting
 from suangu.core.energy.model import SiteYear
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.ledger import CreateResult, PendingStatus, Transfer, TransferCode
-from suangu.core.types import Allocation, Order, OrderKind
+from suangu.core.metering import ReadingSource
+from suangu.core.types import Allocation, Order, OrderKind, TimeGrid
 from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
 from suangu.store.db import Database
 from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
+    ClearingRow,
     DataTransferRow,
     ExchangeSettingRow,
     LeaseRow,
     LeaseState,
     LedgerTransferRow,
+    MeterReadingRow,
     Role,
 )
-from suangu.store.repositories import Members
+from suangu.store.repositories import Members, Meters
 from suangu.web.stats import MarketStats, market_stats
 
 #: ``progress(done, total)`` after each simulated hour.
@@ -141,6 +146,10 @@ class DemoReport:
     #: posted with their leases, passed to the exchange's network account.
     transfer_charged_fen: int = 0
     transfer_gb: float = 0.0  # data moved over links by the orders that cleared
+    #: The clearings' welfare (what they committed), as :mod:`suangu.sim.simulate` sums it.
+    welfare_fen: int = 0
+    #: What the agents' ticks could not do (none in a healthy run).
+    agent_errors: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         st = self.stats
@@ -179,7 +188,8 @@ class DemoReport:
                 }
                 for v in st.volumes
             ],
-            "buyer_spend_fen": st.money.get("lease_payment", 0),
+            "welfare_fen": self.welfare_fen,
+            "buyer_spend_fen": st.buyer_spend_fen,
             "provider_revenue_fen": st.money.get("provider_payout", 0),
             "exchange_fees_fen": st.money.get("exchange_fee", 0),
             "transfer_charged_fen": self.transfer_charged_fen,
@@ -197,6 +207,7 @@ class DemoReport:
             },
             "ledger_balanced": self.ledger_balanced,
             "ledger_message": self.ledger_message,
+            "agent_errors": list(self.agent_errors),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -231,6 +242,53 @@ def fresh_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+# -- the simulated providers ----------------------------------------------------------------------
+
+
+@dataclass
+class _MeterRun:
+    gpus: int
+    since: int
+    slot: int  # the first slot not summed yet
+    wh: int = 0  # energy of the slots before ``slot``
+
+
+class ModelMeter:
+    """The meter of one pool of a simulated provider: the energy model's figure for the
+    GPU-seconds a job ran in each slot (:func:`~suangu.core.energy.accounting.lease_energy`:
+    the class's power x the site's hourly PUE), whole Wh per slot, so a lease's final
+    reading carries exactly the energy its metered GPU-seconds are booked with."""
+
+    source = ReadingSource.NOMINAL
+
+    def __init__(
+        self, pool_id: str, gpu_class: str, provider_id: str, site_year: SiteYear, grid: TimeGrid
+    ) -> None:
+        self.pool_id, self.gpu_class, self.provider_id = pool_id, gpu_class, provider_id
+        self.site_year, self.grid = site_year, grid
+
+    def start(self, devices: Any, gpus: int, now: float) -> object:
+        return _MeterRun(gpus, int(now), self.grid.slot_at(int(now)))
+
+    def energy_mj(self, token: object, now: float) -> float:
+        assert isinstance(token, _MeterRun)
+        t, grid = int(now), self.grid
+        while grid.slot_start(token.slot + 1) <= t:
+            token.wh += self._wh(token, token.slot, grid.slot_start(token.slot + 1))
+            token.slot += 1
+        return (token.wh + self._wh(token, token.slot, t)) * MJ_PER_WH
+
+    def _wh(self, run: _MeterRun, slot: int, upto: int) -> int:
+        seconds = upto - max(run.since, self.grid.slot_start(slot))
+        if seconds <= 0:
+            return 0
+        a = Allocation("", "", self.pool_id, slot, run.gpus, 0)
+        rec = accounting.lease_energy(
+            a, run.gpus * seconds, self.provider_id, self.site_year, self.grid, self.gpu_class
+        )
+        return rec.energy_wh
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -251,7 +309,7 @@ class _Run:
         self.grid = scenario.grid
         self.progress = progress
         self.shortfall = shortfall
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.clock = ManualClock(self.grid.epoch)
         energy = scenario.energy
         self.energy = (
@@ -270,6 +328,8 @@ class _Run:
             default_fee_bp=scenario.fee_bp,
             delay_fen=scenario.delay_fen,
             firm_slots=scenario.firm_slots,
+            # The agents report once a simulated slot: silent means two slots without a word.
+            agent_grace_s=max(900, 2 * self.grid.slot_seconds),
         )
         self.app = create_app(
             db,
@@ -287,8 +347,8 @@ class _Run:
         self.pools = {p.id: p for p in scenario.pools}
         self.timings: dict[str, float] = defaultdict(float)
         self.energy_totals: dict[str, int] = defaultdict(int)
-        self.readings = 0
-        self.settled = 0
+        self.agents: list[ProviderAgent] = []
+        self.agent_errors: list[str] = []
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -469,12 +529,11 @@ class _Run:
                 after += 1
             else:
                 due[due_order.submit_slot].append(due_order)
+        self._start_agents()
         submitted = refused = clearings = failed = 0
         loop = self.app.state.clearing_loop
         for h in range(span):
             self.clock.set(self.grid.slot_start(h))
-            if h > 0:
-                self._meter(h - 1)
             t = time.perf_counter()
             for due_order in due.pop(h, []):
                 if self._submit(due_order.order, h):
@@ -489,11 +548,13 @@ class _Run:
                 clearings += 1
             elif tick.skipped is not None and tick.skipped != "exists":
                 failed += 1
+            # The agents meter the slot that just ended and start the leases of this one.
+            self._meter(h)
             if self.progress is not None:
                 self.progress(h + 1, span)
         last = self._last_lease_slot()
-        for slot in range(span - 1 if span else 0, max(last, span - 1) + 1):
-            self.clock.set(self.grid.slot_start(slot + 1))
+        for slot in range(span, max(last, span - 1) + 2):
+            self.clock.set(self.grid.slot_start(slot))
             self._meter(slot)
         t = time.perf_counter()
         balanced, message = self._ledger_check()
@@ -505,6 +566,16 @@ class _Run:
                 )
             )
             moved = s.scalar(select(func.sum(DataTransferRow.gb)))
+            welfare = s.scalar(select(func.sum(ClearingRow.welfare_fen)))
+            readings = int(s.scalar(select(func.count()).select_from(MeterReadingRow)) or 0)
+            settled = int(
+                s.scalar(
+                    select(func.count(func.distinct(LeaseRow.hold_transfer_id))).where(
+                        LeaseRow.state == str(LeaseState.SETTLED)
+                    )
+                )
+                or 0
+            )
         self.timings["report_s"] += time.perf_counter() - t
         self.timings["total_s"] = time.perf_counter() - t0
         # CPU seconds of the whole process (the API's threads included): on a shared machine
@@ -521,8 +592,8 @@ class _Run:
             orders_after_span=after,
             clearings=clearings,
             clearings_failed=failed,
-            readings=self.readings,
-            holds_settled=self.settled,
+            readings=readings,
+            holds_settled=settled,
             stats=stats,
             energy=EnergyTotals(
                 leases=e["leases"],
@@ -538,6 +609,8 @@ class _Run:
             timings=dict(self.timings),
             transfer_charged_fen=int(charged or 0),
             transfer_gb=float(moved or 0.0),
+            welfare_fen=int(welfare or 0),
+            agent_errors=tuple(self.agent_errors),
         )
 
     def _submit(self, order: Order, h: int) -> bool:
@@ -575,61 +648,86 @@ class _Run:
 
     # -- the simulated provider --------------------------------------------------------------------
 
-    def _meter(self, slot: int) -> None:
-        """Meter the leases of ``slot`` (just ended) and post them, one batch per provider."""
-        t = time.perf_counter()
-        now = self.clock.now()
-        with self.db.session_scope(write=False) as s:
-            rows = list(
-                s.scalars(
-                    select(LeaseRow)
-                    .where(
-                        LeaseRow.slot == slot,
-                        LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
-                    )
-                    .order_by(LeaseRow.id)
-                )
-            )
-        if not rows:
-            return
-        full = self.grid.slot_seconds
-        start, end = self.grid.slot_start(slot), self.grid.slot_start(slot + 1)
-        leases: list[tuple[str, Allocation, int, str]] = []
-        for row in rows:
-            used = row.gpus * full
-            if self.shortfall > 0 and self.rng.random() < self.shortfall:
-                used = int(used * self.rng.uniform(0.5, 1.0))
-            a = Allocation(
-                row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen
-            )
-            leases.append((row.id, a, used, row.provider_id or ""))
-        energy_wh, energy = self._energy(slot, leases)
-        by_provider: dict[str, list[FinalReading]] = defaultdict(list)
-        for lease_id, _a, used, provider in leases:
-            by_provider[provider].append(
-                FinalReading(
-                    lease_id,
-                    ReadingIn(
-                        id="final",
-                        interval_start=start,
-                        interval_end=end,
-                        gpu_seconds=used,
-                        energy_wh=energy_wh.get(lease_id, 0),
-                        final=True,
-                    ),
+    def _start_agents(self) -> None:
+        """One agent per provider, talking HTTP to the service with the provider's key (the
+        same :class:`~suangu.agent.runner.ProviderAgent` as ``suangu agent``), with a
+        simulated executor on the market clock and each pool's meter."""
+        transport = self.client._transport
+        providers = sorted(set(self.sc.providers.values()))
+        for provider in providers:
+            meters: dict[str, Meter] = {}
+            for pool in self.sc.pools:
+                if self.sc.providers.get(pool.id) != provider:
+                    continue
+                sy = self.site_years.get(pool.site_id)
+                if sy is not None:
+                    meters[pool.id] = ModelMeter(pool.id, pool.gpu_class, provider, sy, self.grid)
+                else:
+                    meters[pool.id] = NominalMeter(pool.gpu_class)
+            api = SuanguClient("http://testserver", self.tokens[provider], transport=transport)
+            executor = SimulatedExecutor(self._now, use=self._use(provider))
+            self.agents.append(
+                ProviderAgent(
+                    api,
+                    executor,
+                    next(iter(meters.values()), NominalMeter("A800-SXM-80GB")),
+                    self._now,
+                    reading_interval_s=self.grid.slot_seconds,
+                    instance=f"demo-{provider}",
+                    meters=meters,
+                    batch_readings=True,
                 )
             )
 
-        def work(s: Session) -> tuple[int, int]:
-            # One transaction for the slot: each provider's batch of final readings, one
-            # settlement of the orders they finish, and the slot's energy bookings.
-            recorded, groups = 0, set()
-            for provider, items in sorted(by_provider.items()):
-                n, touched = meter_final(s, provider, items, now, self.settings)
-                recorded += n
-                groups |= touched
-            fee = fee_bp(s, self.settings.default_fee_bp)
-            settled = settle_done_orders(s, self.ledger, groups, fee, now)
+    def _now(self) -> float:
+        return float(self.clock.now())
+
+    def _use(self, provider: str) -> Callable[[str], float] | None:
+        """With ``shortfall``: the share of its time a run's job uses, drawn per run from
+        the seed (a payload that finishes early: the rest of its leases is metered short)."""
+        if self.shortfall <= 0:
+            return None
+        seed, shortfall = self.seed, self.shortfall
+
+        def use(run_id: str) -> float:
+            rng = random.Random(f"{seed}:{provider}:{run_id}")
+            return rng.uniform(0.5, 1.0) if rng.random() < shortfall else 1.0
+
+        return use
+
+    def _meter(self, now_slot: int) -> None:
+        """The agents' tick at the start of ``now_slot``: final readings of the leases of the
+        slot that just ended (settling the orders they finish), runs started for the leases
+        of this one; then the ended slot's green certificates and CO2 are booked."""
+        t = time.perf_counter()
+        for agent in self.agents:
+            summary = agent.tick()
+            self.agent_errors += summary.errors
+        if now_slot > 0:
+            self._book_energy(now_slot - 1)
+        self.timings["metering_s"] += time.perf_counter() - t
+
+    def _book_energy(self, slot: int) -> None:
+        """Certificates and CO2 of the leases of ``slot`` from their metered GPU-seconds."""
+        if not self.site_years:
+            return
+        with self.db.session_scope(write=False) as s:
+            rows = list(
+                s.scalars(select(LeaseRow).where(LeaseRow.slot == slot).order_by(LeaseRow.id))
+            )
+            used = Meters(s).totals([r.id for r in rows])
+        leases: list[tuple[str, Allocation, int, str]] = []
+        for row in rows:
+            a = Allocation(
+                row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen
+            )
+            leases.append((row.id, a, used.get(row.id, (0, 0))[0], row.provider_id or ""))
+        if not leases:
+            return
+        _, energy = self._energy(slot, leases)
+        now = self.clock.now()
+
+        def work(s: Session) -> None:
             results = self.ledger.create_transfers_in(s, energy, now)
             bad = [
                 (x.id, r) for x, r in zip(energy, results, strict=True) if r is not CreateResult.OK
@@ -640,12 +738,8 @@ class _Run:
                     f"{bad[0][0]}: {bad[0][1]}",
                     fix="this is a bug in the demo or the ledger; please report it",
                 )
-            return recorded, settled
 
-        recorded, settled = self.db.transaction(work)
-        self.readings += recorded
-        self.settled += settled
-        self.timings["metering_s"] += time.perf_counter() - t
+        self.db.transaction(work)
 
     def _energy(
         self, slot: int, leases: list[tuple[str, Allocation, int, str]]
@@ -746,8 +840,8 @@ def run_demo(
 
 #: The built-in scenarios: name -> what it is.
 SCENARIOS = {
-    "hubs": "the ten East-Data-West-Compute hub sites, a week of orders derived from the "
-    "Alibaba GPU trace (suangu.sim.trace)",
+    "hubs": "the ten East-Data-West-Compute hub sites, a week of batch, service and gang "
+    "orders derived from the Alibaba GPU trace (suangu.sim.trace.demo_week)",
     "east-west": "six hub sites, three days of hand-made orders (data/scenarios/east_west*)",
 }
 
@@ -760,11 +854,11 @@ def demo_inputs(name: str = "hubs", hours: int | None = None) -> tuple[Scenario,
     from suangu.sim.scenario import load_orders, load_scenario
 
     if name == "hubs":
-        from suangu.sim.trace import load_hub_scenario, trace_orders
+        from suangu.sim.trace import demo_week, load_hub_scenario
 
         scenario = load_hub_scenario(hours)
         days = max(1, -(-scenario.hours // 24))
-        return scenario, trace_orders(scenario, days=days)
+        return scenario, demo_week(scenario, days=days)
     if name == "east-west":
         package = resources.files("suangu")
         with (
