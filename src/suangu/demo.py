@@ -43,7 +43,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ from suangu.core.ledger import CreateResult, PendingStatus, Transfer, TransferCo
 from suangu.core.metering import ReadingSource
 from suangu.core.types import Allocation, Order, OrderKind, TimeGrid
 from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
+from suangu.sim.simulate import SimulationReport
 from suangu.store.db import Database
 from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
@@ -838,6 +839,40 @@ def run_demo(
     return r.app, report
 
 
+def figures_against(report: DemoReport, sim: SimulationReport) -> dict[str, tuple[Any, Any]]:
+    """The figures the demo and :func:`suangu.sim.simulate.simulate` both report, by name:
+    ``(demo, simulation)``. On the same scenario, orders and seed, with every lease used in
+    full, each pair is equal (money in fen, energy in Wh, CO2 in g; see docs/demo.md)."""
+    st = report.stats
+    e, se = report.energy, sim.energy
+    pairs: dict[str, tuple[Any, Any]] = {
+        "orders": (st.orders_total, sim.orders_total),
+        "orders filled": (st.orders_with("cleared"), sim.orders_filled),
+        "orders partly filled": (st.orders_with("partially"), sim.orders_partial),
+        "orders due in the span": (st.deadline_orders, sim.deadline_orders),
+        "deadlines met": (st.deadlines_met, sim.deadlines_met),
+        "GPU-hours traded": (st.gpu_hours, sim.gpu_hours_traded),
+        "traded value (fen)": (st.value_fen, sim.traded_value_fen),
+        "welfare (fen)": (report.welfare_fen, sim.welfare_fen),
+        "buyer deposits (fen)": (st.money.get("deposit", 0), sim.buyer_deposits_fen),
+        "buyer spend (fen)": (st.buyer_spend_fen, sim.buyer_spend_fen),
+        "provider revenue (fen)": (st.money.get("provider_payout", 0), sim.provider_revenue_fen),
+        "exchange fees (fen)": (st.money.get("exchange_fee", 0), sim.exchange_fees_fen),
+        "data transfer charged (fen)": (report.transfer_charged_fen, sim.transfer_posted_fen),
+        "data moved (GB)": (round(report.transfer_gb, 6), round(sim.transfer_gb, 6)),
+    }
+    if se is not None:
+        pairs |= {
+            "energy (Wh)": (e.energy_wh, se.energy_wh),
+            "green energy (Wh)": (e.green_wh, se.green_wh),
+            "certificates retired (Wh)": (e.certificates_wh, se.certificates_wh),
+            "CO2 location-based (g)": (e.location_g, se.location_g),
+            "CO2 market-based (g)": (e.market_g, se.market_g),
+            "leases metered": (e.leases, se.leases),
+        }
+    return pairs
+
+
 #: The built-in scenarios: name -> what it is.
 SCENARIOS = {
     "hubs": "the ten East-Data-West-Compute hub sites, a week of batch, service and gang "
@@ -856,7 +891,9 @@ def demo_inputs(name: str = "hubs", hours: int | None = None) -> tuple[Scenario,
     if name == "hubs":
         from suangu.sim.trace import demo_week, load_hub_scenario
 
-        scenario = load_hub_scenario(hours)
+        # The service has no firm-order protection (a simulation setting): the demo's scenario
+        # runs without it, so that `suangu simulate` of the same inputs is the same market.
+        scenario = replace(load_hub_scenario(hours), protect_firm_hours=0)
         days = max(1, -(-scenario.hours // 24))
         return scenario, demo_week(scenario, days=days)
     if name == "east-west":
@@ -879,6 +916,7 @@ __all__ = [
     "DemoReport",
     "EnergyTotals",
     "demo_inputs",
+    "figures_against",
     "fresh_sqlite",
     "run_demo",
 ]
