@@ -578,11 +578,11 @@ def _print_demo(report: DemoReport, path: Path) -> None:
     money.add_row("ledger balanced", balanced)
     t = report.timings
     money.add_row(
-        "run time (setup / orders / clearing / metering)",
+        "run time, CPU (setup / orders / clearing / metering)",
         f"{t.get('total_s', 0):.1f} s, {t.get('cpu_s', 0):.1f} s CPU "
-        f"({t.get('setup_s', 0) + t.get('energy_model_s', 0):.1f}"
-        f" / {t.get('orders_s', 0):.1f} / {t.get('clearing_s', 0):.1f} / "
-        f"{t.get('metering_s', 0):.1f})",
+        f"({t.get('setup_cpu_s', 0) + t.get('energy_model_cpu_s', 0):.1f}"
+        f" / {t.get('orders_cpu_s', 0):.1f} / {t.get('clearing_cpu_s', 0):.1f} / "
+        f"{t.get('metering_cpu_s', 0):.1f})",
     )
     console.print(money)
     if not report.ledger_balanced:

@@ -88,6 +88,9 @@ from suangu.web.stats import MarketStats, market_stats
 Progress = Callable[[int, int], None]
 OPERATOR = "exchange-operator"
 AUDITOR = "regulator"
+#: The demo's agents look this many slots past the current one (a run spans at most that many
+#: more slots; the rest of a longer allocation is the next run).
+AGENT_AHEAD_SLOTS = 2
 #: The exchange setting that marks a database as the demo's (``suangu demo`` may replace it).
 DEMO_MARK = "demo_database"
 
@@ -351,6 +354,12 @@ class _Run:
         self.agents: list[ProviderAgent] = []
         self.agent_errors: list[str] = []
 
+    def _took(self, phase: str, wall: float, cpu: float) -> None:
+        """Add the wall-clock and CPU seconds since ``wall`` and ``cpu`` to ``phase`` (CPU of
+        the whole process, the API's threads included: steadier on a shared machine)."""
+        self.timings[f"{phase}_s"] += time.perf_counter() - wall
+        self.timings[f"{phase}_cpu_s"] += time.process_time() - cpu
+
     # -- HTTP ----------------------------------------------------------------------------------
 
     def call(
@@ -381,7 +390,7 @@ class _Run:
     # -- setup ---------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         now = self.clock.now()
         with self.db.session_scope() as s:
             Members(s).create(OPERATOR, "Suangu exchange operator 算谷交易所", Role.OPERATOR, now)
@@ -408,7 +417,7 @@ class _Run:
         self._links()
         self.ledger.create_accounts(accounting.energy_accounts(providers, buyers), now)
         self._deposits(buyers)
-        self.timings["setup_s"] += time.perf_counter() - t
+        self._took("setup", t, c)
 
     def _member(self, member_id: str, role: Role) -> None:
         name = member_id.replace("-", " ").title()
@@ -517,12 +526,12 @@ class _Run:
         self.setup()
         span = self.sc.hours
         if self.energy is not None:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             end = self.grid.slot_start(span + self.sc.lookahead)
             self.site_years = self.energy.site_years(
                 [s.id for s in self.sc.sites], self.grid.epoch, end
             )
-            self.timings["energy_model_s"] += time.perf_counter() - t
+            self._took("energy_model", t, c)
         due: dict[int, list[StreamOrder]] = defaultdict(list)
         after = 0
         for due_order in sorted(self.stream.orders, key=lambda o: (o.submit_slot, o.order.id)):
@@ -535,16 +544,16 @@ class _Run:
         loop = self.app.state.clearing_loop
         for h in range(span):
             self.clock.set(self.grid.slot_start(h))
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for due_order in due.pop(h, []):
                 if self._submit(due_order.order, h):
                     submitted += 1
                 else:
                     refused += 1
-            self.timings["orders_s"] += time.perf_counter() - t
-            t = time.perf_counter()
+            self._took("orders", t, c)
+            t, c = time.perf_counter(), time.process_time()
             tick = loop.tick()
-            self.timings["clearing_s"] += time.perf_counter() - t
+            self._took("clearing", t, c)
             if tick.clearing_id is not None:
                 clearings += 1
             elif tick.skipped is not None and tick.skipped != "exists":
@@ -557,7 +566,7 @@ class _Run:
         for slot in range(span, max(last, span - 1) + 2):
             self.clock.set(self.grid.slot_start(slot))
             self._meter(slot)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         balanced, message = self._ledger_check()
         with self.db.session_scope(write=False) as s:
             stats = market_stats(s, self.grid.slot_hours, due_by=span)
@@ -577,7 +586,7 @@ class _Run:
                 )
                 or 0
             )
-        self.timings["report_s"] += time.perf_counter() - t
+        self._took("report", t, c)
         self.timings["total_s"] = time.perf_counter() - t0
         # CPU seconds of the whole process (the API's threads included): on a shared machine
         # a steadier measure than the wall clock.
@@ -677,6 +686,7 @@ class _Run:
                     instance=f"demo-{provider}",
                     meters=meters,
                     batch_readings=True,
+                    ahead_slots=AGENT_AHEAD_SLOTS,
                 )
             )
 
@@ -700,13 +710,13 @@ class _Run:
         """The agents' tick at the start of ``now_slot``: final readings of the leases of the
         slot that just ended (settling the orders they finish), runs started for the leases
         of this one; then the ended slot's green certificates and CO2 are booked."""
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for agent in self.agents:
             summary = agent.tick()
             self.agent_errors += summary.errors
         if now_slot > 0:
             self._book_energy(now_slot - 1)
-        self.timings["metering_s"] += time.perf_counter() - t
+        self._took("metering", t, c)
 
     def _book_energy(self, slot: int) -> None:
         """Certificates and CO2 of the leases of ``slot`` from their metered GPU-seconds."""

@@ -110,6 +110,7 @@ class ProviderAgent:
         instance: str | None = None,
         meters: dict[str, Meter] | None = None,
         batch_readings: bool = False,
+        ahead_slots: int | None = None,
     ) -> None:
         self.api = api
         self.executor = executor
@@ -120,6 +121,10 @@ class ProviderAgent:
         self.instance = instance or secrets.token_hex(4)
         self.meters = dict(meters or {})
         self.batch_readings = batch_readings
+        #: List only leases of the current slot and this many after it (None: every open
+        #: lease): a run then covers at most that many slots ahead, and a provider with
+        #: thousands of leases sold a day ahead reads only the few it acts on.
+        self.ahead_slots = ahead_slots
         #: Readings of this tick not sent yet (``batch_readings``): body, run, lease id.
         self._batch: list[tuple[dict[str, Any], Run, str]] = []
         self.runs: dict[str, Run] = {}
@@ -137,7 +142,10 @@ class ProviderAgent:
     def open_leases(self) -> list[LeaseView]:
         epoch, step = self.grid()
         out = []
-        for x in self.api.all_pages("/leases", state=["scheduled", "running"]):
+        params: dict[str, Any] = {"state": ["scheduled", "running"]}
+        if self.ahead_slots is not None:
+            params["slot_to"] = max(0, int(self.clock() - epoch) // step + self.ahead_slots)
+        for x in self.api.all_pages("/leases", **params):
             if self.pools is not None and x["pool_id"] not in self.pools:
                 continue
             start = epoch + int(x["slot"]) * step

@@ -63,13 +63,15 @@ def list_leases(
     ctx: Ctx,
     order_id: str | None = None,
     state: Annotated[list[LeaseState] | None, Query()] = None,
+    slot_to: Annotated[int | None, Query(ge=0, le=2**31)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The caller's leases (operators and auditors: all), by slot, one page read from the
     database (keyset pagination: ``limit`` rows, whatever the number of leases). ``state``
     may be given more than once (``?state=scheduled&state=running``: an agent's open
-    leases in one call)."""
+    leases in one call); ``slot_to``: only leases of slots up to it (inclusive), what an
+    agent needs to start its next runs."""
     q = select(LeaseRow).order_by(
         LeaseRow.slot, LeaseRow.order_id, LeaseRow.pool_id, LeaseRow.clearing_id
     )
@@ -81,6 +83,8 @@ def list_leases(
         q = q.where(LeaseRow.order_id == order_id)
     if state:
         q = q.where(LeaseRow.state.in_(sorted({str(x) for x in state})))
+    if slot_to is not None:
+        q = q.where(LeaseRow.slot <= slot_to)
     with ctx.db.session_scope(write=False) as s:
         rows, nxt = pagination.page_query(s, q, limit, cursor)
         items = [lease_out(lease_record(r)) for r in rows]
