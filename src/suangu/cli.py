@@ -409,9 +409,9 @@ def demo_command(
     """Run the exchange as a service on a simulated week, print a summary, keep serving it.
 
     Members and keys, sites, pools, offers, deposits and orders go through the HTTP API; the
-    server's clearing loop clears every simulated hour; a built-in provider meters and settles
-    every lease. Then the API and the dashboard are served at http://127.0.0.1:PORT on the
-    clock stopped at the end of the run (see docs/demo.md).
+    server's clearing loop clears every simulated hour; the providers' agents meter every
+    lease over HTTP, which settles it. Then the API and the dashboard are served at
+    http://127.0.0.1:PORT on the clock stopped at the end of the run (see docs/demo.md).
     """
     from suangu.demo import demo_inputs, fresh_sqlite, run_demo
     from suangu.store.db import open_database, sqlite_url
@@ -480,8 +480,9 @@ def _demo_header(scenario: Scenario, n_orders: int, path: Path) -> None:
         "gives them API keys, providers list sites, pools and offers, buyers deposit money and "
         "submit orders as they come. Every hour the server's clearing loop clears the next "
         f"{scenario.lookahead} hours (one price per pool and hour) and holds the buyers' money; "
-        "a built-in simulated provider meters each lease when its hour ends, and the ledger "
-        "settles it (payment, provider payout, exchange fee) with green certificates and CO2.\n"
+        "each provider's agent talks to the API like a real one: it runs its leases on a "
+        "simulated executor, sends their meter readings when their hour ends, and the ledger "
+        "settles them (payment, provider payout, exchange fee) with green certificates and CO2.\n"
         f"[dim]Database: {escape(str(path))} (SQLite). Sites and latencies come from public "
         "data; providers, capacities and prices are made up; orders are derived from a real "
         "GPU cluster trace (hubs) or hand-made (east-west); the weather is modelled.[/]"

@@ -12,21 +12,23 @@ in-process transport (:class:`fastapi.testclient.TestClient`, no network):
    (``POST /deposits``: what all its orders could cost at their limits, as in
    :mod:`suangu.sim.simulate`, so that no hold fails for want of money).
 2. **A week on a simulated clock.** A :class:`~suangu.api.clock.ManualClock` moves hour by
-   hour. At each hour: the simulated providers meter the leases of the hour that just ended;
-   buyers submit the orders of the stream due that hour (``POST /orders``, with their home
-   hub, input data, reference class and speeds, as :mod:`suangu.sim.simulate` clears them);
-   the app's own
+   hour. At each hour: buyers submit the orders of the stream due that hour
+   (``POST /orders``, with their home hub, input data, reference class and speeds, as
+   :mod:`suangu.sim.simulate` clears them); the app's own
    :class:`~suangu.api.scheduler.ClearingLoop` ticks: it clears the market over the
    scenario's look-ahead with the energy model's green shares and carbon price
    (:class:`~suangu.api.market_energy.MarketEnergy`), holds the buyers' money and moves
-   leases on. After the last hour, the clock runs on until every lease sold has been metered.
-3. **The built-in simulated provider** meters every lease at full use (or, with
-   ``shortfall``, a seeded share of leases at 50-100%) with its energy from the energy model
-   (:func:`~suangu.core.energy.accounting.lease_energy`), posts each slot's final readings as
-   one batch per provider (:func:`~suangu.api.services.meter_final`: the orders
-   whose leases are all done settle on the ledger: metered use posted, the rest of the hold
-   released, the fee to the exchange), and books green certificates and CO2 on the
-   ``kWh-green`` and ``gCO2`` ledgers as the simulation does.
+   leases on; then the providers' agents tick. After the last hour, the clock runs on until
+   every lease sold has been metered.
+3. **The providers are agents over HTTP**: one :class:`~suangu.agent.runner.ProviderAgent`
+   per provider, with its own key, a :class:`~suangu.agent.executors.SimulatedExecutor` on
+   the market clock and a :class:`ModelMeter` per pool. Each tick it sends a heartbeat,
+   lists its open leases, starts the runs of the hour and sends the final readings of the
+   leases that ended in one ``POST /readings`` (the orders they finish settle on the
+   ledger: metered use posted, the rest of the hold released, the fee to the exchange).
+   With ``shortfall``, a seeded share of the runs finish after 50-100% of their time. The
+   green certificates and CO2 of each hour's leases are then booked on the ``kWh-green``
+   and ``gCO2`` ledgers from the metered GPU-seconds, as the simulation does.
 4. **The summary** comes from the store (:func:`suangu.web.stats.market_stats`, what the
    dashboard draws) and the ledger's invariants are checked
    (:meth:`~suangu.store.ledger.SqlLedger.check_invariants`).
