@@ -191,12 +191,8 @@ def post_readings(
                 select(LeaseRow.provider_id).where(LeaseRow.order_id.in_(sorted(orders))).distinct()
             )
         )
-    ensure_accounts(ctx.ledger, billing.new_exchange_accounts(), now)
-    ensure_accounts(
-        ctx.ledger,
-        [billing.new_provider_account(p) for p in sorted(p for p in providers if p)],
-        now,
-    )
+    payees = [billing.new_provider_account(p) for p in sorted(p for p in providers if p)]
+    ensure_accounts(ctx.ledger, billing.new_exchange_accounts() + payees, now)
 
     def work(s: Session) -> tuple[int, dict[str, Any]]:
         fee = fee_bp(s, ctx.settings.default_fee_bp)
