@@ -127,6 +127,9 @@ class ProviderAgent:
         self.ahead_slots = ahead_slots
         #: Readings of this tick not sent yet (``batch_readings``): body, run, lease id.
         self._batch: list[tuple[dict[str, Any], Run, str]] = []
+        #: Where the runs of those readings were read to before this tick (restored when the
+        #: batch is refused, so the next tick reads the same time again).
+        self._read_before: dict[str, tuple[Run, float, float]] = {}
         self.runs: dict[str, Run] = {}
         self._seq = 0
         self._grid: tuple[int, int] | None = None
@@ -208,12 +211,15 @@ class ProviderAgent:
         """Send the tick's batched readings in one call; on an error the leases they would
         have finished stay open, so the next tick reads them again."""
         batch, self._batch = self._batch, []
+        before, self._read_before = self._read_before, {}
         if not batch:
             return
         try:
             self.api.post("/readings", json=[body for body, _, _ in batch])
         except ClientError as err:
             summary.errors.append(f"readings: {err}")
+            for run, read_to, energy_mj in before.values():
+                run.read_to, run.energy_mj = read_to, energy_mj
             for body, run, lease_id in batch:
                 if body["final"]:
                     run.finished.discard(lease_id)
@@ -381,6 +387,8 @@ class ProviderAgent:
             if final:
                 run.finished.add(x.id)
                 summary.finals += 1
+        if self.batch_readings:
+            self._read_before.setdefault(run.id, (run, run.read_to, run.energy_mj))
         run.read_to = upto
         run.energy_mj = energy_now
         self._fail_rest(run, job, failed, summary)
