@@ -459,9 +459,9 @@ def demo_command(
     """Run the exchange as a service on a simulated week, print a summary, keep serving it.
 
     Members and keys, sites, pools, offers, deposits and orders go through the HTTP API; the
-    server's clearing loop clears every simulated hour; a built-in provider meters and settles
-    every lease. Then the API and the dashboard are served at http://127.0.0.1:PORT on the
-    clock stopped at the end of the run (see docs/demo.md).
+    server's clearing loop clears every simulated hour; the providers' agents meter every
+    lease over HTTP, which settles it. Then the API and the dashboard are served at
+    http://127.0.0.1:PORT on the clock stopped at the end of the run (see docs/demo.md).
     """
     from suangu.demo import demo_inputs, fresh_sqlite, run_demo
     from suangu.store.db import open_database, sqlite_url

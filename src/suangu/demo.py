@@ -12,22 +12,24 @@ in-process transport (:class:`fastapi.testclient.TestClient`, no network):
    (``POST /deposits``: what all its orders could cost at their limits, as in
    :mod:`suangu.sim.simulate`, so that no hold fails for want of money).
 2. **A week on a simulated clock.** A :class:`~suangu.api.clock.ManualClock` moves hour by
-   hour. At each hour: the simulated providers meter the leases of the hour that just ended;
-   buyers submit the orders of the stream due that hour (``POST /orders``, with their home
-   hub, input data, reference class and speeds, as :mod:`suangu.sim.simulate` clears them);
-   the app's own
+   hour. At each hour: buyers submit the orders of the stream due that hour
+   (``POST /orders``, with their home hub, input data, reference class and speeds, as
+   :mod:`suangu.sim.simulate` clears them); the app's own
    :class:`~suangu.api.scheduler.ClearingLoop` ticks: it clears the market over the
    scenario's look-ahead with the energy model's green shares and carbon price
    (:class:`~suangu.api.market_energy.MarketEnergy`), holds the buyers' money and moves
-   leases on. After the last hour, the clock runs on until every lease sold has been metered.
-3. **The built-in simulated provider** meters every lease at full use (or, with
-   ``shortfall``, a seeded share of leases at 50-100%) with its energy from the energy model
-   (:func:`~suangu.core.energy.accounting.lease_energy`), posts each slot's final readings as
-   one batch per provider (:func:`~suangu.api.services.meter_final`: the orders
-   whose leases are all done settle on the ledger: metered use posted, the rest of the hold
-   released, the fee to the exchange); the service then books the settled leases' green
-   certificates and CO2 on the ``kWh-green`` and ``gCO2`` ledgers
-   (:func:`suangu.api.green.book_energy`, the readings route's path).
+   leases on; then the providers' agents tick. After the last hour, the clock runs on until
+   every lease sold has been metered.
+3. **The providers are agents over HTTP**: one :class:`~suangu.agent.runner.ProviderAgent`
+   per provider, with its own key, a :class:`~suangu.agent.executors.SimulatedExecutor` on
+   the market clock and a :class:`ModelMeter` per pool. Each tick it sends a heartbeat,
+   lists its open leases, starts the runs of the hour and sends the final readings of the
+   leases that ended in one ``POST /readings`` (the orders they finish settle on the
+   ledger: metered use posted, the rest of the hold released, the fee to the exchange).
+   With ``shortfall``, a seeded share of the runs finish after 50-100% of their time. The
+   service then books the settled leases' green certificates and CO2 on the ``kWh-green``
+   and ``gCO2`` ledgers from their metered energy (:func:`suangu.api.green.book_energy`,
+   the readings routes' path), by the simulation's rule.
 4. **The summary** comes from the store (:func:`suangu.web.stats.market_stats`, what the
    dashboard draws) and the ledger's invariants are checked
    (:meth:`~suangu.store.ledger.SqlLedger.check_invariants`).
@@ -44,7 +46,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,29 +55,35 @@ from fastapi.testclient import TestClient
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from suangu.agent.executors import SimulatedExecutor
+from suangu.agent.meters import MJ_PER_WH, Meter, NominalMeter
+from suangu.agent.runner import ProviderAgent
 from suangu.api.app import PREFIX, create_app
 from suangu.api.clock import ManualClock
 from suangu.api.green import SiteEnergyModel, book_energy
 from suangu.api.market_energy import MarketEnergy
-from suangu.api.schemas import ReadingIn
-from suangu.api.services import FinalReading, fee_bp, meter_final, settle_done_orders
 from suangu.api.settings import ApiSettings
+from suangu.client import SuanguClient
 from suangu.core import billing
 from suangu.core.energy import accounting
 from suangu.core.energy.model import SiteYear
 from suangu.core.errors import SuanguError, ValidationError
 from suangu.core.ledger import PendingStatus, TransferCode
-from suangu.core.types import Allocation, Order, OrderKind
+from suangu.core.metering import ReadingSource
+from suangu.core.types import Allocation, Order, OrderKind, TimeGrid, owned_id
 from suangu.sim.scenario import OrderStream, Scenario, StreamOrder
+from suangu.sim.simulate import SimulationReport
 from suangu.store.db import Database
 from suangu.store.ledger import SqlLedger
 from suangu.store.models import (
+    ClearingRow,
     DataTransferRow,
     ExchangeSettingRow,
     LeaseEnergyRow,
     LeaseRow,
     LeaseState,
     LedgerTransferRow,
+    MeterReadingRow,
     Role,
 )
 from suangu.store.repositories import Members
@@ -85,6 +93,9 @@ from suangu.web.stats import MarketStats, market_stats
 Progress = Callable[[int, int], None]
 OPERATOR = "exchange-operator"
 AUDITOR = "regulator"
+#: The demo's agents look this many slots past the current one (a run spans at most that many
+#: more slots; the rest of a longer allocation is the next run).
+AGENT_AHEAD_SLOTS = 2
 #: The exchange setting that marks a database as the demo's (``suangu demo`` may replace it).
 DEMO_MARK = "demo_database"
 
@@ -144,6 +155,10 @@ class DemoReport:
     #: posted with their leases, passed to the exchange's network account.
     transfer_charged_fen: int = 0
     transfer_gb: float = 0.0  # data moved over links by the orders that cleared
+    #: The clearings' welfare (what they committed), as :mod:`suangu.sim.simulate` sums it.
+    welfare_fen: int = 0
+    #: What the agents' ticks could not do (none in a healthy run).
+    agent_errors: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         st = self.stats
@@ -182,7 +197,8 @@ class DemoReport:
                 }
                 for v in st.volumes
             ],
-            "buyer_spend_fen": st.money.get("lease_payment", 0),
+            "welfare_fen": self.welfare_fen,
+            "buyer_spend_fen": st.buyer_spend_fen,
             "provider_revenue_fen": st.money.get("provider_payout", 0),
             "exchange_fees_fen": st.money.get("exchange_fee", 0),
             "transfer_charged_fen": self.transfer_charged_fen,
@@ -200,6 +216,7 @@ class DemoReport:
             },
             "ledger_balanced": self.ledger_balanced,
             "ledger_message": self.ledger_message,
+            "agent_errors": list(self.agent_errors),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -234,6 +251,53 @@ def fresh_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+# -- the simulated providers ----------------------------------------------------------------------
+
+
+@dataclass
+class _MeterRun:
+    gpus: int
+    since: int
+    slot: int  # the first slot not summed yet
+    wh: int = 0  # energy of the slots before ``slot``
+
+
+class ModelMeter:
+    """The meter of one pool of a simulated provider: the energy model's figure for the
+    GPU-seconds a job ran in each slot (:func:`~suangu.core.energy.accounting.lease_energy`:
+    the class's power x the site's hourly PUE), whole Wh per slot, so a lease's final
+    reading carries exactly the energy its metered GPU-seconds are booked with."""
+
+    source = ReadingSource.NOMINAL
+
+    def __init__(
+        self, pool_id: str, gpu_class: str, provider_id: str, site_year: SiteYear, grid: TimeGrid
+    ) -> None:
+        self.pool_id, self.gpu_class, self.provider_id = pool_id, gpu_class, provider_id
+        self.site_year, self.grid = site_year, grid
+
+    def start(self, devices: Any, gpus: int, now: float) -> object:
+        return _MeterRun(gpus, int(now), self.grid.slot_at(int(now)))
+
+    def energy_mj(self, token: object, now: float) -> float:
+        assert isinstance(token, _MeterRun)
+        t, grid = int(now), self.grid
+        while grid.slot_start(token.slot + 1) <= t:
+            token.wh += self._wh(token, token.slot, grid.slot_start(token.slot + 1))
+            token.slot += 1
+        return (token.wh + self._wh(token, token.slot, t)) * MJ_PER_WH
+
+    def _wh(self, run: _MeterRun, slot: int, upto: int) -> int:
+        seconds = upto - max(run.since, self.grid.slot_start(slot))
+        if seconds <= 0:
+            return 0
+        a = Allocation("", "", self.pool_id, slot, run.gpus, 0)
+        rec = accounting.lease_energy(
+            a, run.gpus * seconds, self.provider_id, self.site_year, self.grid, self.gpu_class
+        )
+        return rec.energy_wh
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -254,7 +318,7 @@ class _Run:
         self.grid = scenario.grid
         self.progress = progress
         self.shortfall = shortfall
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.clock = ManualClock(self.grid.epoch)
         energy = scenario.energy
         self.energy = (
@@ -273,6 +337,8 @@ class _Run:
             default_fee_bp=scenario.fee_bp,
             delay_fen=scenario.delay_fen,
             firm_slots=scenario.firm_slots,
+            # The agents report once a simulated slot: silent means two slots without a word.
+            agent_grace_s=max(900, 2 * self.grid.slot_seconds),
         )
         self.app = create_app(
             db,
@@ -290,8 +356,14 @@ class _Run:
         self.pools = {p.id: p for p in scenario.pools}
         self.timings: dict[str, float] = defaultdict(float)
         self.energy_model: SiteEnergyModel = self.app.state.energy_model
-        self.readings = 0
-        self.settled = 0
+        self.agents: list[ProviderAgent] = []
+        self.agent_errors: list[str] = []
+
+    def _took(self, phase: str, wall: float, cpu: float) -> None:
+        """Add the wall-clock and CPU seconds since ``wall`` and ``cpu`` to ``phase`` (CPU of
+        the whole process, the API's threads included: steadier on a shared machine)."""
+        self.timings[f"{phase}_s"] += time.perf_counter() - wall
+        self.timings[f"{phase}_cpu_s"] += time.process_time() - cpu
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -323,7 +395,7 @@ class _Run:
     # -- setup ---------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         now = self.clock.now()
         with self.db.session_scope() as s:
             Members(s).create(OPERATOR, "Suangu exchange operator 算谷交易所", Role.OPERATOR, now)
@@ -349,7 +421,7 @@ class _Run:
         self._capacity()
         self._links()
         self._deposits(buyers)
-        self.timings["setup_s"] += time.perf_counter() - t
+        self._took("setup", t, c)
 
     def _member(self, member_id: str, role: Role) -> None:
         name = member_id.replace("-", " ").title()
@@ -458,12 +530,12 @@ class _Run:
         self.setup()
         span = self.sc.hours
         if self.energy is not None:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             end = self.grid.slot_start(span + self.sc.lookahead)
             self.site_years = self.energy.site_years(
                 [s.id for s in self.sc.sites], self.grid.epoch, end
             )
-            self.timings["energy_model_s"] += time.perf_counter() - t
+            self._took("energy_model", t, c)
         due: dict[int, list[StreamOrder]] = defaultdict(list)
         after = 0
         for due_order in sorted(self.stream.orders, key=lambda o: (o.submit_slot, o.order.id)):
@@ -471,33 +543,34 @@ class _Run:
                 after += 1
             else:
                 due[due_order.submit_slot].append(due_order)
+        self._start_agents()
         submitted = refused = clearings = failed = 0
         loop = self.app.state.clearing_loop
         for h in range(span):
             self.clock.set(self.grid.slot_start(h))
-            if h > 0:
-                self._meter(h - 1)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for due_order in due.pop(h, []):
                 if self._submit(due_order.order, h):
                     submitted += 1
                 else:
                     refused += 1
-            self.timings["orders_s"] += time.perf_counter() - t
-            t = time.perf_counter()
+            self._took("orders", t, c)
+            t, c = time.perf_counter(), time.process_time()
             tick = loop.tick()
-            self.timings["clearing_s"] += time.perf_counter() - t
+            self._took("clearing", t, c)
             if tick.clearing_id is not None:
                 clearings += 1
             elif tick.skipped is not None and tick.skipped != "exists":
                 failed += 1
+            # The agents meter the slot that just ended and start the leases of this one.
+            self._meter(h)
             if self.progress is not None:
                 self.progress(h + 1, span)
         last = self._last_lease_slot()
-        for slot in range(span - 1 if span else 0, max(last, span - 1) + 1):
-            self.clock.set(self.grid.slot_start(slot + 1))
+        for slot in range(span, max(last, span - 1) + 2):
+            self.clock.set(self.grid.slot_start(slot))
             self._meter(slot)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         balanced, message = self._ledger_check()
         with self.db.session_scope(write=False) as s:
             stats = market_stats(s, self.grid.slot_hours, due_by=span)
@@ -507,7 +580,17 @@ class _Run:
                 )
             )
             moved = s.scalar(select(func.sum(DataTransferRow.gb)))
-        self.timings["report_s"] += time.perf_counter() - t
+            welfare = s.scalar(select(func.sum(ClearingRow.welfare_fen)))
+            readings = int(s.scalar(select(func.count()).select_from(MeterReadingRow)) or 0)
+            settled = int(
+                s.scalar(
+                    select(func.count(func.distinct(LeaseRow.hold_transfer_id))).where(
+                        LeaseRow.state == str(LeaseState.SETTLED)
+                    )
+                )
+                or 0
+            )
+        self._took("report", t, c)
         self.timings["total_s"] = time.perf_counter() - t0
         # CPU seconds of the whole process (the API's threads included): on a shared machine
         # a steadier measure than the wall clock.
@@ -523,8 +606,8 @@ class _Run:
             orders_after_span=after,
             clearings=clearings,
             clearings_failed=failed,
-            readings=self.readings,
-            holds_settled=self.settled,
+            readings=readings,
+            holds_settled=settled,
             stats=stats,
             energy=EnergyTotals(
                 leases=e["leases"],
@@ -540,26 +623,9 @@ class _Run:
             timings=dict(self.timings),
             transfer_charged_fen=int(charged or 0),
             transfer_gb=float(moved or 0.0),
+            welfare_fen=int(welfare or 0),
+            agent_errors=tuple(self.agent_errors),
         )
-
-    def _energy_totals(self) -> dict[str, int]:
-        """What the service booked for the metered leases (``lease_energy`` records)."""
-        with self.db.session_scope(write=False) as s:
-            row = s.execute(
-                select(
-                    func.count(),
-                    func.sum(LeaseEnergyRow.energy_wh),
-                    func.sum(LeaseEnergyRow.green_wh),
-                    func.sum(LeaseEnergyRow.certificates_wh),
-                    func.sum(LeaseEnergyRow.location_g),
-                    func.sum(LeaseEnergyRow.market_g),
-                    func.sum(case((LeaseEnergyRow.certificates_wh < LeaseEnergyRow.green_wh, 1))),
-                ).where(LeaseEnergyRow.energy_wh > 0)
-            ).one()
-        keys = ("leases", "energy_wh", "green_wh", "certificates_wh", "location_g", "market_g")
-        out = {k: int(v or 0) for k, v in zip(keys, row[:6], strict=True)}
-        out["uncertified"] = int(row[6] or 0)
-        return out
 
     def _submit(self, order: Order, h: int) -> bool:
         release = max(order.release_slot, h)
@@ -596,84 +662,96 @@ class _Run:
 
     # -- the simulated provider --------------------------------------------------------------------
 
-    def _meter(self, slot: int) -> None:
-        """Meter the leases of ``slot`` (just ended) and post them, one batch per provider."""
-        t = time.perf_counter()
+    def _start_agents(self) -> None:
+        """One agent per provider, talking HTTP to the service with the provider's key (the
+        same :class:`~suangu.agent.runner.ProviderAgent` as ``suangu agent``), with a
+        simulated executor on the market clock and each pool's meter."""
+        transport = self.client._transport
+        providers = sorted(set(self.sc.providers.values()))
+        for provider in providers:
+            meters: dict[str, Meter] = {}
+            for pool in self.sc.pools:
+                if self.sc.providers.get(pool.id) != provider:
+                    continue
+                sy = self.site_years.get(pool.site_id)
+                if sy is not None:
+                    meters[pool.id] = ModelMeter(pool.id, pool.gpu_class, provider, sy, self.grid)
+                else:
+                    meters[pool.id] = NominalMeter(pool.gpu_class)
+            api = SuanguClient("http://testserver", self.tokens[provider], transport=transport)
+            executor = SimulatedExecutor(self._now, use=self._use(provider))
+            self.agents.append(
+                ProviderAgent(
+                    api,
+                    executor,
+                    next(iter(meters.values()), NominalMeter("A800-SXM-80GB")),
+                    self._now,
+                    reading_interval_s=self.grid.slot_seconds,
+                    instance=f"demo-{provider}",
+                    meters=meters,
+                    batch_readings=True,
+                    ahead_slots=AGENT_AHEAD_SLOTS,
+                )
+            )
+
+    def _now(self) -> float:
+        return float(self.clock.now())
+
+    def _use(self, provider: str) -> Callable[[str], float] | None:
+        """With ``shortfall``: the share of its time a run's job uses, drawn per run from
+        the seed (a payload that finishes early: the rest of its leases is metered short)."""
+        if self.shortfall <= 0:
+            return None
+        seed, shortfall = self.seed, self.shortfall
+
+        def use(run_id: str) -> float:
+            rng = random.Random(f"{seed}:{provider}:{run_id}")
+            return rng.uniform(0.5, 1.0) if rng.random() < shortfall else 1.0
+
+        return use
+
+    def _meter(self, now_slot: int) -> None:
+        """The agents' tick at the start of ``now_slot``: final readings of the leases of the
+        slot that just ended (settling the orders they finish), runs started for the leases
+        of this one; then the ended slot's green certificates and CO2 are booked."""
+        t, c = time.perf_counter(), time.process_time()
+        for agent in self.agents:
+            summary = agent.tick()
+            self.agent_errors += summary.errors
+        if now_slot > 0:
+            self._book_energy(now_slot - 1)
+        self._took("metering", t, c)
+
+    def _book_energy(self, slot: int) -> None:
+        """Book what the readings routes left: the certificates and CO2 of settled leases
+        without an energy record (:func:`suangu.api.green.book_energy`; the clearing loop's
+        sweep does the same each tick)."""
         now = self.clock.now()
-        with self.db.session_scope(write=False) as s:
-            rows = list(
-                s.scalars(
-                    select(LeaseRow)
-                    .where(
-                        LeaseRow.slot == slot,
-                        LeaseRow.state.in_([str(LeaseState.SCHEDULED), str(LeaseState.RUNNING)]),
-                    )
-                    .order_by(LeaseRow.id)
-                )
-            )
-        if not rows:
-            return
-        full = self.grid.slot_seconds
-        start, end = self.grid.slot_start(slot), self.grid.slot_start(slot + 1)
-        leases: list[tuple[str, Allocation, int, str]] = []
-        for row in rows:
-            used = row.gpus * full
-            if self.shortfall > 0 and self.rng.random() < self.shortfall:
-                used = int(used * self.rng.uniform(0.5, 1.0))
-            a = Allocation(
-                row.order_id, row.buyer_id, row.pool_id, row.slot, row.gpus, row.price_fen
-            )
-            leases.append((row.id, a, used, row.provider_id or ""))
-        energy_wh = self._energy(leases)
-        by_provider: dict[str, list[FinalReading]] = defaultdict(list)
-        for lease_id, _a, used, provider in leases:
-            by_provider[provider].append(
-                FinalReading(
-                    lease_id,
-                    ReadingIn(
-                        id="final",
-                        interval_start=start,
-                        interval_end=end,
-                        gpu_seconds=used,
-                        energy_wh=energy_wh.get(lease_id, 0),
-                        final=True,
-                    ),
-                )
-            )
 
-        def work(s: Session) -> tuple[int, int]:
-            # One transaction for the slot: each provider's batch of final readings, one
-            # settlement of the orders they finish, and the slot's energy bookings.
-            recorded, groups = 0, set()
-            for provider, items in sorted(by_provider.items()):
-                n, touched = meter_final(s, provider, items, now, self.settings)
-                recorded += n
-                groups |= touched
-            fee = fee_bp(s, self.settings.default_fee_bp)
-            settled = settle_done_orders(s, self.ledger, groups, fee, now)
-            # The service books the settled leases' certificates and carbon (as the
-            # readings route does): suangu.api.green.book_energy.
+        def work(s: Session) -> None:
             book_energy(s, self.ledger, self.energy_model, self.grid, now, limit=1_000_000)
-            return recorded, settled
 
-        recorded, settled = self.db.transaction(work)
-        self.readings += recorded
-        self.settled += settled
-        self.timings["metering_s"] += time.perf_counter() - t
+        self.db.transaction(work)
 
-    def _energy(self, leases: list[tuple[str, Allocation, int, str]]) -> dict[str, int]:
-        """The simulated meter: facility Wh by lease id, board power x utilisation x the
-        energy model's PUE (:func:`~suangu.core.energy.accounting.lease_energy`); leases of
-        sites without an energy model send none (the service then estimates it)."""
-        wh: dict[str, int] = {}
-        for lease_id, a, used, provider in leases:
-            sy = self.site_years.get(self.pools[a.pool_id].site_id)
-            if sy is not None:
-                gpu = self.pools[a.pool_id].gpu_class
-                wh[lease_id] = accounting.lease_energy(
-                    a, used, provider, sy, self.grid, gpu
-                ).energy_wh
-        return wh
+    def _energy_totals(self) -> dict[str, int]:
+        """What the service booked for the metered leases (``lease_energy`` records; a lease
+        metered with no use has a zero record and counts as metered)."""
+        with self.db.session_scope(write=False) as s:
+            row = s.execute(
+                select(
+                    func.count(),
+                    func.sum(LeaseEnergyRow.energy_wh),
+                    func.sum(LeaseEnergyRow.green_wh),
+                    func.sum(LeaseEnergyRow.certificates_wh),
+                    func.sum(LeaseEnergyRow.location_g),
+                    func.sum(LeaseEnergyRow.market_g),
+                    func.sum(case((LeaseEnergyRow.certificates_wh < LeaseEnergyRow.green_wh, 1))),
+                )
+            ).one()
+        keys = ("leases", "energy_wh", "green_wh", "certificates_wh", "location_g", "market_g")
+        out = {k: int(v or 0) for k, v in zip(keys, row[:6], strict=True)}
+        out["uncertified"] = int(row[6] or 0)
+        return out
 
     # -- checks ------------------------------------------------------------------------------------
 
@@ -728,12 +806,58 @@ def run_demo(
     return r.app, report
 
 
+def figures_against(report: DemoReport, sim: SimulationReport) -> dict[str, tuple[Any, Any]]:
+    """The figures the demo and :func:`suangu.sim.simulate.simulate` both report, by name:
+    ``(demo, simulation)``. On the same scenario, orders and seed, with every lease used in
+    full, each pair is equal (money in fen, energy in Wh, CO2 in g; see docs/demo.md)."""
+    st = report.stats
+    e, se = report.energy, sim.energy
+    pairs: dict[str, tuple[Any, Any]] = {
+        "orders": (st.orders_total, sim.orders_total),
+        "orders filled": (st.orders_with("cleared"), sim.orders_filled),
+        "orders partly filled": (st.orders_with("partially"), sim.orders_partial),
+        "orders due in the span": (st.deadline_orders, sim.deadline_orders),
+        "deadlines met": (st.deadlines_met, sim.deadlines_met),
+        "GPU-hours traded": (st.gpu_hours, sim.gpu_hours_traded),
+        "traded value (fen)": (st.value_fen, sim.traded_value_fen),
+        "welfare (fen)": (report.welfare_fen, sim.welfare_fen),
+        "buyer deposits (fen)": (st.money.get("deposit", 0), sim.buyer_deposits_fen),
+        "buyer spend (fen)": (st.buyer_spend_fen, sim.buyer_spend_fen),
+        "provider revenue (fen)": (st.money.get("provider_payout", 0), sim.provider_revenue_fen),
+        "exchange fees (fen)": (st.money.get("exchange_fee", 0), sim.exchange_fees_fen),
+        "data transfer charged (fen)": (report.transfer_charged_fen, sim.transfer_posted_fen),
+        "data moved (GB)": (round(report.transfer_gb, 6), round(sim.transfer_gb, 6)),
+    }
+    if se is not None:
+        pairs |= {
+            "energy (Wh)": (e.energy_wh, se.energy_wh),
+            "green energy (Wh)": (e.green_wh, se.green_wh),
+            "certificates retired (Wh)": (e.certificates_wh, se.certificates_wh),
+            "CO2 location-based (g)": (e.location_g, se.location_g),
+            "CO2 market-based (g)": (e.market_g, se.market_g),
+            "leases metered": (e.leases, se.leases),
+        }
+    return pairs
+
+
 #: The built-in scenarios: name -> what it is.
 SCENARIOS = {
-    "hubs": "the ten East-Data-West-Compute hub sites, a week of orders derived from the "
-    "Alibaba GPU trace (suangu.sim.trace)",
+    "hubs": "the ten East-Data-West-Compute hub sites, a week of batch, service and gang "
+    "orders derived from the Alibaba GPU trace (suangu.sim.trace.demo_week)",
     "east-west": "six hub sites, three days of hand-made orders (data/scenarios/east_west*)",
 }
+
+
+def _owned(stream: OrderStream) -> OrderStream:
+    """The stream with each order under the id the exchange stores it by (ids are per
+    member: :func:`~suangu.core.types.owned_id`), so that the simulation of the same stream
+    clears the same ids and breaks ties alike."""
+    ids = {s.order.id: owned_id(s.order.id, s.order.buyer_id) for s in stream.orders}
+    return replace(
+        stream,
+        orders=tuple(replace(s, order=replace(s.order, id=ids[s.order.id])) for s in stream.orders),
+        firm=frozenset(ids.get(i, i) for i in stream.firm),
+    )
 
 
 def demo_inputs(name: str = "hubs", hours: int | None = None) -> tuple[Scenario, OrderStream]:
@@ -744,11 +868,14 @@ def demo_inputs(name: str = "hubs", hours: int | None = None) -> tuple[Scenario,
     from suangu.sim.scenario import load_orders, load_scenario
 
     if name == "hubs":
-        from suangu.sim.trace import load_hub_scenario, trace_orders
+        from suangu.sim.trace import demo_week, load_hub_scenario
 
-        scenario = load_hub_scenario(hours)
+        # The demo's service starts with firm-order protection off (ApiSettings'
+        # default): the scenario runs without it, so that `suangu simulate` of the same
+        # inputs is the same market.
+        scenario = replace(load_hub_scenario(hours), protect_firm_hours=0)
         days = max(1, -(-scenario.hours // 24))
-        return scenario, trace_orders(scenario, days=days)
+        return scenario, _owned(demo_week(scenario, days=days))
     if name == "east-west":
         package = resources.files("suangu")
         with (
@@ -756,7 +883,7 @@ def demo_inputs(name: str = "hubs", hours: int | None = None) -> tuple[Scenario,
             resources.as_file(package / "data/scenarios/east_west_orders.csv") as orders_path,
         ):
             scenario = load_scenario(scenario_path, hours=hours)
-            return scenario, load_orders(orders_path, scenario)
+            return scenario, _owned(load_orders(orders_path, scenario))
     raise ValidationError(
         f"unknown scenario {name!r}", field="scenario", fix=f"use {' or '.join(SCENARIOS)}"
     )
@@ -769,6 +896,7 @@ __all__ = [
     "DemoReport",
     "EnergyTotals",
     "demo_inputs",
+    "figures_against",
     "fresh_sqlite",
     "run_demo",
 ]

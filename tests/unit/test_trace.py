@@ -170,3 +170,25 @@ def test_hand_made_orders_round_trip(tmp_path: Path) -> None:
         (s.order, s.submit_slot) for s in stream.orders
     ]
     assert {s.order.kind for s in back.orders} == set(OrderKind)
+
+
+def test_the_demo_week_has_batch_service_and_gang_orders_firm_and_flexible() -> None:
+    from suangu.sim.trace import GANG_GPUS, TRAINING_CLASSES, demo_week
+
+    scenario = load_hub_scenario()
+    stream = demo_week(scenario, seed=0)
+    assert stream == demo_week(scenario, seed=0)  # deterministic
+    kinds = Counter(s.order.kind for s in stream.orders)
+    assert set(kinds) == {OrderKind.BATCH, OrderKind.SERVICE, OrderKind.GANG}
+    assert kinds[OrderKind.BATCH] > kinds[OrderKind.SERVICE] > kinds[OrderKind.GANG] > 5
+    capacity = max(max(o.gpus) for o in scenario.offers)
+    for s in stream.orders:
+        o = s.order
+        if o.kind is OrderKind.GANG:
+            assert o.gpus in GANG_GPUS and o.gpus <= capacity
+            assert 12 <= o.duration_slots <= scenario.lookahead
+            assert o.gpu_classes == TRAINING_CLASSES and o.data_gb > 0
+        elif o.kind is OrderKind.SERVICE:
+            assert o.max_latency_ms is not None and o.gpu_hours == 0 and o.id in stream.firm
+    gangs = {s.order.id for s in stream.orders if s.order.kind is OrderKind.GANG}
+    assert gangs & stream.firm and gangs - stream.firm

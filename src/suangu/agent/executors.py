@@ -314,3 +314,35 @@ class SlurmExecutor:
         if job.native_id and job.state in (JobState.PENDING, JobState.RUNNING):
             self.run(["scancel", job.native_id])
             job.state = JobState.CANCELLED
+
+
+@dataclass
+class SimulatedExecutor:
+    """Jobs on a simulated clock (the demo's providers, tests): a job starts when submitted
+    and runs until its time limit, or, with ``use``, until ``use(run_id)`` of it (a share in
+    (0, 1]: a payload that finished early), then ends by itself. Nothing is run; the
+    agent meters the job's time as it would a real one's."""
+
+    clock: Callable[[], float]
+    #: The share of its time limit a run's job uses (default: all of it).
+    use: Callable[[str], float] | None = None
+    _ends: dict[str, float] = field(default_factory=dict, init=False)
+
+    def submit(self, run_id: str, gpus: int, seconds: int, values: Mapping[str, str]) -> Job:
+        now = self.clock()
+        share = 1.0 if self.use is None else min(1.0, max(0.0, self.use(run_id)))
+        self._ends[run_id] = now + seconds * share
+        return Job(run_id, gpus, f"sim-{run_id}", (), JobState.RUNNING, started=now)
+
+    def poll(self, job: Job, now: float) -> Job:
+        end = self._ends.get(job.run_id)
+        if job.state is not JobState.RUNNING or end is None or now < end:
+            return job
+        job.state, job.ended = JobState.DONE, end
+        del self._ends[job.run_id]
+        return job
+
+    def cancel(self, job: Job) -> None:
+        if job.state in (JobState.RUNNING, JobState.PENDING):
+            job.state, job.ended = JobState.CANCELLED, self.clock()
+        self._ends.pop(job.run_id, None)

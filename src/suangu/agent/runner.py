@@ -2,12 +2,14 @@
 
 Every ``tick`` (a few seconds apart in production, driven by an injected clock in tests):
 
-1. It lists the provider's scheduled and running leases (``GET /leases``; a provider's key
-   sees only its own). A lease is one slot of one order on one pool.
-2. Leases of one order and pool in consecutive slots form a **run**: one job for the whole
-   block, started when the first slot starts, with the block's end as its time limit. A
-   lease that arrives later (a later clearing extended the order) starts a new run when its
-   slot comes, if the job is no longer running.
+1. It lists the provider's scheduled and running leases (one call:
+   ``GET /leases?state=scheduled&state=running``; a provider's key sees only its own). A
+   lease is one slot of one order on one pool.
+2. Leases of one order and pool in consecutive slots, of the same GPUs, form a **run**: one
+   job for the whole block (a job holds its GPUs throughout, so a lease of another width
+   starts a run of its own), started when the first slot starts, with the block's end as its
+   time limit. A lease that arrives later (a later clearing extended the order) starts a new
+   run when its slot comes, if the job is no longer running.
 3. While a job runs, the agent sends a reading every ``reading_interval_s`` for the lease of
    the current slot, and a final reading when the slot ends (or the job ends): GPU-seconds =
    the lease's GPUs x the time the job ran inside the interval, energy = what the meter
@@ -19,7 +21,11 @@ Every ``tick`` (a few seconds apart in production, driven by an injected clock i
    down): the exchange then settles what was metered and releases the rest.
 
 Readings carry ids unique to this agent process, so a retry after a network error is
-recognised by the exchange and never counted twice. A restarted agent does not know its
+recognised by the exchange and never counted twice. With ``batch_readings`` the readings of a
+tick go to the exchange in one call (``POST /readings``) instead of one call per lease: an
+agent metering hundreds of leases a slot settles them in one transaction. ``meters`` gives a
+pool its own meter (a provider whose pools hold different GPU classes meters each with its
+class's figures). A restarted agent does not know its
 predecessor's jobs: leases whose slot is still open get a new job.
 """
 
@@ -66,6 +72,7 @@ class Run:
     leases: list[LeaseView]
     job: Job | None = None
     meter_token: object = None
+    meter: Meter | None = None  # the meter of the run's pool
     read_to: float = 0.0  # everything before this instant has been reported
     energy_mj: float = 0.0  # meter reading at read_to
     finished: set[str] = field(default_factory=set)  # lease ids with a final reading
@@ -102,6 +109,9 @@ class ProviderAgent:
         pools: set[str] | None = None,
         instance: str | None = None,
         name: str = "default",
+        meters: dict[str, Meter] | None = None,
+        batch_readings: bool = False,
+        ahead_slots: int | None = None,
     ) -> None:
         self.api = api
         self.executor = executor
@@ -111,6 +121,17 @@ class ProviderAgent:
         self.pools = pools
         self.instance = instance or secrets.token_hex(4)
         self.name = name
+        self.meters = dict(meters or {})
+        self.batch_readings = batch_readings
+        #: List only leases of the current slot and this many after it (None: every open
+        #: lease): a run then covers at most that many slots ahead, and a provider with
+        #: thousands of leases sold a day ahead reads only the few it acts on.
+        self.ahead_slots = ahead_slots
+        #: Readings of this tick not sent yet (``batch_readings``): body, run, lease id.
+        self._batch: list[tuple[dict[str, Any], Run, str]] = []
+        #: Where the runs of those readings were read to before this tick (restored when the
+        #: batch is refused, so the next tick reads the same time again).
+        self._read_before: dict[str, tuple[Run, float, float]] = {}
         self.runs: dict[str, Run] = {}
         self._seq = 0
         self._grid: tuple[int, int] | None = None
@@ -126,23 +147,25 @@ class ProviderAgent:
     def open_leases(self) -> list[LeaseView]:
         epoch, step = self.grid()
         out = []
-        for state in ("scheduled", "running"):
-            for x in self.api.all_pages("/leases", state=state):
-                if self.pools is not None and x["pool_id"] not in self.pools:
-                    continue
-                start = epoch + int(x["slot"]) * step
-                out.append(
-                    LeaseView(
-                        x["id"],
-                        x["order_id"],
-                        x["pool_id"],
-                        int(x["slot"]),
-                        # GPUs its buyer resold run the new buyers' leases instead.
-                        int(x["gpus"]) - int(x.get("resold_gpus", 0)),
-                        start,
-                        start + step,
-                    )
+        params: dict[str, Any] = {"state": ["scheduled", "running"]}
+        if self.ahead_slots is not None:
+            params["slot_to"] = max(0, int(self.clock() - epoch) // step + self.ahead_slots)
+        for x in self.api.all_pages("/leases", **params):
+            if self.pools is not None and x["pool_id"] not in self.pools:
+                continue
+            start = epoch + int(x["slot"]) * step
+            out.append(
+                LeaseView(
+                    x["id"],
+                    x["order_id"],
+                    x["pool_id"],
+                    int(x["slot"]),
+                    # GPUs its buyer resold run the new buyers' leases instead.
+                    int(x["gpus"]) - int(x.get("resold_gpus", 0)),
+                    start,
+                    start + step,
                 )
+            )
         out.sort(key=lambda v: (v.order_id, v.pool_id, v.slot, v.id))
         return out
 
@@ -159,6 +182,7 @@ class ProviderAgent:
         energy_wh: int,
         final: bool,
         source: str,
+        run: Run | None = None,
     ) -> bool:
         """Post the reading of ``[start, end)`` in whole seconds; whether one was posted.
 
@@ -180,8 +204,30 @@ class ProviderAgent:
             "source": source,
             "final": final,
         }
+        if self.batch_readings and run is not None:
+            self._batch.append(({"lease_id": lease.id, **body}, run, lease.id))
+            return True
         self.api.post(f"/leases/{lease.id}/readings", json=body)
         return True
+
+    def _flush(self, summary: TickSummary) -> None:
+        """Send the tick's batched readings in one call; on an error the leases they would
+        have finished stay open, so the next tick reads them again."""
+        batch, self._batch = self._batch, []
+        before, self._read_before = self._read_before, {}
+        if not batch:
+            return
+        try:
+            self.api.post("/readings", json=[body for body, _, _ in batch])
+        except ClientError as err:
+            summary.errors.append(f"readings: {err}")
+            for run, read_to, energy_mj in before.values():
+                run.read_to, run.energy_mj = read_to, energy_mj
+            for body, run, lease_id in batch:
+                if body["final"]:
+                    run.finished.discard(lease_id)
+                summary.readings -= 1
+                summary.finals -= int(body["final"])
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -215,6 +261,8 @@ class ProviderAgent:
                 self._advance(run, now, known, summary)
             except ClientError as err:
                 summary.errors.append(f"run {run.id}: {err}")
+        self._flush(summary)
+        for run in list(self.runs.values()):
             if not run.open_leases() and (
                 run.job is None or run.job.state not in (JobState.RUNNING, JobState.PENDING)
             ):
@@ -226,11 +274,8 @@ class ProviderAgent:
         for x in new:
             if (
                 blocks
-                and (blocks[-1][-1].order_id, blocks[-1][-1].pool_id)
-                == (
-                    x.order_id,
-                    x.pool_id,
-                )
+                and (blocks[-1][-1].order_id, blocks[-1][-1].pool_id, blocks[-1][-1].gpus)
+                == (x.order_id, x.pool_id, x.gpus)
                 and blocks[-1][-1].slot + 1 == x.slot
             ):
                 blocks[-1].append(x)
@@ -265,7 +310,8 @@ class ProviderAgent:
                     self._fail(x, job.detail, summary)
                     run.finished.add(x.id)
                 continue
-            run.meter_token = self.meter.start(job.devices, gpus, now)
+            run.meter = self.meters.get(run.pool_id, self.meter)
+            run.meter_token = run.meter.start(job.devices, gpus, now)
             summary.started += 1
             log.info("run %s started (%s GPUs, %s s): job %s", run_id, gpus, seconds, job.native_id)
 
@@ -323,7 +369,8 @@ class ProviderAgent:
         if not due or (not finals and not failed and upto - run.read_to < self.reading_interval_s):
             self._fail_rest(run, job, failed, summary)
             return
-        energy_now = self.meter.energy_mj(run.meter_token, min(now, use_to or now))
+        meter = run.meter or self.meter
+        energy_now = meter.energy_mj(run.meter_token, min(now, use_to or now))
         if ended and job.energy_j is not None:
             energy_now = max(energy_now, job.energy_j * 1000.0)
         energy = max(0.0, energy_now - run.energy_mj)
@@ -338,15 +385,17 @@ class ProviderAgent:
         total_gpu_s = sum(p[3] for p in pieces)
         for x, lo, hi, gpu_s, final in pieces:
             share = gpu_s / total_gpu_s if total_gpu_s else 0.0
-            source = str(self.meter.source)
+            source = str(meter.source)
             if ended and job.energy_j is not None:
                 source = str(ReadingSource.SLURM)  # the cluster's accounting has the last word
-            if not self._post_reading(x, lo, hi, gpu_s, wh(energy * share), final, source):
+            if not self._post_reading(x, lo, hi, gpu_s, wh(energy * share), final, source, run):
                 continue
             summary.readings += 1
             if final:
                 run.finished.add(x.id)
                 summary.finals += 1
+        if self.batch_readings:
+            self._read_before.setdefault(run.id, (run, run.read_to, run.energy_mj))
         run.read_to = upto
         run.energy_mj = energy_now
         self._fail_rest(run, job, failed, summary)

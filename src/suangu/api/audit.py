@@ -107,6 +107,8 @@ ACTIONS: Mapping[tuple[str, str], Spec] = {
         ("lease_state",),
         unless_old=True,
     ),
+    # A batch of readings (the request is their list): one entry with what it recorded.
+    ("POST", "/readings"): Spec("reading.batch", "readings", (), ("recorded", "settled")),
     ("POST", "/leases/{lease_id}/fail"): Spec("lease.fail", "lease:{lease_id}", (), ("state",)),
     ("POST", "/agents/heartbeat"): Spec(
         "agent.heartbeat",

@@ -452,6 +452,21 @@ class ReadingIn(Request):
     final: bool = False
 
 
+class LeaseReadingIn(ReadingIn):
+    """A reading of one of the provider's leases in a batch (``POST /readings``)."""
+
+    lease_id: Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class ReadingsOut(Response):
+    """What a batch of readings did."""
+
+    #: Readings stored (a reading sent before, same agent and id, is not stored again).
+    recorded: int
+    #: Orders settled on the ledger because the batch finished their last leases.
+    settled: int
+
+
 class ReadingOut(Response):
     id: str
     lease_id: str

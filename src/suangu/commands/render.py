@@ -34,8 +34,9 @@ def demo_header(scenario: Scenario, n_orders: int, path: Path) -> None:
         "gives them API keys, providers list sites, pools and offers, buyers deposit money and "
         "submit orders as they come. Every hour the server's clearing loop clears the next "
         f"{scenario.lookahead} hours (one price per pool and hour) and holds the buyers' money; "
-        "a built-in simulated provider meters each lease when its hour ends, and the ledger "
-        "settles it (payment, provider payout, exchange fee) with green certificates and CO2.\n"
+        "each provider's agent talks to the API like a real one: it runs its leases on a "
+        "simulated executor, sends their meter readings when their hour ends, and the ledger "
+        "settles them (payment, provider payout, exchange fee) with green certificates and CO2.\n"
         f"[dim]Database: {escape(str(path))} (SQLite). Sites and latencies come from public "
         "data; providers, capacities and prices are made up; orders are derived from a real "
         "GPU cluster trace (hubs) or hand-made (east-west); the weather is modelled.[/]"
@@ -108,13 +109,15 @@ def print_demo(report: DemoReport, path: Path) -> None:
     money = Table(title="Money (yuan), energy and checks", title_justify="left", show_header=False)
     money.add_column("what")
     money.add_column("value", justify="right")
+    money.add_row("welfare (value to buyers - sellers' reserves)", yuan(report.welfare_fen))
     money.add_row("buyer deposits", yuan(st.money.get("deposit", 0)))
-    money.add_row("buyer spend (metered)", yuan(st.money.get("lease_payment", 0)))
+    # The dashboard's figures under its labels (suangu.web.stats.MarketStats).
+    money.add_row("buyer spend (metered)", yuan(st.buyer_spend_fen))
     money.add_row("provider revenue (after fee)", yuan(st.money.get("provider_payout", 0)))
     money.add_row("exchange fees", yuan(st.money.get("exchange_fee", 0)))
     if report.transfer_charged_fen:
         money.add_row(
-            f"data transfer charges ({report.transfer_gb:,.0f} GB over links; in spend)",
+            f"data transfer charges ({report.transfer_gb:,.0f} GB over links; on top of spend)",
             yuan(report.transfer_charged_fen),
         )
     e = report.energy
@@ -130,11 +133,11 @@ def print_demo(report: DemoReport, path: Path) -> None:
     money.add_row("ledger balanced", balanced)
     t = report.timings
     money.add_row(
-        "run time (setup / orders / clearing / metering)",
+        "run time, CPU (setup / orders / clearing / metering)",
         f"{t.get('total_s', 0):.1f} s, {t.get('cpu_s', 0):.1f} s CPU "
-        f"({t.get('setup_s', 0) + t.get('energy_model_s', 0):.1f}"
-        f" / {t.get('orders_s', 0):.1f} / {t.get('clearing_s', 0):.1f} / "
-        f"{t.get('metering_s', 0):.1f})",
+        f"({t.get('setup_cpu_s', 0) + t.get('energy_model_cpu_s', 0):.1f}"
+        f" / {t.get('orders_cpu_s', 0):.1f} / {t.get('clearing_cpu_s', 0):.1f} / "
+        f"{t.get('metering_cpu_s', 0):.1f})",
     )
     console.print(money)
     if not report.ledger_balanced:

@@ -432,6 +432,103 @@ def trace_orders(
     return trace_week(scenario, path=path, seed=seed, days=days, load=load).stream
 
 
+#: The demo week (:func:`demo_week`): the trace's jobs at this load ...
+DEMO_TRACE_LOAD = 0.75
+#: ... plus this many large-model training runs (gang orders) a day ...
+GANG_PER_DAY = 3.0
+#: ... of these GPUs (weights), one NVIDIA training class at one site ...
+GANG_GPUS: dict[int, float] = {64: 0.55, 128: 0.35, 256: 0.10}
+#: ... for this many contiguous hours (the clearing's look-ahead bounds a gang's run) ...
+GANG_HOURS = (12, 24)
+#: ... with this share firm (the rest flexible).
+GANG_FIRM_SHARE = 1 / 3
+#: Training needs a large-memory NVIDIA class at least as fast as the A800.
+TRAINING_CLASSES = frozenset(
+    c
+    for c in BIG_MEMORY
+    if CATALOGUE[c].vendor == "NVIDIA"
+    and CATALOGUE[c].fp16_dense_tflops >= CATALOGUE[REFERENCE_CLASS].fp16_dense_tflops
+)
+
+
+def demo_week(scenario: Scenario, *, seed: int = 0, days: int = 7) -> OrderStream:
+    """The demo's week: the three order kinds in the shares a GPU cloud sees, from the trace.
+
+    * **batch** (screening, fine-tuning, data processing): the trace-derived orders
+      (:func:`trace_week` at :data:`DEMO_TRACE_LOAD`), divisible across slots and pools;
+    * **service** (inference): the trace's interactive pods (``LS``, latency-bound to the
+      buyer's home) become service orders: their GPUs in every slot of a window of the pod's
+      duration from submission (``gpu_hours: 0``), no input data, firm;
+    * **gang** (large-model training): :data:`GANG_PER_DAY` runs a day (Poisson), each
+      64, 128 or 256 GPUs (:data:`GANG_GPUS`) of one :data:`TRAINING_CLASSES` class at one
+      site for 12-24 contiguous hours (a run must fit in the clearing's 24-hour look-ahead,
+      so a longer training is bought as consecutive runs; the hub scenario's largest pool
+      has 384 GPUs), released when submitted with 12-36 hours of slack, a limit of
+      ``9.00 yuan x lognormal(median 1.35, sigma 0.10)`` per GPU-hour, a training set of
+      ``lognormal(median 500 GB, sigma 0.6)`` to move, a third of them firm.
+
+    Deterministic for a (scenario, seed, days); gangs draw from their own random stream."""
+    week = trace_week(scenario, seed=seed, days=days, load=DEMO_TRACE_LOAD)
+    grid = scenario.grid
+    n_slots = max(1, days * 24 // grid.slot_hours)
+    orders: list[StreamOrder] = []
+    firm = set(week.firm)
+    for so in week.stream.orders:
+        o = so.order
+        if o.id in week.interactive:
+            duration = max(1, o.gpu_hours // (o.gpus * grid.slot_hours))
+            o = Order(
+                id=o.id,
+                buyer_id=o.buyer_id,
+                kind=OrderKind.SERVICE,
+                gpus=o.gpus,
+                release_slot=o.release_slot,
+                deadline_slot=o.release_slot + duration,
+                limit_fen=o.limit_fen,
+                gpu_classes=o.gpu_classes,
+                regions=o.regions,
+                home=o.home,
+                max_latency_ms=o.max_latency_ms,
+            )
+        orders.append(StreamOrder(o, so.submit_slot))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, TRACE_VERSION, 10]))
+    homes = home_regions(scenario)
+    names, weights = list(homes), np.array(list(homes.values()))
+    sizes, size_w = list(GANG_GPUS), np.array(list(GANG_GPUS.values()))
+    n = int(rng.poisson(GANG_PER_DAY * days))
+    submit = np.sort(rng.integers(0, n_slots, n))
+    for i in range(n):
+        home = names[int(rng.choice(len(names), p=weights))]
+        gpus = int(sizes[int(rng.choice(len(sizes), p=size_w))])
+        duration = int(rng.integers(GANG_HOURS[0], GANG_HOURS[1] + 1)) // grid.slot_hours
+        duration = max(1, min(duration, scenario.lookahead))
+        slack = int(rng.integers(12, 37)) // grid.slot_hours
+        release = int(submit[i])
+        order_id = f"g{i + 1:04d}"
+        order = Order(
+            id=order_id,
+            buyer_id=f"{_SHORT.get(home, home)}-{int(rng.integers(1, BUYERS_PER_HOME + 1)):02d}",
+            kind=OrderKind.GANG,
+            gpus=gpus,
+            release_slot=release,
+            deadline_slot=release + duration + slack,
+            limit_fen=max(1, round(REFERENCE_FEN * float(rng.lognormal(math.log(1.35), 0.10)))),
+            duration_slots=duration,
+            gpu_classes=TRAINING_CLASSES,
+            home=home,
+            data_gb=int(min(50_000, max(1, round(float(rng.lognormal(math.log(500), 0.6)))))),
+        )
+        if rng.random() < GANG_FIRM_SHARE:
+            firm.add(order_id)
+        orders.append(StreamOrder(order, release))
+    orders.sort(key=lambda so: (so.submit_slot, so.order.id))
+    source = (
+        f"{week.stream.source}; batch, service (interactive) and gang (training) orders, "
+        f"demo week seed {seed}"
+    )
+    return OrderStream(source, tuple(orders), frozenset(firm))
+
+
 def load_hub_scenario(hours: int | None = None) -> Scenario:
     """The packaged ten-hub East-Data-West-Compute scenario (``hours`` overrides its span)."""
     with resources.as_file(resources.files("suangu") / HUB_SCENARIO) as p:
@@ -445,6 +542,7 @@ __all__ = [
     "Trace",
     "TracePod",
     "TraceWeek",
+    "demo_week",
     "home_regions",
     "load_hub_scenario",
     "read_pods",

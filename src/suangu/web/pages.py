@@ -97,10 +97,7 @@ def _cards(st: MarketStats, lang: str, public: bool) -> str:
         cards += [
             # Posted from the holds: metered use, plus data transfer charges passed on to the
             # exchange's network account (so spend = revenue + fees).
-            _card(
-                t(lang, "spend"),
-                _yuan(st.money.get("lease_payment", 0) - st.money.get("data_transfer", 0)),
-            ),
+            _card(t(lang, "spend"), _yuan(st.buyer_spend_fen)),
             _card(t(lang, "revenue"), _yuan(st.money.get("provider_payout", 0))),
             _card(t(lang, "fees"), _yuan(st.money.get("exchange_fee", 0))),
             _card(t(lang, "transfer"), _yuan(st.money.get("data_transfer", 0))),

@@ -118,6 +118,13 @@ class MarketStats:
     def orders_total(self) -> int:
         return sum(sum(by.values()) for by in self.orders.values())
 
+    @property
+    def buyer_spend_fen(self) -> int:
+        """What buyers paid for metered use: posted lease payments less the data transfer
+        charges posted with them (those pass on to the exchange's network account), so that
+        buyer spend = provider revenue + exchange fees."""
+        return self.money.get("lease_payment", 0) - self.money.get("data_transfer", 0)
+
     def orders_with(self, status: str) -> int:
         return sum(by.get(status, 0) for by in self.orders.values())
 

@@ -407,6 +407,21 @@ RULES: dict[tuple[str, str], Rule] = {
             }
         },
     ),
+    ("POST", "/readings"): Rule(
+        201,
+        {PROV: OWN},
+        body=lambda t: {
+            "json": [
+                {
+                    "lease_id": t.lease(),
+                    "id": fresh("r"),
+                    "interval_start": t.api.clock.now() - 30,
+                    "interval_end": t.api.clock.now() - 29,
+                    "gpu_seconds": 1,
+                }
+            ]
+        },
+    ),
     ("POST", "/leases/{lease_id}/fail"): Rule(
         200, {PROV: OWN}, lambda t: {"lease_id": t.fresh_lease()}
     ),

@@ -436,5 +436,5 @@ def test_bad_market_ranges(world: Api, query: str, field: str) -> None:
 
 
 def test_bad_list_filters(world: Api) -> None:
-    assert_problem(world.call("GET", "/leases?state=lost", "op"), 422, "query.state")
+    assert_problem(world.call("GET", "/leases?state=lost", "op"), 422, "query.state[0]")
     assert_problem(world.call("GET", "/orders?status=won", "op"), 422, "query.status")

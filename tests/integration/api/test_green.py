@@ -99,7 +99,7 @@ def test_certificates_and_statements_balance_with_metering_and_ledger(api: Api) 
     _order(api, "ord-a", "buy-a")
     r = api.call("POST", "/clearings", "op", json={"id": "clr-1"})
     assert r.status_code == 201 and r.json()["n_allocations"] >= 1, r.text
-    leases = api.call("GET", "/leases?order_id=ord-a", "prov-a").json()["items"]
+    leases = api.call("GET", "/leases?order_id=buy-a~ord-a", "prov-a").json()["items"]
     assert len(leases) >= 2  # one measured, one nominal below
     last = max(x["slot"] for x in leases)
     api.clock.set(EPOCH + (last + 1) * HOUR + 30)
@@ -318,7 +318,7 @@ def _cleared_leases(api: Api, order_id: str) -> list[dict[str, Any]]:
     _order(api, order_id, "buy-a", release_slot=now, deadline_slot=now + 4)
     r = api.call("POST", "/clearings", "op", json={"id": f"clr-{order_id}"})
     assert r.status_code == 201, r.text
-    items = api.call("GET", f"/leases?order_id={order_id}", "prov-a").json()["items"]
+    items = api.call("GET", f"/leases?order_id=buy-a~{order_id}", "prov-a").json()["items"]
     assert len(items) >= 2, items
     return sorted(items, key=lambda x: x["slot"])
 

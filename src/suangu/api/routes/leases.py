@@ -7,9 +7,9 @@ order settles it on the ledger. A provider that cannot run a lease marks it fail
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,14 +20,18 @@ from suangu.api.green import book_energy, energy_model
 from suangu.api.idempotency import fingerprint, run_write
 from suangu.api.routes._common import Ctx, Cursor, IdemKey, Limit
 from suangu.api.services import (
+    FinalReading,
     ensure_accounts,
     fail_lease,
     fee_bp,
     lease_out,
+    meter_final,
     provider_ids,
     record_reading,
+    settle_done_orders,
 )
 from suangu.core import billing
+from suangu.core.errors import ValidationError
 from suangu.store.errors import NotFound
 from suangu.store.models import LeaseRow, LeaseState, Role
 from suangu.store.repositories import Clearings, Lease, Meters, lease_record
@@ -59,12 +63,16 @@ def list_leases(
     who: Anyone,
     ctx: Ctx,
     order_id: str | None = None,
-    state: LeaseState | None = None,
+    state: Annotated[list[LeaseState] | None, Query()] = None,
+    slot_to: Annotated[int | None, Query(ge=0, le=2**31)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The caller's leases (operators and auditors: all), by slot, one page read from the
-    database (keyset pagination: ``limit`` rows, whatever the number of leases)."""
+    database (keyset pagination: ``limit`` rows, whatever the number of leases). ``state``
+    may be given more than once (``?state=scheduled&state=running``: an agent's open
+    leases in one call); ``slot_to``: only leases of slots up to it (inclusive), what an
+    agent needs to start its next runs."""
     q = select(LeaseRow).order_by(
         LeaseRow.slot, LeaseRow.order_id, LeaseRow.pool_id, LeaseRow.clearing_id
     )
@@ -72,8 +80,10 @@ def list_leases(
         q = q.where(LeaseRow.buyer_id == who.member_id)
     elif who.role is Role.PROVIDER:
         q = q.where(LeaseRow.provider_id == who.member_id)
-    if state is not None:
-        q = q.where(LeaseRow.state == str(state))
+    if state:
+        q = q.where(LeaseRow.state.in_(sorted({str(x) for x in state})))
+    if slot_to is not None:
+        q = q.where(LeaseRow.slot <= slot_to)
     with ctx.db.session_scope(write=False) as s:
         if order_id is not None:  # a stored id, or the buyer's plain name of its order
             q = q.where(LeaseRow.order_id == ids.order_id(s, who, order_id))
@@ -152,6 +162,76 @@ def post_reading(
         return (201 if out["new"] else 200), out
 
     return run_write(ctx, who, key, fingerprint("POST", request.url.path, body), work)
+
+
+#: Most readings in one ``POST /readings``.
+MAX_READINGS = 5000
+
+
+@router.post("/readings", status_code=201, response_model=schemas.ReadingsOut)
+def post_readings(
+    body: list[schemas.LeaseReadingIn],
+    request: Request,
+    who: Provider,
+    ctx: Ctx,
+    key: IdemKey = None,
+) -> JSONResponse:
+    """Many readings of the provider's leases in one transaction: what an agent that meters
+    every lease of a slot sends at the slot's end. The same rules as
+    ``POST /leases/{id}/readings`` for each (a reading id sent before is not counted again; a
+    final reading completes its lease), then every order whose leases of a clearing are all
+    final is settled, in one ledger call. All or nothing: one bad reading refuses the batch
+    and the error names it (``body[i]``, counting the final readings apart)."""
+    if len(body) > MAX_READINGS:
+        raise ValidationError(
+            f"{len(body)} readings in one batch", field="body", fix=f"send at most {MAX_READINGS}"
+        )
+    now = ctx.now()
+    ids = sorted({x.lease_id for x in body})
+    with ctx.db.session_scope(write=False) as s:
+        orders = set(s.scalars(select(LeaseRow.order_id).where(LeaseRow.id.in_(ids))))
+        providers: set[str | None] = set(
+            s.scalars(
+                select(LeaseRow.provider_id).where(LeaseRow.order_id.in_(sorted(orders))).distinct()
+            )
+        )
+        siblings = list(s.scalars(select(LeaseRow.id).where(LeaseRow.order_id.in_(sorted(orders)))))
+    model = energy_model(request)
+    payees = [billing.new_provider_account(p) for p in sorted(p for p in providers if p)]
+    ensure_accounts(ctx.ledger, billing.new_exchange_accounts() + payees, now)
+
+    def work(s: Session) -> tuple[int, dict[str, Any]]:
+        fee = fee_bp(s, ctx.settings.default_fee_bp)
+        recorded = settled = 0
+        for i, x in enumerate(body):
+            if x.final:
+                continue
+            try:
+                lease = _lease(s, who, x.lease_id)
+            except NotFound:
+                raise NotFound(
+                    f"no lease {x.lease_id!r}", field=f"body[{i}].lease_id", fix="list your leases"
+                ) from None
+            out = record_reading(s, ctx.ledger, lease, x, who.member_id, fee, now, ctx.settings)
+            recorded += int(out["new"])
+        finals = [FinalReading(x.lease_id, x) for x in body if x.final]
+        n, groups = meter_final(s, who.member_id, finals, now, ctx.settings)
+        recorded += n
+        settled += settle_done_orders(s, ctx.ledger, groups, fee, now)
+        if settled:  # the settled leases' certificates and carbon, as one reading's route
+            book_energy(
+                s,
+                ctx.ledger,
+                model,
+                ctx.settings.grid,
+                now,
+                siblings,
+                limit=max(500, len(siblings)),
+            )
+        return 201, {"recorded": recorded, "settled": settled}
+
+    data = [x.model_dump(mode="json") for x in body]
+    return run_write(ctx, who, key, fingerprint("POST", request.url.path, data), work)
 
 
 @router.post("/leases/{lease_id}/fail", response_model=schemas.LeaseOut)
