@@ -271,7 +271,7 @@ def _reading(lease: LeaseRow, *, final: bool, part: int = 1) -> dict[str, Any]:
     start = GRID.slot_start(lease.slot)
     end = start + SETTINGS.slot_seconds * part // 4
     return {
-        "id": f"r-{lease.order_id}-{lease.slot}-{part}",
+        "id": f"r-{lease.order_id.replace('~', '-')}-{lease.slot}-{part}",
         "interval_start": start,
         "interval_end": end,
         "gpu_seconds": lease.gpus * (end - start) * 9 // 10,
@@ -391,7 +391,9 @@ def test_kill_9_during_clearing_and_settlement(database_url: str, tmp_path: Path
         )
         leases = x.leases()
         orders = sorted({row.order_id for row in leases})
-        assert orders == [f"ord-{i}" for i in range(N_ORDERS)], orders
+        assert orders == sorted(  # stored per member: <buyer>~<id>
+            f"buyer-{i % N_BUYERS}~ord-{i}" for i in range(N_ORDERS)
+        ), orders
         assert x.scalar(select(func.count()).select_from(ClearingRow)) == 2
         x.check_ledger()
 

@@ -52,7 +52,7 @@ def test_served_in_full_or_not_at_all(market: Api) -> None:  # noqa: F811
     assert _got(market, "buy-a", "a-1") == 0
     assert _got(market, "buy-a", "a-2") == 16
     status = {o["id"]: o["status"] for o in market.call("GET", "/orders", "buy-a").json()["items"]}
-    assert status == {"a-1": "open", "a-2": "cleared"}
+    assert status == {"buy-a~a-1": "open", "buy-a~a-2": "cleared"}
     clearing = market.call("GET", "/clearings/clr-con", "op").json()
     assert "a-1" in clearing["message"], clearing["message"]
 

@@ -121,7 +121,7 @@ def test_protection_keeps_a_captive_firm_order(backend: tuple[str, Any]) -> None
     assert status["firm-1"] == "cleared" and status["firm-2"] == "cleared"
     assert status["flex-1"] == "partially"  # it got site-b, and site-a's slot 100 was firm-1's
     firm = api.call("GET", "/clearings/c1-firm", "op").json()
-    assert {a["order_id"] for a in firm["allocations"]} == {"firm-1"}
+    assert {a["order_id"] for a in firm["allocations"]} == {"team~firm-1"}
     main = api.call("GET", "/clearings/c1", "op").json()
     # site-a was held back after slot 100: the flexible order got none of it
     assert all(a["pool_id"] == "site-b-h100" for a in main["allocations"])

@@ -23,8 +23,8 @@ def test_an_interruptible_order_from_yaml(served: Served, tmp_path: Path) -> Non
     assert r.exit_code == 0, r.output
     r = served.run("buy-a", "order", "list", "--json")
     mine = {o["id"]: o for o in json.loads(r.stdout)}
-    assert mine["cli-spot"]["interruptible"] is True
-    assert mine["ord-buy-a"]["interruptible"] is False
+    assert mine["buy-a~cli-spot"]["interruptible"] is True
+    assert mine["buy-a~ord-buy-a"]["interruptible"] is False
     gang = tmp_path / "gang.yaml"
     gang.write_text(
         "orders:\n"

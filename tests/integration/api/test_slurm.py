@@ -232,7 +232,9 @@ def test_a_checkpoint_signal_reaches_the_payload_through_slurm(
     }  # fmt: skip
     assert api.call("POST", "/orders", "buy-a", json=body).status_code == 201
     assert api.call("POST", "/clearings", "op", json={"id": "clr-ck"}).status_code == 201
-    (lease,) = api.call("GET", "/leases", "op", params={"order_id": "ck-slurm"}).json()["items"]
+    (lease,) = api.call("GET", "/leases", "op", params={"order_id": "buy-a~ck-slurm"}).json()[
+        "items"
+    ]
     agent = agent_for(api, tmp_path / "runs")
     start = EPOCH + lease["slot"] * 3600
     api.clock.set(start + 60)
