@@ -24,7 +24,7 @@ def test_an_interruptible_order_from_yaml(served: Served, tmp_path: Path) -> Non
     r = served.run("buy-a", "order", "list", "--json")
     mine = {o["id"]: o for o in json.loads(r.stdout)}
     assert mine["buy-a~cli-spot"]["interruptible"] is True
-    assert mine["buy-a~ord-buy-a"]["interruptible"] is False
+    assert mine["ord-buy-a"]["interruptible"] is False  # made in the store: a plain id
     gang = tmp_path / "gang.yaml"
     gang.write_text(
         "orders:\n"
